@@ -1,0 +1,121 @@
+"""Builds the ``jobpilot`` Celery app; its configuration comes from the settings.
+
+Importing this module creates the app object and nothing else: the settings are
+read when Celery first needs its configuration (``app.add_defaults`` is lazy),
+so a bad variable surfaces as one ``settings: VAR: problem`` line at start, not
+as an import error.
+"""
+
+from __future__ import annotations
+
+import pkgutil
+import ssl
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+
+from worker import routing
+from worker.settings import Settings, SettingsError, load_settings
+
+TASKS_PACKAGE = "worker.tasks"
+DEADLETTER_TRANSPORT = "worker.deadletters.transport:Transport"
+DEADLETTER_CONSUMER = "worker.deadletters.consumer:DeadLetteringConsumer"
+
+app = Celery("jobpilot", task_cls="worker.base_task:JobpilotTask")
+
+
+def task_modules() -> list[str]:
+    """Every module under ``worker/tasks``: a new domain module needs no registration."""
+    path = Path(__file__).with_name("tasks")
+    return [f"{TASKS_PACKAGE}.{m.name}" for m in pkgutil.iter_modules([str(path)])]
+
+
+def tls_options(settings: Settings) -> dict[str, Any] | None:
+    """Certificate-verifying TLS for ``rediss://``, or None for plaintext.
+
+    Set explicitly because kombu applies its TLS default only when the transport
+    name is literally ``rediss``, and ours is a subclass registered by path.
+    """
+    if not settings.broker_url.startswith("rediss://"):
+        return None
+    options: dict[str, Any] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    if settings.redis_tls_ca_file:
+        options["ssl_ca_certs"] = settings.redis_tls_ca_file
+    return options
+
+
+def transport_options(settings: Settings) -> dict[str, Any]:
+    """kombu Redis channel options, plus the dead-letter limits our channel reads."""
+    options: dict[str, Any] = {
+        "visibility_timeout": settings.broker_visibility_timeout,
+        "jobpilot_max_message_bytes": settings.max_message_bytes,
+        "jobpilot_deadletter_max": settings.deadletter_max,
+        "jobpilot_deadletter_max_bytes": settings.deadletter_max_bytes,
+    }
+    if settings.broker_key_prefix:
+        options["global_keyprefix"] = settings.broker_key_prefix
+    return options
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """The Celery settings derived from ours; a pure function, for tests too."""
+    tls = tls_options(settings)
+    config: dict[str, Any] = {
+        "broker_url": settings.broker_url,
+        "result_backend": settings.result_backend,
+        "broker_transport": DEADLETTER_TRANSPORT,
+        "broker_transport_options": transport_options(settings),
+        "result_backend_transport_options": (
+            {"global_keyprefix": settings.broker_key_prefix} if settings.broker_key_prefix else {}
+        ),
+        "broker_connection_retry_on_startup": True,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "event_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_retry_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_soft_time_limit": settings.task_soft_time_limit,
+        "task_time_limit": settings.task_time_limit,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "worker_direct": True,
+        # Running tasks get up to their hard limit to finish on a warm shutdown.
+        "worker_soft_shutdown_timeout": settings.task_time_limit,
+        "task_ignore_result": True,
+        "result_expires": settings.result_expires,
+        "task_queues": routing.declared_queues(),
+        "task_default_queue": routing.DEFAULT_QUEUE,
+        "task_routes": (routing.route_task,),
+        "task_create_missing_queues": True,
+        "worker_max_tasks_per_child": settings.worker_max_tasks_per_child,
+        "worker_consumer": DEADLETTER_CONSUMER,
+        "worker_hijack_root_logger": False,
+        "worker_send_task_events": False,
+        "jobpilot_settings": settings,
+    }
+    if tls is not None:
+        config["broker_use_ssl"] = tls
+        config["redis_backend_use_ssl"] = tls
+    return config
+
+
+def settings_of(celery_app: Celery) -> Settings:
+    """The frozen settings the app was configured with."""
+    settings: Settings = celery_app.conf.jobpilot_settings
+    return settings
+
+
+def _configure() -> dict[str, Any]:
+    try:
+        return celery_config(load_settings())
+    except SettingsError as exc:
+        # One line and a non-zero exit, whoever triggered the configuration.
+        raise SystemExit(str(exc)) from None
+
+
+app.add_defaults(_configure)
+app.autodiscover_tasks(task_modules, related_name=None)

@@ -1,0 +1,1 @@
+"""The async database bridge. Importing this package imports no database driver."""

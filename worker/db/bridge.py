@@ -1,0 +1,85 @@
+"""Run async SQLAlchemy (asyncpg, aiosqlite) from sync Celery tasks.
+
+Usage, inside a task body::
+
+    from worker.db.bridge import run_async, session_for
+
+    async def work() -> int:
+        async with session_for(url) as session:
+            ...
+    return run_async(work())
+
+Every SQLAlchemy and driver import is deferred to the first call: the pool
+processes of a worker that never runs a database task never load them, and
+neither does the main process (a readiness check imports its driver lazily).
+
+Engine lifetime: one engine per (pool process, URL), with ``NullPool``.
+``asyncio.run`` makes a new event loop per task, and an asyncpg connection is
+bound to the loop that opened it, so pooled connections cannot outlive a task;
+NullPool opens one per session and closes it before the loop ends, which also
+means no connection can leak between tasks. Keeping the engine itself saves
+what is per engine: building the dialect and its first-connect initialisation
+(server version, encodings). Measured with ``bench/db_engine.py`` on this
+machine against local Postgres: 2.9 ms per task with a cached engine, 5.3 ms
+with an engine created and disposed per task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+T = TypeVar("T")
+
+_engines: dict[tuple[int, str], AsyncEngine] = {}
+_instrumentation_hooks: list[Any] = []
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to completion on a fresh event loop, from sync code."""
+    return asyncio.run(coro)
+
+
+# The name the design documents use for the bridge.
+_run_async = run_async
+
+
+def on_first_engine(hook: Any) -> None:
+    """Call ``hook(engine)`` for each engine this process builds (tracing uses it)."""
+    _instrumentation_hooks.append(hook)
+
+
+def engine_for(url: str) -> AsyncEngine:
+    """This process's engine for ``url``; built on first use, never inherited through fork."""
+    key = (os.getpid(), url)
+    engine = _engines.get(key)
+    if engine is None:
+        # Deferred on purpose: see the module docstring.
+        from sqlalchemy.ext.asyncio import create_async_engine
+        from sqlalchemy.pool import NullPool
+
+        engine = create_async_engine(url, poolclass=NullPool)
+        for hook in _instrumentation_hooks:
+            hook(engine)
+        _engines[key] = engine
+    return engine
+
+
+@asynccontextmanager
+async def session_for(url: str) -> AsyncIterator[AsyncSession]:
+    """A session whose transaction commits on success and rolls back on error."""
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    async with AsyncSession(engine_for(url), expire_on_commit=False) as session, session.begin():
+        yield session
+
+
+def forget_engines() -> None:
+    """Drop cached engines (tests that change DATABASE_URL call this)."""
+    _engines.clear()

@@ -1,0 +1,89 @@
+"""kombu's Redis transport with a channel that validates every popped item.
+
+Registered with Celery's ``broker_transport`` setting, so ``kombu.Connection``
+uses it for ordinary ``redis://`` and ``rediss://`` URLs. An item that fails
+:func:`~worker.deadletters.validation.judge` is moved to the dead-letter list
+as read and never reaches kombu's ``Message``.
+
+``_brpop_read`` and ``_get`` are private kombu methods, copied from kombu 5.7
+with one change each (validation before delivery). kombu is pinned to 5.7.x in
+``pyproject.toml`` and the real-worker tests cover both paths.
+"""
+
+from __future__ import annotations
+
+from queue import Empty
+from typing import Any
+
+from kombu.transport import redis as kombu_redis
+from kombu.utils.encoding import bytes_to_str
+
+from worker.deadletters.validation import is_control_queue, judge
+from worker.deadletters.writer import DeadLetterWriter
+
+DEFAULT_MAX_MESSAGE_BYTES = 1_048_576
+
+
+class Channel(kombu_redis.Channel):
+    _deadletters: DeadLetterWriter | None = None
+
+    @property
+    def max_message_bytes(self) -> int:
+        options = self.connection.client.transport_options
+        return int(options.get("jobpilot_max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES))
+
+    @property
+    def deadletters(self) -> DeadLetterWriter:
+        if self._deadletters is None:
+            self._deadletters = DeadLetterWriter.for_connection(self.connection.client)
+        return self._deadletters
+
+    def _accept(self, queue: str, item: bytes) -> dict[str, Any] | None:
+        """The parsed envelope to deliver, or None once the item is dead-lettered."""
+        verdict = judge(item, self.max_message_bytes, task_message=not is_control_queue(queue))
+        if verdict.payload is not None:
+            return verdict.payload
+        assert verdict.reason is not None
+        self.deadletters.write(queue, verdict.reason, verdict.task, verdict.id, item)
+        return None
+
+    def _brpop_read(self, **options: Any) -> bool:
+        try:
+            try:
+                dest__item = self.client.parse_response(self.client.connection, "BRPOP", **options)
+            except self.connection_errors:
+                # if there's a ConnectionError, disconnect so the next
+                # iteration will reconnect automatically.
+                self.client.connection.disconnect()
+                raise
+            if dest__item:
+                dest, item = dest__item
+                dest = bytes_to_str(dest).rsplit(self.sep, 1)[0]
+                self._queue_cycle.rotate(dest)
+                payload = self._accept(dest, item)
+                if payload is not None:
+                    self.connection._deliver(payload, dest)
+                return True
+            else:
+                raise Empty()
+        finally:
+            self._in_poll = None  # type: ignore[assignment]
+            self._flush_brpop_reauth()
+
+    def _get(self, queue: str, timeout: Any = None) -> dict[str, Any]:
+        with self.conn_or_acquire() as client:
+            for pri in self.priority_steps:
+                item = client.rpop(self._q_for_pri(queue, pri))
+                if item:
+                    self._maybe_update_queues_expire(client, queue)
+                    payload = self._accept(queue, item)
+                    if payload is not None:
+                        return payload
+                    raise Empty()
+
+            self._maybe_update_queues_expire(client, queue)
+            raise Empty()
+
+
+class Transport(kombu_redis.Transport):
+    Channel = Channel

@@ -1,0 +1,98 @@
+"""Stores dead letters, logs them and announces them; shared by every interception point."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import deque
+from typing import Any
+
+import redis
+from celery import Celery
+from kombu.connection import Connection
+
+from worker.deadletters.records import (
+    DeadLetter,
+    Reason,
+    deadletter_key,
+    log_dead_lettered,
+    make_record,
+    message_dead_lettered,
+)
+from worker.deadletters.store import DeadLetterStore
+from worker.redis_client import redis_for
+
+logger = logging.getLogger("worker.deadletters")
+
+
+class DeadLetterWriter:
+    """Writes records to the broker's dead-letter list.
+
+    If the broker refuses the write (it may have gone down right after handing
+    us the item), the record waits in memory, capped like the list itself, and
+    is written before the next one: a dead letter is not dropped on a blip.
+    """
+
+    def __init__(self, store: DeadLetterStore) -> None:
+        self.store = store
+        self._pending: deque[DeadLetter] = deque(maxlen=store.max_records)
+
+    @classmethod
+    def for_connection(cls, connection: Connection) -> DeadLetterWriter:
+        options: dict[str, Any] = connection.transport_options or {}
+        store = DeadLetterStore(
+            redis_for(connection),
+            deadletter_key(options.get("global_keyprefix", "")),
+            int(options.get("jobpilot_deadletter_max", 10_000)),
+            int(options.get("jobpilot_deadletter_max_bytes", 67_108_864)),
+        )
+        return cls(store)
+
+    @classmethod
+    def for_app(cls, celery_app: Celery) -> DeadLetterWriter:
+        with celery_app.connection_for_read() as connection:
+            return cls.for_connection(connection)
+
+    def write(
+        self, queue: str, reason: Reason, task: str | None, task_id: str | None, raw: bytes | str
+    ) -> DeadLetter:
+        record = make_record(queue, reason, task, task_id, raw)
+        log_dead_lettered(record)
+        self._pending.append(record)
+        self.flush()
+        message_dead_lettered.send(sender=None, queue=queue, reason=reason.value)
+        return record
+
+    def write_message(self, message: Any, reason: Reason, task: str | None = None) -> DeadLetter:
+        """Dead-letter a kombu Message, storing the envelope kombu kept."""
+        raw = getattr(message, "_raw", None)
+        text = json.dumps(raw) if raw is not None else ""
+        headers = message.headers if isinstance(message.headers, dict) else {}
+        delivery_info = message.delivery_info if isinstance(message.delivery_info, dict) else {}
+        queue = str(delivery_info.get("routing_key") or "unknown")
+        task_id = headers.get("id")
+        name = task or headers.get("task")
+        return self.write(
+            queue,
+            reason,
+            name if isinstance(name, str) else None,
+            task_id if isinstance(task_id, str) else None,
+            text,
+        )
+
+    def flush(self) -> None:
+        while self._pending:
+            record = self._pending[0]
+            try:
+                self.store.push(record)
+            except redis.RedisError as exc:
+                logger.error(
+                    "could not store dead letter from %s (%s, id=%s): %s; %d held in memory",
+                    record.queue,
+                    record.reason,
+                    record.id or "-",
+                    type(exc).__name__,
+                    len(self._pending),
+                )
+                return
+            self._pending.popleft()

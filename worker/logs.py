@@ -1,0 +1,90 @@
+"""Log setup for every worker process: ``LOG_FORMAT=text`` or ``json``.
+
+Connected to Celery's ``setup_logging`` signal, so Celery leaves the root
+logger to us. JSON lines carry a fixed set of keys; ``extra`` data attached by
+Celery (which includes task arguments) is never written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+from celery._state import get_current_task
+from celery.exceptions import Reject
+
+TEXT_FORMAT = (
+    "%(asctime)s %(levelname)s %(processName)s[%(process)d] %(name)s: %(message)s%(task_suffix)s"
+)
+#: Attributes other modules may attach to records (e.g. trace ids) that JSON lines keep.
+CORRELATION_FIELDS = ("task_id", "task_name", "trace_id", "span_id")
+
+
+class TaskContextFilter(logging.Filter):
+    """Adds ``task_id``/``task_name`` of the task running in this process, if any."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        task = get_current_task()
+        request = getattr(task, "request", None) if task is not None else None
+        task_id = getattr(request, "id", None)
+        if task_id and not hasattr(record, "task_id"):
+            record.task_id = task_id
+            record.task_name = task.name
+        suffix = ""
+        if getattr(record, "task_id", None):
+            suffix = f" [task={record.task_name} id={record.task_id}"
+            trace_id = getattr(record, "trace_id", None)
+            if trace_id:
+                suffix += f" trace_id={trace_id} span_id={getattr(record, 'span_id', '')}"
+            suffix += "]"
+        record.task_suffix = suffix
+        return True
+
+
+class RejectedTaskFilter(logging.Filter):
+    """Drops Celery's traceback for ``Reject(requeue=False)``.
+
+    The main process logs the single dead-letter line for that message; the
+    pool's own warning would make it two, with a traceback.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name != "celery.app.trace" or not record.exc_info:
+            return True
+        exc = record.exc_info[1]
+        return not (isinstance(exc, Reject) and not exc.requeue)
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "process": record.process,
+            "message": record.getMessage(),
+        }
+        for field in CORRELATION_FIELDS:
+            value = getattr(record, field, None)
+            if value:
+                line[field] = value
+        if record.exc_info and record.exc_info[0] is not None:
+            line["exception"] = record.exc_info[0].__name__
+        return json.dumps(line, ensure_ascii=False)
+
+
+def configure_logging(level: str, fmt: str) -> None:
+    """Replace the root handlers with one stderr handler in the chosen format."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RejectedTaskFilter())
+    handler.addFilter(TaskContextFilter())
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)

@@ -1,0 +1,162 @@
+"""The worker's configuration: one frozen object, read from the environment once.
+
+Usage::
+
+    settings = load_settings()          # raises SettingsError on a bad value
+    settings.broker_url                 # CELERY_BROKER_URL, else REDIS_URL
+
+Nothing here runs at import. The Celery app reads the settings when it is first
+configured (see ``worker.celery_app``); every other function takes them as an
+argument instead of calling ``os.getenv``. A bad value is reported as exactly
+one line, ``settings: <VAR>: <problem>``, and the value itself is never echoed
+because it may hold a credential.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from worker.urls import redact_url
+
+BROKER_SCHEMES = ("redis://", "rediss://", "unix://")
+DATABASE_SCHEMES = ("postgresql+asyncpg://", "sqlite+aiosqlite://")
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./jobpilot.db"
+# Kombu's Redis visibility timeout must outlast the longest a message can be
+# legitimately unacked: a full hard time limit plus the longest retry countdown.
+VISIBILITY_MARGIN = 1.1
+
+PositiveInt = Annotated[int, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+
+
+class SettingsError(ValueError):
+    """A configuration value is unusable; ``str()`` is the one line to print."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"settings: {variable}: {problem}")
+        self.variable = variable
+        self.problem = problem
+
+
+class Settings(BaseSettings):
+    """Every knob of the worker, validated together. Field names are the variables."""
+
+    model_config = SettingsConfigDict(frozen=True, env_ignore_empty=True, extra="ignore")
+
+    redis_url: str = "redis://localhost:6379/0"
+    celery_broker_url: str | None = None
+    celery_result_backend: str | None = None
+    broker_key_prefix: str = ""
+    broker_visibility_timeout: PositiveInt = 3600
+    max_retry_countdown: Annotated[int, Field(ge=0)] = 600
+    task_soft_time_limit: PositiveFloat = 300
+    task_time_limit: PositiveFloat = 360
+    worker_max_tasks_per_child: PositiveInt | None = None
+    worker_lost_retry_delay: Annotated[float, Field(ge=0)] = 1
+    result_expires: PositiveInt = 86400
+    database_url: str | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    metrics_host: str = "127.0.0.1"
+    metrics_port: Annotated[int, Field(ge=1, le=65535)] = 9464
+    readiness_interval: PositiveFloat = 15
+    telemetry_enabled: bool = True
+    max_message_bytes: PositiveInt = 1_048_576
+    deadletter_max: PositiveInt = 10_000
+    deadletter_max_bytes: PositiveInt = 67_108_864
+    redis_tls_ca_file: str | None = None
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("redis_url", "celery_broker_url", "celery_result_backend")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(BROKER_SCHEMES):
+            raise ValueError(f"must start with one of {', '.join(BROKER_SCHEMES)}")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(DATABASE_SCHEMES):
+            raise ValueError(f"must start with one of {', '.join(DATABASE_SCHEMES)}")
+        return value
+
+    @field_validator("redis_tls_ca_file")
+    @classmethod
+    def _ca_file_exists(cls, value: str | None) -> str | None:
+        if value is not None and not os.path.isfile(value):
+            raise ValueError("no such file")
+        return value
+
+    @model_validator(mode="after")
+    def _limits_agree(self) -> Settings:
+        if self.task_soft_time_limit >= self.task_time_limit:
+            raise SettingsError(
+                "TASK_SOFT_TIME_LIMIT",
+                f"must be below TASK_TIME_LIMIT ({self.task_time_limit:g}s)",
+            )
+        floor = VISIBILITY_MARGIN * (self.task_time_limit + self.max_retry_countdown)
+        if self.broker_visibility_timeout <= floor:
+            raise SettingsError(
+                "BROKER_VISIBILITY_TIMEOUT",
+                f"must exceed 1.1 x (TASK_TIME_LIMIT + MAX_RETRY_COUNTDOWN) = {floor:g}s, "
+                "or unacked messages are redelivered while still running",
+            )
+        return self
+
+    @property
+    def broker_url(self) -> str:
+        return self.celery_broker_url or self.redis_url
+
+    @property
+    def result_backend(self) -> str:
+        return self.celery_result_backend or self.broker_url
+
+    @property
+    def database_configured(self) -> bool:
+        """True when DATABASE_URL was set; readiness checks the database only then."""
+        return self.database_url is not None
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or DEFAULT_DATABASE_URL
+
+    def describe(self) -> dict[str, object]:
+        """The settings with every URL's credentials scrubbed, for logs and /readyz."""
+        shown = self.model_dump()
+        for key in ("redis_url", "celery_broker_url", "celery_result_backend", "database_url"):
+            if shown[key] is not None:
+                shown[key] = redact_url(shown[key])
+        return shown
+
+
+def load_settings() -> Settings:
+    """Read and validate the settings from the process environment.
+
+    Raises:
+        SettingsError: naming the first bad variable and what is wrong with it.
+    """
+    try:
+        return Settings()
+    except SettingsError:
+        raise
+    except ValidationError as exc:
+        raise _first_problem(exc) from None
+
+
+def _first_problem(exc: ValidationError) -> SettingsError:
+    error = exc.errors(include_input=False)[0]
+    wrapped = (error.get("ctx") or {}).get("error")
+    if isinstance(wrapped, SettingsError):
+        return wrapped
+    variable = str(error["loc"][0]).upper() if error["loc"] else "SETTINGS"
+    message = error["msg"].removeprefix("Value error, ")
+    return SettingsError(variable, message)

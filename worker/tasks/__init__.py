@@ -1,0 +1,1 @@
+"""Task bodies, one module per domain; every module here is autodiscovered."""
