@@ -34,8 +34,9 @@ class TaskContextFilter(logging.Filter):
             record.task_id = task_id
             record.task_name = task.name
         suffix = ""
-        if getattr(record, "task_id", None):
-            suffix = f" [task={record.task_name} id={record.task_id}"
+        current_id = getattr(record, "task_id", None)
+        if current_id:
+            suffix = f" [task={getattr(record, 'task_name', '')} id={current_id}"
             trace_id = getattr(record, "trace_id", None)
             if trace_id:
                 suffix += f" trace_id={trace_id} span_id={getattr(record, 'span_id', '')}"

@@ -1,0 +1,116 @@
+"""Shared fixtures: a real Redis database and Postgres, flushed per test module."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.support.worker_process import WorkerProcess
+
+REDIS_HOST = os.environ.get("TEST_REDIS_HOST", "localhost")
+REDIS_PORT = int(os.environ.get("TEST_REDIS_PORT", "6379"))
+#: The suite owns this Redis database and flushes it; it never touches db 0.
+REDIS_DB = int(os.environ.get("TEST_REDIS_DB", "13"))
+POSTGRES_URL = os.environ.get(
+    "TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+
+OUR_VARIABLES = (
+    "REDIS_URL",
+    "CELERY_BROKER_URL",
+    "CELERY_RESULT_BACKEND",
+    "BROKER_KEY_PREFIX",
+    "BROKER_VISIBILITY_TIMEOUT",
+    "MAX_RETRY_COUNTDOWN",
+    "TASK_SOFT_TIME_LIMIT",
+    "TASK_TIME_LIMIT",
+    "WORKER_MAX_TASKS_PER_CHILD",
+    "WORKER_LOST_RETRY_DELAY",
+    "RESULT_EXPIRES",
+    "DATABASE_URL",
+    "LOG_LEVEL",
+    "LOG_FORMAT",
+    "METRICS_HOST",
+    "METRICS_PORT",
+    "READINESS_INTERVAL",
+    "TELEMETRY_ENABLED",
+    "MAX_MESSAGE_BYTES",
+    "DEADLETTER_MAX",
+    "DEADLETTER_MAX_BYTES",
+    "REDIS_TLS_CA_FILE",
+)
+
+
+def redis_url(db: int = REDIS_DB) -> str:
+    return f"redis://{REDIS_HOST}:{REDIS_PORT}/{db}"
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees another's (or the developer's) configuration."""
+    for name in OUR_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("REDIS_URL", redis_url())
+
+
+@pytest.fixture
+def redis_client() -> Iterator[redis.Redis]:
+    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=REDIS_DB)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def log_dir(tmp_path: Path) -> Path:
+    return tmp_path
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    subprocess.run(
+        [
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "test",
+            "-qc",
+            "DROP TABLE IF EXISTS example_records",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return POSTGRES_URL
+
+
+@pytest.fixture
+def worker_env(tmp_path: Path) -> dict[str, str]:
+    """Environment for a worker subprocess against the test Redis and a scratch SQLite."""
+    return {
+        "REDIS_URL": redis_url(),
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/jobpilot.db",
+        "LOG_LEVEL": "INFO",
+    }
+
+
+@pytest.fixture
+def start_worker(log_dir: Path, redis_client: redis.Redis) -> Iterator[object]:
+    """Start workers for a test; every one is stopped (or killed) afterwards."""
+    started: list[WorkerProcess] = []
+
+    def start(env: dict[str, str], **kwargs: object) -> WorkerProcess:
+        worker = WorkerProcess(env, log_dir, **kwargs)  # type: ignore[arg-type]
+        started.append(worker)
+        return worker.start()
+
+    yield start
+    for worker in started:
+        worker.stop(timeout=10)

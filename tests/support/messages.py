@@ -1,0 +1,51 @@
+"""Raw queue items in kombu's Redis envelope format, built by hand as an attacker would."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from typing import Any
+
+#: ``pickle.dumps(1, protocol=4)`` written out as bytes: the suite never imports pickle.
+PICKLED_ONE = b"\x80\x04K\x01."
+
+
+def envelope(
+    task: str | None = "briefing_compile",
+    body: bytes | str = b'[["topic", ["some text"]], {}, {"callbacks": null}]',
+    *,
+    task_id: str | None = "generate",
+    queue: str = "default",
+    content_type: str = "application/json",
+    encode: bool = True,
+    **headers: Any,
+) -> dict[str, Any]:
+    head: dict[str, Any] = {"lang": "py", "retries": 0, **headers}
+    if task is not None:
+        head["task"] = task
+    if task_id is not None:
+        head["id"] = str(uuid.uuid4()) if task_id == "generate" else task_id
+    raw_body = body if isinstance(body, bytes) else body.encode()
+    return {
+        "body": base64.b64encode(raw_body).decode() if encode else body,
+        "content-encoding": "utf-8",
+        "content-type": content_type,
+        "headers": head,
+        "properties": {
+            "correlation_id": head.get("id"),
+            "delivery_mode": 2,
+            "delivery_info": {"exchange": queue, "routing_key": queue},
+            "priority": 0,
+            "body_encoding": "base64",
+            "delivery_tag": str(uuid.uuid4()),
+        },
+    }
+
+
+def item(**kwargs: Any) -> str:
+    return json.dumps(envelope(**kwargs))
+
+
+def deep_json(depth: int) -> str:
+    return "[" * depth + "]" * depth

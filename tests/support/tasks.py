@@ -1,0 +1,34 @@
+"""Tasks only the test suite registers (``celery worker --include tests.support.tasks``)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+from worker.celery_app import app
+from worker.db.bridge import run_async
+
+
+@app.task(name="tests.sleep_then_record", ignore_result=False, max_retries=3)
+def sleep_then_record(key: str, seconds: float) -> int:
+    """Sleep, then write ``key`` like example_task does (idempotent row)."""
+    from worker.tasks.example import _record
+
+    time.sleep(seconds)
+    url = app.conf.jobpilot_settings.effective_database_url
+    return run_async(_record(url, key, "test", "default", "sleep"))
+
+
+@app.task(name="tests.kill_own_process", ignore_result=False, max_retries=2)
+def kill_own_process(key: str) -> None:
+    """Lose the pool process every time: SIGKILL itself mid-task."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@app.task(name="tests.loaded_modules", ignore_result=False)
+def loaded_modules() -> dict[str, Any]:
+    """What this pool process has imported, for the lazy-import test."""
+    return {"pid": os.getpid(), "modules": sorted(sys.modules)}

@@ -1,0 +1,157 @@
+"""Poison messages against a real prefork worker: dead-lettered, logged once, never fatal."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import redis
+
+from tests.support.messages import PICKLED_ONE, deep_json, envelope, item
+from tests.support.worker_process import ROOT, WorkerProcess, wait_until
+from worker.celery_app import app
+
+pytestmark = pytest.mark.integration
+
+DEADLETTER_KEY = "jobpilot:deadletter"
+
+
+def records(client: redis.Redis, key: str = DEADLETTER_KEY) -> list[dict[str, Any]]:
+    return [json.loads(r) for r in client.lrange(key, 0, -1)]
+
+
+def health_round_trip(timeout: float = 15) -> None:
+    assert app.send_task("health_check_task").get(timeout=timeout)["pid"] > 0
+
+
+def poison_items() -> dict[str, str | bytes]:
+    no_id = envelope()
+    del no_id["headers"]["id"]
+    bad_base64 = envelope()
+    bad_base64["body"] = "abc"  # invalid padding: a stock worker exits on it
+    return {
+        "not_json": b"\x80 definitely not json",
+        "bad_envelope": json.dumps(bad_base64),
+        "missing_header": json.dumps(no_id),
+        "content_type": item(body=PICKLED_ONE, content_type="application/x-python-serialize"),
+        "bad_body": item(body=b"[1, 2]"),
+        "unknown_task": item(task="no_such_task"),
+        "too_large": b"x" * 2_000_000,
+        "bad_arguments": item(task="briefing_compile", body=b'[["only-topic"], {}, {}]'),
+    }
+
+
+def test_every_reason_is_dead_lettered_and_the_worker_keeps_serving(
+    start_worker: Callable[..., WorkerProcess],
+    worker_env: dict[str, str],
+    redis_client: redis.Redis,
+) -> None:
+    # Given a running worker
+    worker = start_worker(worker_env)
+    health_round_trip()
+    # When one poison item of each kind is pushed raw into its queue, plus a deep array
+    poison = poison_items()
+    for raw in poison.values():
+        redis_client.lpush("default", raw)
+    redis_client.lpush("scraping", deep_json(100_000))
+    # Then each lands in the dead-letter list with its reason, the raw item kept as text
+    found = wait_until(
+        lambda: len(records(redis_client)) >= len(poison) + 1 and records(redis_client), 20
+    )
+    by_reason = {r["reason"]: r for r in found}
+    assert set(poison) <= set(by_reason)
+    assert by_reason["bad_envelope"]["raw"] in {poison["bad_envelope"], deep_json(100_000)}
+    assert by_reason["too_large"]["raw"] == "x" * 2_000_000
+    assert by_reason["unknown_task"]["task"] == "no_such_task"
+    assert by_reason["missing_header"]["id"] is None
+    assert {r["queue"] for r in found} == {"default", "scraping"}
+    # And consumer-layer records keep kombu's envelope
+    assert json.loads(by_reason["bad_arguments"]["raw"])["headers"]["task"] == "briefing_compile"
+    # And the worker still serves, with one log line per dead letter and no message body logged
+    health_round_trip()
+    log = worker.log()
+    assert log.count("dead-lettered message from") == len(found)
+    assert "only-topic" not in log and "definitely not json" not in log
+    assert "reject requeue=False" not in log
+    assert worker.process is not None and worker.process.poll() is None
+
+
+def test_priority_and_prefixed_queues_are_validated(
+    start_worker: Callable[..., WorkerProcess],
+    worker_env: dict[str, str],
+    redis_client: redis.Redis,
+) -> None:
+    # Given a worker with a key prefix
+    start_worker({**worker_env, "BROKER_KEY_PREFIX": "jp-test:"})
+    # When garbage is pushed into a prefixed priority sub-list (kombu's `queue\x06\x163`)
+    redis_client.lpush("jp-test:agents\x06\x163", b"garbage")
+    # Then the record goes to the prefixed dead-letter list, naming the queue without suffix
+    found = wait_until(lambda: records(redis_client, "jp-test:jobpilot:deadletter"), 15)
+    assert found[0]["queue"] == "agents" and found[0]["reason"] == "not_json"
+
+
+def test_the_cap_trims_the_oldest(
+    start_worker: Callable[..., WorkerProcess],
+    worker_env: dict[str, str],
+    redis_client: redis.Redis,
+) -> None:
+    start_worker({**worker_env, "DEADLETTER_MAX": "5"})
+    for n in range(12):
+        redis_client.lpush("default", f"garbage-{n:02d}")
+    wait_until(lambda: redis_client.llen("default") == 0, 15)
+    health_round_trip()
+    raws = [r["raw"] for r in records(redis_client)]
+    assert raws == [f"garbage-{n:02d}" for n in range(11, 6, -1)]
+
+
+def deadletters_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": "/usr/bin:/bin", "REDIS_URL": "redis://localhost:6379/13"}
+    return subprocess.run(
+        [sys.executable, "-m", "worker.deadletters", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_requeue_returns_a_valid_message_and_refuses_an_invalid_one(
+    start_worker: Callable[..., WorkerProcess],
+    worker_env: dict[str, str],
+    redis_client: redis.Redis,
+) -> None:
+    # Given two dead letters: an unknown task (valid envelope) and non-JSON
+    redis_client.lpush("default", b"not json")
+    redis_client.lpush("briefings", item(task="briefing_compile", queue="briefings"))
+    # (the briefing is dead-lettered by hand, as if its task had been unknown then)
+    raw = redis_client.rpop("briefings")
+    from worker.deadletters.records import Reason
+    from worker.deadletters.writer import DeadLetterWriter
+
+    DeadLetterWriter.for_app(app).write(
+        "briefings", Reason.UNKNOWN_TASK, "briefing_compile", "x", raw
+    )
+    worker = start_worker(worker_env)
+    wait_until(lambda: redis_client.llen(DEADLETTER_KEY) == 2, 15)
+    listing = deadletters_cli("list")
+    assert "2 record(s)" in listing.stdout and "unknown_task" in listing.stdout
+    # When the non-JSON record is requeued, it is refused with the reason
+    index = next(i for i, r in enumerate(records(redis_client)) if r["reason"] == "not_json")
+    refused = deadletters_cli("requeue", str(index))
+    assert refused.returncode == 1 and "not_json" in refused.stderr
+    # When the valid one is requeued, it runs
+    index = next(i for i, r in enumerate(records(redis_client)) if r["reason"] == "unknown_task")
+    shown = deadletters_cli("show", str(index))
+    assert json.loads(shown.stdout)["queue"] == "briefings"
+    done = deadletters_cli("requeue", str(index))
+    assert done.returncode == 0, done.stderr
+    worker.wait_for_log("briefing_compile", 15)
+    worker.wait_for_log("succeeded", 15)
+    assert redis_client.llen(DEADLETTER_KEY) == 1
+    assert deadletters_cli("purge").returncode == 1
+    assert "purged 1" in deadletters_cli("purge", "--yes").stdout
