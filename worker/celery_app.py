@@ -21,6 +21,7 @@ from worker.settings import Settings, SettingsError, load_settings
 TASKS_PACKAGE = "worker.tasks"
 DEADLETTER_TRANSPORT = "worker.deadletters.transport:Transport"
 DEADLETTER_CONSUMER = "worker.deadletters.consumer:DeadLetteringConsumer"
+CELERY_DEFAULT_RETRY_DELAY = 180
 
 app = Celery("jobpilot", task_cls="worker.base_task:JobpilotTask")
 
@@ -49,6 +50,8 @@ def transport_options(settings: Settings) -> dict[str, Any]:
     """kombu Redis channel options, plus the dead-letter limits our channel reads."""
     options: dict[str, Any] = {
         "visibility_timeout": settings.broker_visibility_timeout,
+        "unacked_restore_interval": settings.broker_unacked_restore_interval,
+        "unacked_restore_throttle": settings.broker_unacked_restore_throttle,
         "jobpilot_max_message_bytes": settings.max_message_bytes,
         "jobpilot_deadletter_max": settings.deadletter_max,
         "jobpilot_deadletter_max_bytes": settings.deadletter_max_bytes,
@@ -92,6 +95,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_routes": (routing.route_task,),
         "task_create_missing_queues": True,
         "worker_max_tasks_per_child": settings.worker_max_tasks_per_child,
+        # Celery's 180 s default retry delay, capped so it never outlasts the
+        # visibility timeout; tasks that set their own are checked at start.
+        "task_annotations": {
+            "*": {
+                "default_retry_delay": min(CELERY_DEFAULT_RETRY_DELAY, settings.max_retry_countdown)
+            }
+        },
         "worker_consumer": DEADLETTER_CONSUMER,
         "worker_hijack_root_logger": False,
         "worker_send_task_events": False,

@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     broker_key_prefix: str = ""
     broker_visibility_timeout: PositiveInt = 3600
     max_retry_countdown: Annotated[int, Field(ge=0)] = 600
+    # How often kombu looks for unacked messages past their visibility timeout
+    # (interval x throttle seconds); kombu's defaults, lowered only by tests.
+    broker_unacked_restore_interval: PositiveFloat = 10
+    broker_unacked_restore_throttle: PositiveInt = 10
     task_soft_time_limit: PositiveFloat = 300
     task_time_limit: PositiveFloat = 360
     worker_max_tasks_per_child: PositiveInt | None = None

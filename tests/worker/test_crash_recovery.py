@@ -1,0 +1,82 @@
+"""Crashes: a killed worker's task is redelivered; a lost pool process is retried, then dead-lettered."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import time
+from collections.abc import Callable
+
+import pytest
+import redis
+
+from tests.support.worker_process import WorkerProcess, wait_until
+from worker.celery_app import app
+
+pytestmark = pytest.mark.integration
+
+# 1.1 x (TASK_TIME_LIMIT + MAX_RETRY_COUNTDOWN) = 8.8 s < the 9 s visibility timeout.
+SHORT_VISIBILITY = {
+    "BROKER_VISIBILITY_TIMEOUT": "9",
+    "TASK_SOFT_TIME_LIMIT": "5",
+    "TASK_TIME_LIMIT": "6",
+    "MAX_RETRY_COUNTDOWN": "2",
+    "BROKER_UNACKED_RESTORE_INTERVAL": "1",
+    "BROKER_UNACKED_RESTORE_THROTTLE": "1",
+}
+
+
+def test_a_task_interrupted_by_sigkill_completes_after_restart(
+    start_worker: Callable[..., WorkerProcess], worker_env: dict[str, str], tmp_path: object
+) -> None:
+    env = {**worker_env, **SHORT_VISIBILITY}
+    from tests.worker.db.test_bridge import schema_command
+
+    assert schema_command(env["DATABASE_URL"]).returncode == 0
+    # Given a worker in the middle of a long task
+    first = start_worker(env)
+    result = app.send_task("tests.sleep_then_record", args=["crash-1", 3.0], ignore_result=False)
+    first.wait_for_log(f"tests.sleep_then_record[{result.id}] received", 15)
+    time.sleep(0.5)  # let the pool process pick it up: the kill must land mid-task
+    # When the whole worker is killed with SIGKILL
+    killed_at = time.monotonic()
+    first.kill()
+    assert "succeeded" not in first.log()
+    # And a new worker starts only after the visibility timeout has passed
+    wait_until(lambda: time.monotonic() - killed_at > 9.5, 15)
+    second = start_worker(env)
+    # Then the task is redelivered and completes
+    assert isinstance(result.get(timeout=30), int)
+    assert f"tests.sleep_then_record[{result.id}] received" in second.log()
+
+
+def test_a_lost_pool_process_is_retried_then_dead_lettered(
+    start_worker: Callable[..., WorkerProcess],
+    worker_env: dict[str, str],
+    redis_client: redis.Redis,
+) -> None:
+    # Given a task that kills its own pool process every time, with max_retries=2
+    worker = start_worker({**worker_env, "WORKER_LOST_RETRY_DELAY": "1"})
+    sent = app.send_task("tests.kill_own_process", args=["lost-1"])
+    # When it runs: the first execution and 2 retries are lost
+    record = wait_until(lambda: redis_client.lindex("jobpilot:deadletter", 0), 60)
+    # Then it is dead-lettered as worker_lost, once its retries are used up
+    dead = json.loads(record)
+    assert (dead["reason"], dead["task"], dead["id"]) == (
+        "worker_lost",
+        "tests.kill_own_process",
+        sent.id,
+    )
+    assert json.loads(dead["raw"])["headers"]["retries"] == 2
+    log = worker.wait_for_log("dead-lettered message from default: worker_lost", 10)
+    received = [
+        line for line in log.splitlines() if f"tests.kill_own_process[{sent.id}] received" in line
+    ]
+    assert len(received) == 3
+    # And the last retry was scheduled WORKER_LOST_RETRY_DELAY ahead, and ran after it
+    headers = json.loads(dead["raw"])["headers"]
+    eta = datetime.datetime.fromisoformat(headers["eta"]).timestamp()
+    assert dead["received_at"] >= eta
+    # And the worker keeps serving
+    assert app.send_task("health_check_task").get(timeout=15)["pid"] in worker.pool_pids()
+    assert redis_client.llen("jobpilot:deadletter") == 1
