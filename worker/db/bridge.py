@@ -19,9 +19,10 @@ bound to the loop that opened it, so pooled connections cannot outlive a task;
 NullPool opens one per session and closes it before the loop ends, which also
 means no connection can leak between tasks. Keeping the engine itself saves
 what is per engine: building the dialect and its first-connect initialisation
-(server version, encodings). Measured with ``bench/db_engine.py`` on this
-machine against local Postgres: 2.9 ms per task with a cached engine, 5.3 ms
-with an engine created and disposed per task.
+(server version, encodings). Measured with ``python -m bench.db_engine`` (one
+``asyncio.run`` and one round trip per iteration, medians of 300, 2 cores):
+Postgres over loopback 10.2 ms with the cached engine vs 15.3 ms with an
+engine per task; SQLite 3.0 ms vs 4.7 ms. The cached engine is a third cheaper.
 """
 
 from __future__ import annotations

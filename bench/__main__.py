@@ -1,0 +1,74 @@
+"""``python -m bench [--n N] [--pairs P] [--tasks bench_noop,bench_cpu]``: the drain table.
+
+Writes bench/results/latest.json and prints one table. ``--smoke`` is CI's
+run: N=200, one pair, no speed judgement, only that the harness works.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+from pathlib import Path
+
+from bench.drain import Drainer, Variant, default_workdir, interleaved, summarize
+
+RESULTS = Path(__file__).with_name("results") / "latest.json"
+
+VARIANTS = (
+    Variant("off", {"TELEMETRY_ENABLED": "false"}),
+    Variant("off_aa", {"TELEMETRY_ENABLED": "false"}),
+    Variant("events", {"TELEMETRY_ENABLED": "false"}, ("-E",)),
+)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--n", type=int, default=10_000)
+    parser.add_argument("--pairs", type=int, default=15)
+    parser.add_argument("--tasks", default="bench_noop,bench_cpu")
+    parser.add_argument(
+        "--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://localhost:6379/12")
+    )
+    parser.add_argument(
+        "--smoke", action="store_true", help="N=200, one pair: proves the harness runs"
+    )
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    if args.smoke:
+        args.n, args.pairs = 200, 1
+    drainer = Drainer(args.redis_url, default_workdir())
+    report: dict[str, object] = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "n": args.n,
+        "pairs": args.pairs,
+        "drain": {},
+    }
+    print(
+        f"{'task':<11}{'variant':<9}{'tasks/s':>9}{'ratio':>8}{'95% CI':>16}{'min':>7}{'max':>7}{'CPU-us/task':>13}{'cpu ratio':>10}"
+    )
+    for task in args.tasks.split(","):
+        rows = summarize(interleaved(drainer, VARIANTS, task, args.n, args.pairs), baseline="off")
+        report["drain"][task] = rows  # type: ignore[index]
+        for row in rows:
+            low, high = row["ratio_ci95"]  # type: ignore[misc]
+            print(
+                f"{task:<11}{row['variant']:<9}{row['tasks_per_second_median']:>9.0f}{row['ratio_median']:>8.3f}"
+                f"{f'[{low:.3f}, {high:.3f}]':>16}{row['ratio_min']:>7.3f}{row['ratio_max']:>7.3f}"
+                f"{row['cpu_us_per_task_median']:>13.0f}{row['cpu_ratio_median']:>10.3f}"
+            )
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"results: {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

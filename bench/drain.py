@@ -1,0 +1,215 @@
+"""Drain throughput of a real prefork worker, variants interleaved, ratios side by side.
+
+One run: N messages are published once into a staging list and copied into
+place (DUMP/RESTORE, then RENAME) only after the worker has logged "ready", so
+start-up is excluded. The run ends when the queue and kombu's ``unacked`` hash
+are both empty. CPU seconds of the worker's process tree (main process and pool
+children, from /proc) are read at both ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+
+ROOT = Path(__file__).resolve().parents[1]
+QUEUE = "default"
+STAGING = "bench:staging"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+DRAIN_TIMEOUT_SECONDS = 600.0
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    env: Mapping[str, str] = field(default_factory=dict)
+    args: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class Run:
+    variant: str
+    task: str
+    tasks: int
+    seconds: float
+    cpu_seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.tasks / self.seconds
+
+    @property
+    def cpu_us_per_task(self) -> float:
+        return self.cpu_seconds / self.tasks * 1e6
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """utime + stime of ``pid`` plus its reaped children (cutime + cstime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    utime, stime, cutime, cstime = (int(v) for v in fields[11:15])
+    return (utime + stime + cutime + cstime) / CLOCK_TICKS
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    total = process_cpu_seconds(pid)
+    for child in children:
+        with contextlib.suppress(FileNotFoundError):
+            total += process_cpu_seconds(int(child))
+    return total
+
+
+class Drainer:
+    """Runs one variant at a time against a Redis database the benchmark owns."""
+
+    def __init__(self, redis_url: str, workdir: Path) -> None:
+        self.redis_url = redis_url
+        self.client = redis.Redis.from_url(redis_url)
+        self.workdir = workdir
+        self._staged: dict[tuple[str, int], bytes] = {}
+
+    def stage(self, task: str, n: int) -> bytes:
+        """Publish ``n`` messages once and keep their list as a DUMP to restore per run."""
+        key = (task, n)
+        if key not in self._staged:
+            self.client.flushdb()
+            env = {**os.environ, "REDIS_URL": self.redis_url, "TELEMETRY_ENABLED": "false"}
+            code = (
+                "from worker.celery_app import app\n"
+                "with app.producer_or_acquire() as producer:\n"
+                f"    for _ in range({n}): app.send_task({task!r}, producer=producer)\n"
+            )
+            subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True)
+            dump = self.client.dump(QUEUE)
+            assert dump is not None and self.client.llen(QUEUE) == n
+            self._staged[key] = dump
+        return self._staged[key]
+
+    def run(self, variant: Variant, task: str, n: int) -> Run:
+        dump = self.stage(task, n)
+        self.client.flushdb()
+        self.client.restore(STAGING, 0, dump)
+        log_path = self.workdir / f"{variant.name}.log"
+        env = {**os.environ, "REDIS_URL": self.redis_url, "LOG_LEVEL": "INFO", **variant.env}
+        command = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker",
+            "worker",
+            "-Q",
+            QUEUE,
+            "-c",
+            "2",
+            "-P",
+            "prefork",
+            "--include",
+            "bench.tasks",
+            "--without-mingle",
+            "--without-gossip",
+            "--loglevel",
+            "INFO",
+            *variant.args,
+        ]
+        with log_path.open("wb") as log:
+            worker = subprocess.Popen(
+                command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+        try:
+            self._wait_ready(worker, log_path)
+            cpu_before = tree_cpu_seconds(worker.pid)
+            started = time.perf_counter()
+            self.client.rename(STAGING, QUEUE)
+            self._wait_drained(worker)
+            elapsed = time.perf_counter() - started
+            cpu = tree_cpu_seconds(worker.pid) - cpu_before
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
+        return Run(variant.name, task, n, elapsed, cpu)
+
+    @staticmethod
+    def _wait_ready(worker: subprocess.Popen[bytes], log_path: Path) -> None:
+        deadline = time.monotonic() + 60
+        while " ready." not in log_path.read_text(errors="replace"):
+            if worker.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"worker did not become ready: {log_path.read_text()[-2000:]}")
+            time.sleep(0.02)
+
+    def _wait_drained(self, worker: subprocess.Popen[bytes]) -> None:
+        deadline = time.monotonic() + DRAIN_TIMEOUT_SECONDS
+        while True:
+            with self.client.pipeline() as pipe:
+                queued, unacked = pipe.llen(QUEUE).hlen("unacked").execute()
+            if queued == 0 and unacked == 0:
+                return
+            if worker.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("worker stopped or timed out before draining the queue")
+            time.sleep(0.005)
+
+
+def bootstrap_interval(
+    ratios: Sequence[float], rounds: int = 2000, seed: int = 7
+) -> tuple[float, float]:
+    """95% bootstrap interval of the median ratio."""
+    rng = random.Random(seed)
+    medians = sorted(statistics.median(rng.choices(ratios, k=len(ratios))) for _ in range(rounds))
+    return medians[int(0.025 * rounds)], medians[int(0.975 * rounds) - 1]
+
+
+def interleaved(
+    drainer: Drainer, variants: Sequence[Variant], task: str, n: int, pairs: int
+) -> dict[str, list[Run]]:
+    """``pairs`` rounds; each round runs every variant once, in a shuffled order."""
+    runs: dict[str, list[Run]] = {v.name: [] for v in variants}
+    rng = random.Random(11)
+    for _ in range(pairs):
+        order = list(variants)
+        rng.shuffle(order)
+        for variant in order:
+            runs[variant.name].append(drainer.run(variant, task, n))
+    return runs
+
+
+def summarize(runs: dict[str, list[Run]], baseline: str) -> list[dict[str, object]]:
+    base = runs[baseline]
+    rows: list[dict[str, object]] = []
+    for name, series in runs.items():
+        ratios = [r.rate / b.rate for r, b in zip(series, base, strict=True)]
+        low, high = bootstrap_interval(ratios)
+        rows.append(
+            {
+                "variant": name,
+                "tasks_per_second_median": statistics.median(r.rate for r in series),
+                "ratio_median": statistics.median(ratios),
+                "ratio_ci95": [low, high],
+                "ratio_min": min(ratios),
+                "ratio_max": max(ratios),
+                "cpu_us_per_task_median": statistics.median(r.cpu_us_per_task for r in series),
+                "cpu_ratio_median": statistics.median(
+                    r.cpu_us_per_task / b.cpu_us_per_task for r, b in zip(series, base, strict=True)
+                ),
+            }
+        )
+    return rows
+
+
+def default_workdir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="jobpilot-bench-"))

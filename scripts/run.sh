@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The main command: set up, then run the worker with its telemetry on local defaults.
+#   scripts/run.sh          # the worker, all four queues, prefork concurrency 2
+#   scripts/run.sh demo     # the same, plus a mixed workload on every queue and a summary
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh
+
+export REDIS_URL=${REDIS_URL:-redis://localhost:6379/0}
+PRIVATE_REDIS_PORT=${PRIVATE_REDIS_PORT:-6390}
+
+if ! .venv/bin/python -m worker.ping >/dev/null 2>&1; then
+  if [ "$REDIS_URL" = "redis://localhost:6379/0" ] && command -v redis-server >/dev/null; then
+    mkdir -p .run
+    echo "run: no Redis at $REDIS_URL; starting a private redis-server on port $PRIVATE_REDIS_PORT (.run/)"
+    redis-server --daemonize yes --bind 127.0.0.1 --port "$PRIVATE_REDIS_PORT" --dir "$PWD/.run" \
+      --appendonly yes --maxmemory-policy noeviction --logfile "$PWD/.run/redis.log" --pidfile "$PWD/.run/redis.pid"
+    export REDIS_URL="redis://localhost:$PRIVATE_REDIS_PORT/0"
+    for _ in $(seq 50); do .venv/bin/python -m worker.ping >/dev/null 2>&1 && break; sleep 0.1; done
+  fi
+  .venv/bin/python -m worker.ping  # says exactly what is wrong and how to fix it
+fi
+
+.venv/bin/python -m worker.db.schema
+if [ "${1:-}" = "demo" ]; then
+  exec .venv/bin/python -m worker.demo
+fi
+exec .venv/bin/celery -A worker worker -Q agents,briefings,scraping,default -c "${CONCURRENCY:-2}"
