@@ -14,11 +14,13 @@ import time
 from typing import Any
 
 from celery._state import get_current_task
+from celery.app import trace as celery_trace
 from celery.exceptions import Reject
 
 TEXT_FORMAT = (
     "%(asctime)s %(levelname)s %(processName)s[%(process)d] %(name)s: %(message)s%(task_suffix)s"
 )
+SUCCESS_WITHOUT_RESULT = "Task %(name)s[%(id)s] succeeded in %(runtime)ss"
 #: Attributes other modules may attach to records (e.g. trace ids) that JSON lines keep.
 CORRELATION_FIELDS = ("task_id", "task_name", "trace_id", "span_id")
 
@@ -45,17 +47,21 @@ class TaskContextFilter(logging.Filter):
         return True
 
 
-class RejectedTaskFilter(logging.Filter):
-    """Drops Celery's traceback for ``Reject(requeue=False)``.
+class CeleryTraceFilter(logging.Filter):
+    """Keeps Celery's per-task lines free of task data, and single.
 
-    The main process logs the single dead-letter line for that message; the
-    pool's own warning would make it two, with a traceback.
+    * The "succeeded" line loses its return value, which may echo arguments.
+    * The traceback for ``Reject(requeue=False)`` is dropped: the main process
+      logs the one dead-letter line for that message.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.name != "celery.app.trace" or not record.exc_info:
+        if record.name != "celery.app.trace":
             return True
-        exc = record.exc_info[1]
+        if record.msg == celery_trace.LOG_SUCCESS:
+            record.msg = SUCCESS_WITHOUT_RESULT
+            return True
+        exc = record.exc_info[1] if record.exc_info else None
         return not (isinstance(exc, Reject) and not exc.requeue)
 
 
@@ -81,7 +87,7 @@ class JsonFormatter(logging.Formatter):
 def configure_logging(level: str, fmt: str) -> None:
     """Replace the root handlers with one stderr handler in the chosen format."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(RejectedTaskFilter())
+    handler.addFilter(CeleryTraceFilter())
     handler.addFilter(TaskContextFilter())
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     root = logging.getLogger()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -81,6 +82,11 @@ class WorkerProcess:
         if wait:
             self.wait_for_log(READY_MARK, START_TIMEOUT_SECONDS)
         return self
+
+    @property
+    def hostname(self) -> str:
+        """The node name with ``%h`` expanded, as the worker reports it."""
+        return self.name.replace("%h", socket.gethostname())
 
     @property
     def pid(self) -> int:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 
 import pytest
 import redis
 
-from tests.support.worker_process import WorkerProcess, wait_until
+from tests.support.worker_process import ROOT, WorkerProcess, wait_until
 from worker.celery_app import app
 
 pytestmark = pytest.mark.integration
@@ -84,3 +86,33 @@ def test_each_queue_runs_its_task(worker: WorkerProcess) -> None:
 def test_serialization_is_json_only() -> None:
     assert app.conf.accept_content == ["json"] and app.conf.result_accept_content == ["json"]
     assert app.conf.task_serializer == app.conf.result_serializer == "json"
+
+
+def test_inspect_ping_answers(worker: WorkerProcess) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "worker", "inspect", "ping", "-d", worker.hostname],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "REDIS_URL": "redis://localhost:6379/13"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "pong" in done.stdout and "1 node online" in done.stdout
+
+
+def test_json_logs_carry_the_task_and_never_its_arguments(
+    start_worker: Callable[..., WorkerProcess], worker_env: dict[str, str]
+) -> None:
+    worker = start_worker({**worker_env, "LOG_FORMAT": "json"})
+    secret = "s3cret-argument-value"
+    app.send_task("briefing_compile", args=[secret, [secret]], ignore_result=False).get(timeout=15)
+    app.send_task("briefing_compile", args=[secret], ignore_result=False)  # refused: bad_arguments
+    worker.wait_for_log("dead-lettered message from briefings: bad_arguments", 15)
+    lines = [json.loads(line) for line in worker.log().splitlines() if line.startswith("{")]
+    assert lines, "no JSON log lines"
+    assert {"time", "level", "logger", "process", "message"} <= set(lines[0])
+    assert any(
+        line.get("task_name") == "briefing_compile" and line.get("task_id") for line in lines
+    )
+    assert secret not in "\n".join(json.dumps(line) for line in lines)
