@@ -15,7 +15,7 @@ from typing import Any
 from celery import Task
 from celery.exceptions import Reject
 
-REQUEST_CLASS = "worker.deadletters.request:DeadLetteringRequest"
+REQUEST_CLASS = "worker.request:JobpilotRequest"
 
 
 class JobpilotTask(Task):  # type: ignore[misc]

@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     metrics_host: str = "127.0.0.1"
     metrics_port: Annotated[int, Field(ge=1, le=65535)] = 9464
+    metrics_render_interval: Annotated[float, Field(ge=0)] = 1
+    metrics_max_task_names: PositiveInt = 500
+    liveness_timeout: PositiveFloat = 60
     readiness_interval: PositiveFloat = 15
     telemetry_enabled: bool = True
     max_message_bytes: PositiveInt = 1_048_576

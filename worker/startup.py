@@ -60,6 +60,10 @@ SIGNAL_HANDLERS = (
 
 
 def connect() -> None:
-    """Connect the start-up receivers; idempotent through ``dispatch_uid``."""
+    """Connect the start-up and telemetry receivers; idempotent through ``dispatch_uid``."""
     for signal, handler in SIGNAL_HANDLERS:
         signal.connect(handler, weak=False, dispatch_uid=f"jobpilot.{handler.__name__}")
+    # Imported here, not at module top: telemetry reads the app this package builds.
+    from telemetry import worker as worker_telemetry
+
+    worker_telemetry.connect()

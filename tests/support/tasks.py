@@ -32,3 +32,16 @@ def kill_own_process(key: str) -> None:
 def loaded_modules() -> dict[str, Any]:
     """What this pool process has imported, for the lazy-import test."""
     return {"pid": os.getpid(), "modules": sorted(sys.modules)}
+
+
+@app.task(name="tests.fail")
+def fail(n: int) -> None:
+    raise ValueError("this task always fails")
+
+
+@app.task(bind=True, name="tests.retry_twice", max_retries=5)
+def retry_twice(self: Any, key: str) -> str:
+    """Retries twice (0.1 s apart), then succeeds."""
+    if self.request.retries < 2:
+        raise self.retry(countdown=0.1)
+    return key

@@ -31,6 +31,12 @@ def wait_until(predicate, timeout: float, interval: float = 0.05, message: str =
         time.sleep(interval)
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 class WorkerProcess:
     """One worker: prefork, concurrency 2 by default, logging to a file."""
 
@@ -44,7 +50,8 @@ class WorkerProcess:
         extra_args: tuple[str, ...] = (),
     ) -> None:
         self.name = f"w{uuid.uuid4().hex[:8]}@%h"
-        self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+        self.env = {**os.environ, "METRICS_PORT": str(free_port()), **env, "PYTHONUNBUFFERED": "1"}
+        self.metrics_url = f"http://127.0.0.1:{self.env['METRICS_PORT']}/metrics"
         self.log_path = log_dir / f"{self.name.split('@')[0]}.log"
         self.args = [
             sys.executable,

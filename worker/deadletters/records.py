@@ -8,16 +8,10 @@ import time
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 
-from celery.utils.dispatch import Signal
-
 logger = logging.getLogger("worker.deadletters")
 
 DEADLETTER_KEY = "jobpilot:deadletter"
 UNKNOWN_TASK_NAME = "unknown"
-
-#: Sent after a record is stored: ``sender=None, queue=str, reason=str``.
-#: Telemetry counts ``celery_messages_dead_lettered_total`` from it.
-message_dead_lettered = Signal(name="message_dead_lettered", providing_args={"queue", "reason"})
 
 
 class Reason(StrEnum):

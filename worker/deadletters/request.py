@@ -40,7 +40,9 @@ def _writer_for(app: Any) -> DeadLetterWriter:
     return writer
 
 
-def _unwrap(exc: BaseException) -> BaseException:
+def unwrap_exception(exc: BaseException) -> BaseException:
+    """The task's exception, as raised, from what the pool hands back."""
+    exc = get_pickled_exception(exc)
     return exc.exc if isinstance(exc, ExceptionWithTraceback) else exc
 
 
@@ -48,7 +50,7 @@ class DeadLetteringRequest(Request):  # type: ignore[misc]
     def on_failure(
         self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False
     ) -> Any:
-        exc = _unwrap(get_pickled_exception(exc_info.exception))
+        exc = unwrap_exception(exc_info.exception)
         if isinstance(exc, Reject) and not exc.requeue:
             self._dead_letter(Reason.BAD_ARGUMENTS)
         elif isinstance(exc, WorkerLostError) and self._worker_lost_retries_exhausted():
@@ -65,7 +67,9 @@ class DeadLetteringRequest(Request):  # type: ignore[misc]
 
     def _dead_letter(self, reason: Reason) -> None:
         try:
-            _writer_for(self._app).write_message(self._message, reason, task=self._type)
+            _writer_for(self._app).write_message(
+                self._message, reason, task=self._type, refused=False
+            )
         except Exception as exc:
             logger.error(
                 "could not dead-letter %s[%s]: %s", self._type, self.id, type(exc).__name__

@@ -11,13 +11,13 @@ import redis
 from celery import Celery
 from kombu.connection import Connection
 
+from worker import lifecycle
 from worker.deadletters.records import (
     DeadLetter,
     Reason,
     deadletter_key,
     log_dead_lettered,
     make_record,
-    message_dead_lettered,
 )
 from worker.deadletters.store import DeadLetterStore
 from worker.redis_client import redis_for
@@ -54,16 +54,32 @@ class DeadLetterWriter:
             return cls.for_connection(connection)
 
     def write(
-        self, queue: str, reason: Reason, task: str | None, task_id: str | None, raw: bytes | str
+        self,
+        queue: str,
+        reason: Reason,
+        task: str | None,
+        task_id: str | None,
+        raw: bytes | str,
+        *,
+        refused: bool = True,
     ) -> DeadLetter:
+        """Store, log and announce one dead letter.
+
+        ``refused`` is true for deliveries dead-lettered before any Request
+        existed for them (the transport and consumer paths); their delivery
+        ends here, with the outcome ``rejected``.
+        """
         record = make_record(queue, reason, task, task_id, raw)
         log_dead_lettered(record)
         self._pending.append(record)
         self.flush()
-        message_dead_lettered.send(sender=None, queue=queue, reason=reason.value)
+        for observer in lifecycle.observers:
+            observer.on_dead_lettered(queue, task, reason.value, refused)
         return record
 
-    def write_message(self, message: Any, reason: Reason, task: str | None = None) -> DeadLetter:
+    def write_message(
+        self, message: Any, reason: Reason, task: str | None = None, *, refused: bool = True
+    ) -> DeadLetter:
         """Dead-letter a kombu Message, storing the envelope kombu kept."""
         raw = getattr(message, "_raw", None)
         text = json.dumps(raw) if raw is not None else ""
@@ -78,6 +94,7 @@ class DeadLetterWriter:
             name if isinstance(name, str) else None,
             task_id if isinstance(task_id, str) else None,
             text,
+            refused=refused,
         )
 
     def flush(self) -> None:

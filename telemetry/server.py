@@ -1,0 +1,156 @@
+"""The worker's HTTP endpoints, served from its main process.
+
+``/metrics``  Prometheus text, or OpenMetrics (with exemplars) when the scraper
+              asks for ``application/openmetrics-text``. Rendered at most once
+              per ``render_interval`` per format; concurrent scrapers share the
+              cached bytes. A scrape performs no network I/O.
+``/livez``    200 while the consumer's event loop ticked within the liveness
+              timeout, else 503 with the age. No network I/O.
+
+Everything else is 404, or 405 for a method other than GET/HEAD on a known
+path. Request lines and headers are bounded by the standard library's limits.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from prometheus_client import exposition as text_format
+from prometheus_client.openmetrics import exposition as openmetrics_format
+
+PATHS = ("/metrics", "/livez", "/readyz")
+
+
+class Liveness:
+    """When the consumer's event loop last ticked (monotonic seconds)."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._last_tick = time.monotonic()
+
+    def tick(self) -> None:
+        self._last_tick = time.monotonic()
+
+    def age(self) -> float:
+        return time.monotonic() - self._last_tick
+
+    def alive(self) -> bool:
+        return self.age() <= self.timeout
+
+
+class RenderCache:
+    """Exposition bytes per format, re-rendered at most once per interval."""
+
+    def __init__(self, registry: CollectorRegistry, interval: float) -> None:
+        self.registry = registry
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._cache: dict[bool, tuple[float, bytes]] = {}
+
+    def render(self, openmetrics: bool) -> bytes:
+        with self._lock:
+            cached = self._cache.get(openmetrics)
+            now = time.monotonic()
+            if cached is not None and now - cached[0] < self.interval:
+                return cached[1]
+            generate = (
+                openmetrics_format.generate_latest if openmetrics else text_format.generate_latest
+            )
+            body: bytes = generate(self.registry)
+            self._cache[openmetrics] = (now, body)
+            return body
+
+
+class TelemetryServer:
+    """Binds at construction (so a taken port fails fast), serves after ``start()``."""
+
+    def __init__(self, host: str, port: int, cache: RenderCache, liveness: Liveness) -> None:
+        self.cache = cache
+        self.liveness = liveness
+        self.readiness: Any = None  # set by the readiness probe when it exists
+        self.httpd = ThreadingHTTPServer((host, port), _handler_for(self))
+        self.httpd.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self.httpd.server_address[:2]
+        return str(host), int(port)
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self.httpd.serve_forever, name="telemetry-http", daemon=True
+            )
+            self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self.httpd.shutdown()
+            self._thread = None
+        self.httpd.server_close()
+
+    def close_inherited_socket(self) -> None:
+        """In a forked pool process: drop the listening socket without shutting the parent's server."""
+        self.httpd.socket.close()
+
+
+def _handler_for(server: TelemetryServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "jobpilot-telemetry"
+        sys_version = ""
+
+        def log_message(self, format: str, *args: Any) -> None:  # scrapes are not log lines
+            return
+
+        def _send(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def _json(self, status: int, payload: dict[str, Any]) -> None:
+            self._send(status, json.dumps(payload).encode(), "application/json")
+
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                openmetrics = "application/openmetrics-text" in self.headers.get("Accept", "")
+                body = server.cache.render(openmetrics)
+                content_type = (
+                    openmetrics_format.CONTENT_TYPE_LATEST
+                    if openmetrics
+                    else text_format.CONTENT_TYPE_LATEST
+                )
+                self._send(HTTPStatus.OK, body, content_type)
+            elif path == "/livez":
+                age = round(server.liveness.age(), 3)
+                alive = server.liveness.alive()
+                self._json(
+                    HTTPStatus.OK if alive else HTTPStatus.SERVICE_UNAVAILABLE,
+                    {"alive": alive, "age_seconds": age},
+                )
+            elif path == "/readyz" and server.readiness is not None:
+                status, payload = server.readiness.report()
+                self._json(status, payload)
+            else:
+                self._json(HTTPStatus.NOT_FOUND, {"error": "not found"})
+
+        do_HEAD = do_GET
+
+        def _not_allowed(self) -> None:
+            path = self.path.split("?", 1)[0]
+            status = HTTPStatus.METHOD_NOT_ALLOWED if path in PATHS else HTTPStatus.NOT_FOUND
+            self._json(status, {"error": status.phrase.lower()})
+
+        do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
+
+    return Handler
