@@ -32,6 +32,9 @@ from worker.lifecycle import FAILED, REJECTED
 logger = logging.getLogger("telemetry.lifecycle")
 
 PUBLISHED_AT_HEADER = "x-jobpilot-published-at"
+TRACEPARENT_HEADER = "traceparent"
+TRACEPARENT_LENGTH = 55
+INVALID_TRACE_ID = "0" * 32
 HEALTH_TASK = "health_check_task"
 OTHER_QUEUE = "other"
 UNKNOWN_TASK = "unknown"
@@ -139,7 +142,7 @@ class DeliveryRecorder:
         self.metrics.tasks_active.labels(queue).inc()
         wait = queue_wait_seconds(request)
         if wait is not None:
-            series.queue_wait.observe(wait)
+            series.queue_wait.observe(wait, trace_exemplar(request))
 
     @guarded
     def on_finished(self, request: Any, outcome: str, exception: BaseException | None) -> None:
@@ -153,7 +156,7 @@ class DeliveryRecorder:
             self.metrics.tasks_reserved.labels(queue).dec()
         else:
             self.metrics.tasks_active.labels(queue).dec()
-            series.runtime.observe(time.monotonic() - started_at)
+            series.runtime.observe(time.monotonic() - started_at, trace_exemplar(request))
         series.finished[outcome].inc()
         if outcome == FAILED and exception is not None:
             self.metrics.task_exceptions.labels(queue, task, type(exception).__name__).inc()
@@ -166,6 +169,26 @@ class DeliveryRecorder:
             series = self.series(queue_label, self.task_label(task))
             series.received.inc()
             series.finished[REJECTED].inc()
+
+
+def trace_exemplar(request: Any) -> dict[str, str] | None:
+    """``{"trace_id": ...}`` from the message's W3C ``traceparent``, if it is sampled.
+
+    Parsed directly (``00-<32 hex trace id>-<16 hex span id>-<2 hex flags>``):
+    no OpenTelemetry call on the hot path, and it works with export disabled.
+    """
+    parent = (request.request_dict or {}).get(TRACEPARENT_HEADER)
+    if not isinstance(parent, str) or len(parent) != TRACEPARENT_LENGTH:
+        return None
+    trace_id, flags = parent[3:35], parent[53:55]
+    try:
+        sampled = int(flags, 16) & 1
+        int(trace_id, 16)
+    except ValueError:
+        return None
+    if not sampled or trace_id == INVALID_TRACE_ID:
+        return None
+    return {"trace_id": trace_id.lower()}
 
 
 def queue_wait_seconds(request: Any) -> float | None:

@@ -1,12 +1,14 @@
-"""Worker-side telemetry, wired through Celery signals by ``connect()``.
+"""Worker-side telemetry, wired through Celery signals by ``attach()``.
 
-``worker_init`` (main process, before the pool forks): build the registry and
+``attach`` runs from the worker's ``worker_init`` receiver (main process,
+before the pool forks): build the registry and
 metrics, bind the HTTP port (a taken port is one line and a non-zero exit),
 register the delivery recorder and start every series at zero.
-``worker_ready``: identity, pool and consumed-queue gauges; start serving;
-count event-loop ticks for ``/livez``.
+``worker_ready``: identity, pool and consumed-queue gauges; start the queue
+poller and the readiness probe; start serving; count event-loop ticks for ``/livez``.
 ``worker_process_init`` (each pool process): close the inherited socket.
-``worker_shutdown``: stop serving.
+``worker_shutting_down`` (SIGTERM): /readyz turns 503 at once.
+``worker_shutdown``: stop polling, probing and serving.
 
 With ``TELEMETRY_ENABLED=false`` every receiver returns at once.
 """
@@ -15,25 +17,43 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import celery
 from celery.signals import (
     task_received,
-    worker_init,
     worker_process_init,
     worker_ready,
     worker_shutdown,
+    worker_shutting_down,
 )
+from celery.utils.nodenames import worker_direct
 from celery.worker import state as worker_state
 from prometheus_client import CollectorRegistry, disable_created_metrics
 
 from telemetry.catalogue import WorkerMetrics
 from telemetry.lifecycle import HEALTH_TASK, DeliveryRecorder
 from telemetry.publish import PublishRecorder
+from telemetry.queues import PollingThread, QueuePoller
+from telemetry.readiness import (
+    PROBE_HEADER,
+    BrokerCheck,
+    Check,
+    DatabaseCheck,
+    HealthTaskCheck,
+    ReadinessProbe,
+    required_checks,
+)
 from telemetry.server import Liveness, RenderCache, TelemetryServer
 from worker import lifecycle, routing
 from worker.celery_app import app, settings_of
+from worker.deadletters.records import deadletter_key
+from worker.redis_client import broker_redis
+
+DIRECT_SUFFIX = ".dq2"
+#: The depth poll must never hang a thread on a dead broker.
+QUEUE_POLL_SOCKET_TIMEOUT = 1.0
 
 logger = logging.getLogger("telemetry.worker")
 
@@ -50,6 +70,9 @@ class WorkerTelemetry:
         )
         self.server: TelemetryServer | None = None
         self.liveness = Liveness(settings_of(app).liveness_timeout)
+        self.threads: list[PollingThread] = []
+        self.probe: ReadinessProbe | None = None
+        self.health_check: HealthTaskCheck | None = None
 
     def _count_publish(self, queue: str, task: str) -> None:
         self.metrics.task_published.labels(self.recorder.queue_label(queue), task).inc()
@@ -60,6 +83,12 @@ current: WorkerTelemetry | None = None
 
 def _enabled() -> bool:
     return bool(settings_of(app).telemetry_enabled)
+
+
+def attach(sender: Any = None) -> None:
+    """Called by the worker's own ``worker_init`` receiver: set up, then listen."""
+    connect()
+    _on_worker_init(sender)
 
 
 def _on_worker_init(sender: Any = None, **_: Any) -> None:
@@ -112,9 +141,77 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
     hub = getattr(getattr(consumer, "controller", None), "hub", None)
     if hub is not None:
         hub.on_tick.add(telemetry.liveness.tick)
+    consumed = {
+        q.name
+        for q in getattr(task_consumer, "queues", ()) or ()
+        if not q.name.endswith(DIRECT_SUFFIX)
+    }
+    _start_queue_poller(telemetry, telemetry.recorder.queues | consumed)
+    _start_readiness(telemetry, hostname, concurrency or 1)
     telemetry.server.start()
     host, port = telemetry.server.address
     logger.info("telemetry: serving /metrics and /livez on http://%s:%d", host, port)
+
+
+def _start_queue_poller(telemetry: WorkerTelemetry, queues: Iterable[str]) -> None:
+    settings = settings_of(app)
+    options = app.conf.broker_transport_options or {}
+    poller = QueuePoller(
+        broker_redis(app, socket_timeout=QUEUE_POLL_SOCKET_TIMEOUT),
+        sorted(queues),
+        options,
+        deadletter_key(options.get("global_keyprefix", "")),
+        telemetry.metrics,
+    )
+    thread = PollingThread(poller.poll, settings.queue_poll_interval, "queue-poller")
+    thread.start()
+    telemetry.threads.append(thread)
+
+
+def _start_readiness(telemetry: WorkerTelemetry, hostname: str, concurrency: int) -> None:
+    settings = settings_of(app)
+    metrics = telemetry.metrics
+    direct_queue = worker_direct(hostname)
+
+    def publish_health_check(task_id: str, timeout: float) -> None:
+        app.send_task(
+            HEALTH_TASK,
+            task_id=task_id,
+            queue=direct_queue,
+            expires=timeout,
+            headers={PROBE_HEADER: "1"},
+        )
+
+    def pool_saturated() -> bool:
+        busy = sum(1 for r in worker_state.active_requests if r.type != HEALTH_TASK)
+        return busy >= concurrency
+
+    health = HealthTaskCheck(publish_health_check, pool_saturated, metrics)
+    checks: list[Check] = [
+        BrokerCheck(
+            lambda timeout: broker_redis(app, socket_timeout=timeout), metrics.broker_ping.observe
+        ),
+        health,
+    ]
+    if settings.database_configured:
+        checks.append(DatabaseCheck(settings.effective_database_url))
+    names = [check.name for check in checks]
+    probe = ReadinessProbe(
+        checks,
+        required_checks(settings.readiness_required, settings.database_configured, names),
+        settings.readiness_interval,
+        metrics,
+    )
+    lifecycle.add_observer(health)
+    telemetry.health_check, telemetry.probe = health, probe
+    if telemetry.server is not None:
+        telemetry.server.readiness = probe
+    probe.start()
+
+
+def _on_worker_shutting_down(**_: Any) -> None:
+    if current is not None and current.probe is not None:
+        current.probe.shutting_down()
 
 
 def _on_worker_process_init(**_: Any) -> None:
@@ -122,6 +219,8 @@ def _on_worker_process_init(**_: Any) -> None:
     if current is not None and current.server is not None:
         current.server.close_inherited_socket()
         lifecycle.remove_observer(current.recorder)
+        if current.health_check is not None:
+            lifecycle.remove_observer(current.health_check)
         current = None
 
 
@@ -133,18 +232,24 @@ def _on_task_received(request: Any = None, **_: Any) -> None:
 def _on_worker_shutdown(**_: Any) -> None:
     global current
     if current is not None:
+        for thread in current.threads:
+            thread.stop()
+        if current.probe is not None:
+            current.probe.stop()
         if current.server is not None:
             current.server.stop()
         lifecycle.remove_observer(current.recorder)
+        if current.health_check is not None:
+            lifecycle.remove_observer(current.health_check)
         current.publisher.disconnect()
         current = None
 
 
 SIGNAL_HANDLERS = (
-    (worker_init, _on_worker_init),
     (worker_ready, _on_worker_ready),
     (worker_process_init, _on_worker_process_init),
     (task_received, _on_task_received),
+    (worker_shutting_down, _on_worker_shutting_down),
     (worker_shutdown, _on_worker_shutdown),
 )
 

@@ -28,6 +28,7 @@ DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./jobpilot.db"
 # Kombu's Redis visibility timeout must outlast the longest a message can be
 # legitimately unacked: a full hard time limit plus the longest retry countdown.
 VISIBILITY_MARGIN = 1.1
+READINESS_CHECKS = ("broker", "database", "health_task")
 
 PositiveInt = Annotated[int, Field(gt=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
@@ -70,7 +71,9 @@ class Settings(BaseSettings):
     metrics_render_interval: Annotated[float, Field(ge=0)] = 1
     metrics_max_task_names: PositiveInt = 500
     liveness_timeout: PositiveFloat = 60
+    queue_poll_interval: PositiveFloat = 5
     readiness_interval: PositiveFloat = 15
+    readiness_required: str | None = None
     telemetry_enabled: bool = True
     max_message_bytes: PositiveInt = 1_048_576
     deadletter_max: PositiveInt = 10_000
@@ -101,6 +104,18 @@ class Settings(BaseSettings):
     def _ca_file_exists(cls, value: str | None) -> str | None:
         if value is not None and not os.path.isfile(value):
             raise ValueError("no such file")
+        return value
+
+    @field_validator("readiness_required")
+    @classmethod
+    def _known_checks(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        unknown = {n.strip() for n in value.split(",") if n.strip()} - set(READINESS_CHECKS)
+        if unknown:
+            raise ValueError(
+                f"unknown check(s) {', '.join(sorted(unknown))}; known: {', '.join(READINESS_CHECKS)}"
+            )
         return value
 
     @model_validator(mode="after")

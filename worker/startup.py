@@ -51,6 +51,12 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
     except SettingsError as exc:
         raise SystemExit(str(exc)) from None
     logger.info("configuration: %s", settings.describe())
+    if settings.telemetry_enabled:
+        # Imported only in a starting worker: importing `worker` stays free of
+        # telemetry, and telemetry may import `worker` without a cycle.
+        from telemetry import worker as worker_telemetry
+
+        worker_telemetry.attach(sender)
 
 
 SIGNAL_HANDLERS = (
@@ -60,10 +66,6 @@ SIGNAL_HANDLERS = (
 
 
 def connect() -> None:
-    """Connect the start-up and telemetry receivers; idempotent through ``dispatch_uid``."""
+    """Connect the start-up receivers; idempotent through ``dispatch_uid``."""
     for signal, handler in SIGNAL_HANDLERS:
         signal.connect(handler, weak=False, dispatch_uid=f"jobpilot.{handler.__name__}")
-    # Imported here, not at module top: telemetry reads the app this package builds.
-    from telemetry import worker as worker_telemetry
-
-    worker_telemetry.connect()

@@ -1,0 +1,127 @@
+"""DeliveryRecorder against a fresh registry, with stand-in requests (no broker)."""
+
+from __future__ import annotations
+
+import datetime
+import time
+from types import SimpleNamespace
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.openmetrics.exposition import generate_latest
+
+from telemetry.catalogue import WorkerMetrics
+from telemetry.lifecycle import DeliveryRecorder, queue_wait_seconds, trace_exemplar
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+def request(task: str = "briefing_compile", queue: str = "briefings", **headers: Any) -> Any:
+    return SimpleNamespace(
+        type=task,
+        id="t-1",
+        delivery_info={"routing_key": queue},
+        request_dict=headers,
+        eta=None,
+        time_start=None,
+    )
+
+
+def recorder() -> tuple[DeliveryRecorder, CollectorRegistry]:
+    registry = CollectorRegistry()
+    return DeliveryRecorder(
+        WorkerMetrics(registry), {"briefings", "default"}, lambda n: n != "ghost"
+    ), registry
+
+
+def value(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
+    return registry.get_sample_value(name, labels)
+
+
+def test_one_delivery_counts_once_whatever_reports_it() -> None:
+    rec, registry = recorder()
+    req = request()
+    rec.on_received(req)
+    rec.on_received(req)
+    rec.on_started(req)
+    rec.on_finished(req, "succeeded", None)
+    assert (
+        value(registry, "celery_task_received_total", queue="briefings", task="briefing_compile")
+        == 1
+    )
+    assert (
+        value(
+            registry,
+            "celery_task_finished_total",
+            queue="briefings",
+            task="briefing_compile",
+            outcome="succeeded",
+        )
+        == 1
+    )
+    assert value(registry, "celery_tasks_active", queue="briefings") == 0
+    assert value(registry, "celery_tasks_reserved", queue="briefings") == 0
+
+
+def test_unknown_queues_and_tasks_collapse_to_fixed_labels() -> None:
+    rec, registry = recorder()
+    rec.on_received(request(task="ghost", queue="celery@host"))
+    assert value(registry, "celery_task_received_total", queue="other", task="unknown") == 1
+
+
+def test_revoked_at_receipt_counts_as_received_and_revoked() -> None:
+    rec, registry = recorder()
+    req = request()
+    rec.on_finished(req, "revoked", None)
+    assert (
+        value(registry, "celery_task_received_total", queue="briefings", task="briefing_compile")
+        == 1
+    )
+    assert (
+        value(registry, "celery_task_started_total", queue="briefings", task="briefing_compile")
+        is None
+    )
+    assert value(registry, "celery_tasks_reserved", queue="briefings") == 0
+
+
+def test_health_checks_are_not_task_metrics() -> None:
+    rec, registry = recorder()
+    health = request(task="health_check_task", queue="default")
+    rec.on_received(health)
+    rec.on_started(health)
+    rec.on_finished(health, "succeeded", None)
+    assert (
+        value(registry, "celery_task_received_total", queue="default", task="health_check_task")
+        is None
+    )
+
+
+def test_a_failing_handler_never_raises() -> None:
+    rec, _ = recorder()
+    rec.on_started(object())  # no attributes at all
+
+
+def test_exemplars_come_from_sampled_traceparents_only() -> None:
+    assert trace_exemplar(request(traceparent=f"00-{TRACE_ID}-00f067aa0ba902b7-01")) == {
+        "trace_id": TRACE_ID
+    }
+    assert trace_exemplar(request(traceparent=f"00-{TRACE_ID}-00f067aa0ba902b7-00")) is None
+    assert trace_exemplar(request(traceparent="00-" + "0" * 32 + "-00f067aa0ba902b7-01")) is None
+    assert trace_exemplar(request(traceparent="garbage")) is None
+
+
+def test_runtime_exemplar_is_rendered_in_openmetrics() -> None:
+    rec, registry = recorder()
+    req = request(traceparent=f"00-{TRACE_ID}-00f067aa0ba902b7-01")
+    rec.on_started(req)
+    rec.on_finished(req, "succeeded", None)
+    assert f'# {{trace_id="{TRACE_ID}"}}' in generate_latest(registry).decode()
+
+
+def test_queue_wait_subtracts_the_eta_delay() -> None:
+    published = time.time() - 100
+    req = request(**{"x-jobpilot-published-at": published})
+    req.time_start = published + 70
+    req.eta = datetime.datetime.fromtimestamp(published + 60, datetime.UTC)
+    assert abs((queue_wait_seconds(req) or 0) - 10) < 1e-6
+    assert queue_wait_seconds(request()) is None
