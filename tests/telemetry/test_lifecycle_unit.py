@@ -79,7 +79,7 @@ def test_revoked_at_receipt_counts_as_received_and_revoked() -> None:
     )
     assert (
         value(registry, "celery_task_started_total", queue="briefings", task="briefing_compile")
-        is None
+        == 0
     )
     assert value(registry, "celery_tasks_reserved", queue="briefings") == 0
 
