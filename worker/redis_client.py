@@ -12,6 +12,8 @@ from typing import Any
 import redis
 from celery import Celery
 from kombu.connection import Connection
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 #: Our own clients never wait long: a dead broker must not stall the caller.
 SOCKET_TIMEOUT_SECONDS = 5.0
@@ -26,6 +28,9 @@ def redis_for(
     transport is our dead-letter subclass and ``as_uri`` would name it.
     """
     kwargs: dict[str, Any] = {
+        # No hidden retries with backoff (redis-py's default): a probe must see a
+        # dead broker within its timeout, and each caller has its own retry policy.
+        "retry": Retry(NoBackoff(), 0),
         "socket_timeout": socket_timeout,
         "socket_connect_timeout": socket_timeout,
         "username": connection.userid or None,

@@ -1,0 +1,107 @@
+"""The HTTP endpoints: methods, liveness, and the cost of a scrape at 200 and 800 series pairs."""
+
+from __future__ import annotations
+
+import statistics
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from telemetry.catalogue import WorkerMetrics
+from telemetry.lifecycle import DeliveryRecorder
+from telemetry.server import Liveness, RenderCache, TelemetryServer
+
+
+def serve(registry: CollectorRegistry, liveness: Liveness | None = None) -> TelemetryServer:
+    server = TelemetryServer("127.0.0.1", 0, RenderCache(registry, 1.0), liveness or Liveness(60))
+    server.start()
+    return server
+
+
+def get(
+    server: TelemetryServer, path: str, method: str = "GET", accept: str = ""
+) -> tuple[int, bytes]:
+    host, port = server.address
+    request = urllib.request.Request(
+        f"http://{host}:{port}{path}", method=method, headers={"Accept": accept}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def populated(pairs: int) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    recorder = DeliveryRecorder(
+        WorkerMetrics(registry), {f"q{n}" for n in range(4)}, lambda _: True
+    )
+    for n in range(pairs):
+        recorder.series(f"q{n % 4}", f"task_{n}")
+    return registry
+
+
+def test_only_get_on_known_paths() -> None:
+    server = serve(CollectorRegistry())
+    try:
+        assert get(server, "/metrics")[0] == 200
+        assert get(server, "/livez")[0] == 200
+        assert get(server, "/metrics", method="POST")[0] == 405
+        assert get(server, "/nope")[0] == 404
+        assert get(server, "/readyz")[0] == 404  # no probe attached
+    finally:
+        server.stop()
+
+
+def test_livez_turns_503_when_the_loop_stops_ticking() -> None:
+    liveness = Liveness(timeout=0.2)
+    server = serve(CollectorRegistry(), liveness)
+    try:
+        liveness.tick()
+        assert get(server, "/livez")[0] == 200
+        time.sleep(0.3)
+        status, body = get(server, "/livez")
+        assert status == 503 and b'"alive": false' in body
+    finally:
+        server.stop()
+
+
+def test_a_taken_port_fails_at_construction() -> None:
+    first = serve(CollectorRegistry())
+    try:
+        with pytest.raises(OSError):
+            TelemetryServer(
+                "127.0.0.1", first.address[1], RenderCache(CollectorRegistry(), 1), Liveness(60)
+            )
+    finally:
+        first.stop()
+
+
+@pytest.mark.parametrize("pairs", [200, 800])
+def test_render_cost_and_cached_scrape_latency(
+    pairs: int, record_property: pytest.FixtureRequest
+) -> None:
+    registry = populated(pairs)
+    cache = RenderCache(registry, interval=60)
+    started = time.perf_counter()
+    body = cache.render(openmetrics=False)
+    render_ms = (time.perf_counter() - started) * 1000
+    server = TelemetryServer("127.0.0.1", 0, cache, Liveness(60))
+    server.start()
+    try:
+        latencies = []
+        for _ in range(200):
+            t = time.perf_counter()
+            assert get(server, "/metrics")[0] == 200
+            latencies.append((time.perf_counter() - t) * 1000)
+    finally:
+        server.stop()
+    p99 = statistics.quantiles(latencies, n=100)[98]
+    print(
+        f"pairs={pairs} render={render_ms:.1f}ms size={len(body)}B cached p50={statistics.median(latencies):.2f}ms p99={p99:.2f}ms"
+    )
+    assert p99 <= 10
