@@ -33,6 +33,7 @@ from celery.worker import state as worker_state
 from prometheus_client import CollectorRegistry, disable_created_metrics
 
 from telemetry.catalogue import WorkerMetrics
+from telemetry.forwarding import PublishForwarder
 from telemetry.lifecycle import HEALTH_TASK, DeliveryRecorder
 from telemetry.publish import PublishRecorder
 from telemetry.queues import PollingThread, QueuePoller
@@ -71,6 +72,7 @@ class WorkerTelemetry:
         self.server: TelemetryServer | None = None
         self.liveness = Liveness(settings_of(app).liveness_timeout)
         self.threads: list[PollingThread] = []
+        self.forwarder = PublishForwarder(self._count_publish)
         self.probe: ReadinessProbe | None = None
         self.health_check: HealthTaskCheck | None = None
 
@@ -114,6 +116,7 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
     telemetry.metrics.health_check_last_success.set(time.time())
     lifecycle.add_observer(telemetry.recorder)
     telemetry.publisher.connect()
+    telemetry.forwarder.start_reading()
     current = telemetry
 
 
@@ -215,9 +218,15 @@ def _on_worker_shutting_down(**_: Any) -> None:
 
 
 def _on_worker_process_init(**_: Any) -> None:
+    """In each pool process: serve nothing, observe nothing, forward publish counts."""
     global current
     if current is not None and current.server is not None:
         current.server.close_inherited_socket()
+        current.forwarder.become_child()
+        current.publisher.disconnect()
+        PublishRecorder(
+            current.forwarder.forward, settings_of(app).metrics_max_task_names
+        ).connect()
         lifecycle.remove_observer(current.recorder)
         if current.health_check is not None:
             lifecycle.remove_observer(current.health_check)

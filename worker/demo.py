@@ -1,8 +1,10 @@
 """``python -m worker.demo``: a worker, a mixed workload on all four queues, and what happened.
 
 Starts a real worker (prefork, concurrency 2), sends agent, briefing, scraping
-and database tasks plus one poison message, waits for every result with a
-timeout, prints a per-queue table and the dead letters, then stops the worker.
+and database tasks plus one refused message, waits for every result with a
+timeout, then prints a per-queue table built from the worker's own /metrics
+(depth, started, succeeded, failed, p50/p95 of wait and runtime) and the dead
+letters, and stops the worker.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +75,9 @@ def start_worker(log_path: Path) -> subprocess.Popen[bytes]:
 
 
 def main() -> int:
+    import telemetry
+
+    telemetry.install(app)  # stamps the publish time the wait-time histogram measures from
     run_id = uuid.uuid4().hex[:8]
     dead_before = DeadLetterWriter.for_app(app).store.size()
     worker = start_worker(Path(".run") / "demo-worker.log")
@@ -84,11 +90,89 @@ def main() -> int:
         deadline = time.monotonic() + RESULT_TIMEOUT_SECONDS
         for name, result in sent:
             outcomes[(queue_for(name), wait_for(result, deadline))] += 1
+        time.sleep(app.conf.jobpilot_settings.metrics_render_interval + 0.1)
+        exposition = scrape_metrics()
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
         worker.wait(30)
     print_summary(outcomes, DeadLetterWriter.for_app(app).store.size() - dead_before)
+    if exposition is not None:
+        print_metrics_table(exposition)
     return 0
+
+
+def scrape_metrics() -> str | None:
+    settings = app.conf.jobpilot_settings
+    host = "127.0.0.1" if settings.metrics_host in ("0.0.0.0", "::") else settings.metrics_host
+    try:
+        with urllib.request.urlopen(
+            f"http://{host}:{settings.metrics_port}/metrics", timeout=5
+        ) as response:
+            return str(response.read().decode())
+    except OSError as exc:
+        print(f"demo: could not read the worker's /metrics: {exc}")
+        return None
+
+
+def quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:
+    """histogram_quantile over cumulative (upper bound, count) pairs, as Prometheus computes it."""
+    buckets = sorted(buckets)
+    total = buckets[-1][1] if buckets else 0
+    if total == 0:
+        return None
+    rank, previous_bound, previous_count = q * total, 0.0, 0.0
+    for bound, count in buckets:
+        if count >= rank:
+            if bound == float("inf"):
+                return previous_bound
+            return previous_bound + (bound - previous_bound) * (rank - previous_count) / max(
+                count - previous_count, 1e-9
+            )
+        previous_bound, previous_count = bound, count
+    return None
+
+
+def print_metrics_table(exposition: str) -> None:
+    """Per queue: depth, started, succeeded, failed, p50/p95 of wait and runtime."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    sums: dict[tuple[str, str], float] = defaultdict(float)
+    buckets: dict[tuple[str, str], dict[float, float]] = defaultdict(lambda: defaultdict(float))
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            queue = sample.labels.get("queue")
+            if queue is None:
+                continue
+            if sample.name == "celery_queue_depth":
+                sums[(queue, "depth")] = sample.value
+            elif sample.name == "celery_task_started_total":
+                sums[(queue, "started")] += sample.value
+            elif sample.name == "celery_task_finished_total" and sample.labels["outcome"] in (
+                "succeeded",
+                "failed",
+            ):
+                sums[(queue, sample.labels["outcome"])] += sample.value
+            elif sample.name.endswith("_seconds_bucket") and "task" in sample.labels:
+                kind = "wait" if "queue_wait" in sample.name else "runtime"
+                buckets[(queue, kind)][float(sample.labels["le"])] += sample.value
+
+    def ms(value: float | None) -> str:
+        return "-" if value is None else f"{value * 1000:.0f}ms"
+
+    print(
+        f"\n{'queue':<10}{'depth':>6}{'started':>8}{'ok':>5}{'failed':>7}{'wait p50':>10}{'p95':>8}{'run p50':>9}{'p95':>8}"
+    )
+    for queue in QUEUE_NAMES:
+        wait, run = (
+            list(buckets[(queue, "wait")].items()),
+            list(buckets[(queue, "runtime")].items()),
+        )
+        print(
+            f"{queue:<10}{sums[(queue, 'depth')]:>6.0f}{sums[(queue, 'started')]:>8.0f}"
+            f"{sums[(queue, 'succeeded')]:>5.0f}{sums[(queue, 'failed')]:>7.0f}"
+            f"{ms(quantile(0.5, wait)):>10}{ms(quantile(0.95, wait)):>8}"
+            f"{ms(quantile(0.5, run)):>9}{ms(quantile(0.95, run)):>8}"
+        )
 
 
 def wait_for(result: AsyncResult, deadline: float) -> str:

@@ -105,6 +105,12 @@ def test_identities_hold_for_a_mixed_workload_with_crashes_and_recycling(
     assert all(v == 0 for v in samples["celery_tasks_active"].values())
     assert all(v == 0 for v in samples["celery_tasks_reserved"].values())
     assert not any(task == "health_check_task" for _, task in received)
+    # And publishes made by pool processes (Task.retry) and by the main process
+    # (retries after a lost pool process) both reach this worker's counter
+    published = per_task(samples, "celery_task_published_total")
+    assert published[("default", "tests.retry_twice")][""] == 2
+    assert published[("default", "tests.kill_own_process")][""] == 2
+    assert not any(task == "health_check_task" for _, task in published)
     runtime_count = per_task(samples, "celery_task_runtime_seconds_count")
     assert runtime_count[("briefings", "briefing_compile")][""] == 10
 
