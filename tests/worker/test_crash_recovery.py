@@ -41,7 +41,7 @@ def test_a_task_interrupted_by_sigkill_completes_after_restart(
     # When the whole worker is killed with SIGKILL
     killed_at = time.monotonic()
     first.kill()
-    assert "succeeded" not in first.log()
+    assert f"tests.sleep_then_record[{result.id}] succeeded" not in first.log()
     # And a new worker starts only after the visibility timeout has passed
     wait_until(lambda: time.monotonic() - killed_at > 9.5, 15)
     second = start_worker(env)

@@ -150,8 +150,8 @@ def test_requeue_returns_a_valid_message_and_refuses_an_invalid_one(
     assert json.loads(shown.stdout)["queue"] == "briefings"
     done = deadletters_cli("requeue", str(index))
     assert done.returncode == 0, done.stderr
-    worker.wait_for_log("briefing_compile", 15)
-    worker.wait_for_log("succeeded", 15)
+    requeued_id = json.loads(raw)["headers"]["id"]
+    worker.wait_for_log(f"briefing_compile[{requeued_id}] succeeded", 15)
     assert redis_client.llen(DEADLETTER_KEY) == 1
     assert deadletters_cli("purge").returncode == 1
     assert "purged 1" in deadletters_cli("purge", "--yes").stdout
