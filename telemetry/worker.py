@@ -30,6 +30,8 @@ from celery.signals import (
 )
 from celery.utils.nodenames import worker_direct
 from celery.worker import state as worker_state
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry, disable_created_metrics
 
 from telemetry.catalogue import WorkerMetrics
@@ -47,6 +49,9 @@ from telemetry.readiness import (
     required_checks,
 )
 from telemetry.server import Liveness, RenderCache, TelemetryServer
+from telemetry.spans import INSTRUMENTATION, MainProcessSpans
+from telemetry.trace_wiring import PoolProcessWiring, ProducerWiring
+from telemetry.tracing import CollectorState, build_provider, flush_within, sdk_disabled
 from worker import lifecycle, routing
 from worker.celery_app import app, settings_of
 from worker.deadletters.records import deadletter_key
@@ -67,13 +72,20 @@ class WorkerTelemetry:
         self.metrics = WorkerMetrics(registry)
         self.recorder = DeliveryRecorder(self.metrics, queues, lambda name: name in app.tasks)
         self.publisher = PublishRecorder(
-            self._count_publish, settings_of(app).metrics_max_task_names
+            self._count_publish,
+            settings_of(app).metrics_max_task_names,
+            keep_argsrepr=settings_of(app).trace_task_args,
         )
         self.server: TelemetryServer | None = None
         self.liveness = Liveness(settings_of(app).liveness_timeout)
         self.threads: list[PollingThread] = []
         self.forwarder = PublishForwarder(self._count_publish)
+        self.collector = CollectorState()
+        self.main_provider: TracerProvider | None = None
+        self.main_spans: MainProcessSpans | None = None
+        self.producer_spans: ProducerWiring | None = None
         self.probe: ReadinessProbe | None = None
+        self.hostname = ""
         self.health_check: HealthTaskCheck | None = None
 
     def _count_publish(self, queue: str, task: str) -> None:
@@ -117,7 +129,21 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
     lifecycle.add_observer(telemetry.recorder)
     telemetry.publisher.connect()
     telemetry.forwarder.start_reading()
+    telemetry.hostname = str(getattr(sender, "hostname", "") or "")
+    if not sdk_disabled():
+        _start_main_process_tracing(telemetry, telemetry.hostname)
     current = telemetry
+
+
+def _start_main_process_tracing(telemetry: WorkerTelemetry, hostname: str) -> None:
+    """A provider the main process keeps to itself: never installed globally, since
+    the global one is inherited through fork and can be set only once."""
+    telemetry.main_provider = build_provider(telemetry.collector, hostname)
+    tracer = telemetry.main_provider.get_tracer(INSTRUMENTATION)
+    telemetry.main_spans = MainProcessSpans(tracer)
+    lifecycle.add_observer(telemetry.main_spans)
+    telemetry.producer_spans = ProducerWiring(tracer)
+    telemetry.producer_spans.connect()
 
 
 def _on_worker_ready(sender: Any = None, **_: Any) -> None:
@@ -126,7 +152,7 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
         return
     metrics = telemetry.metrics
     consumer = sender
-    hostname = str(getattr(consumer, "hostname", "") or "")
+    hostname = telemetry.hostname = str(getattr(consumer, "hostname", "") or "")
     pool = getattr(getattr(consumer, "pool", None), "__class__", type(None)).__module__.rsplit(
         ".", 1
     )[-1]
@@ -225,11 +251,21 @@ def _on_worker_process_init(**_: Any) -> None:
         current.forwarder.become_child()
         current.publisher.disconnect()
         PublishRecorder(
-            current.forwarder.forward, settings_of(app).metrics_max_task_names
+            current.forwarder.forward,
+            settings_of(app).metrics_max_task_names,
+            keep_argsrepr=settings_of(app).trace_task_args,
         ).connect()
         lifecycle.remove_observer(current.recorder)
         if current.health_check is not None:
             lifecycle.remove_observer(current.health_check)
+        if current.main_spans is not None:
+            lifecycle.remove_observer(current.main_spans)
+        if current.producer_spans is not None:
+            current.producer_spans.disconnect()
+            # The global provider lives in pool processes only, set once after fork.
+            provider = build_provider(current.collector, current.hostname)
+            trace.set_tracer_provider(provider)
+            PoolProcessWiring(provider, current.collector).connect()
         current = None
 
 
@@ -247,6 +283,8 @@ def _on_worker_shutdown(**_: Any) -> None:
             current.probe.stop()
         if current.server is not None:
             current.server.stop()
+        if current.main_provider is not None:
+            flush_within(current.main_provider, current.collector)
         lifecycle.remove_observer(current.recorder)
         if current.health_check is not None:
             lifecycle.remove_observer(current.health_check)

@@ -45,3 +45,16 @@ def retry_twice(self: Any, key: str) -> str:
     if self.request.retries < 2:
         raise self.retry(countdown=0.1)
     return key
+
+
+@app.task(name="tests.ignore_soft_limit")
+def ignore_soft_limit(seconds: float) -> None:
+    """Keeps running through the soft time limit, so only the hard limit stops it."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            time.sleep(0.05)
+        except SoftTimeLimitExceeded:
+            continue

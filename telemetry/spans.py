@@ -1,0 +1,225 @@
+"""One span per publish and one per execution, from a lean pair of signal handlers.
+
+Names, kinds and attributes follow OpenTelemetry's Celery instrumentation and
+the messaging semantic conventions:
+
+* ``apply_async/{task}`` (PRODUCER) around a publish; its context travels as the
+  W3C ``traceparent`` message header;
+* ``run/{task}`` (CONSUMER) around an execution in a pool process, parented by
+  that header and current while the task runs, so what the task does (database
+  calls, nested tasks) joins the same trace;
+* ``celery.time_limit/{task}``, ``celery.revoked/{task}``,
+  ``celery.worker_lost/{task}`` (INTERNAL), recorded by the main process for the
+  events that kill or bypass the pool process.
+
+Every span carries a fixed set of attributes: ``messaging.system``,
+``messaging.destination.name``, ``messaging.operation.type``,
+``messaging.message.id``, ``celery.task.name``, ``celery.task.retries`` and, on
+consumer and main-process spans, ``celery.task.outcome``. Arguments are never
+recorded. ``traceparent`` is parsed and written directly, with no propagator
+loop on the hot path. Every entry stored per task is popped when it ends.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from billiard.exceptions import WorkerLostError
+from celery.exceptions import TimeLimitExceeded
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+)
+
+from telemetry.lifecycle import TRACEPARENT_HEADER, TRACEPARENT_LENGTH
+
+logger = logging.getLogger("telemetry.spans")
+
+SYSTEM = "messaging.system"
+DESTINATION = "messaging.destination.name"
+OPERATION = "messaging.operation.type"
+MESSAGE_ID = "messaging.message.id"
+TASK_NAME = "celery.task.name"
+TASK_RETRIES = "celery.task.retries"
+TASK_OUTCOME = "celery.task.outcome"
+INSTRUMENTATION = "jobpilot.telemetry"
+#: Producer spans whose publish never completed are ended after this many.
+MAX_OPEN_PUBLISHES = 1000
+STATE_OUTCOMES = {
+    "SUCCESS": "succeeded",
+    "FAILURE": "failed",
+    "RETRY": "retried",
+    "IGNORED": "succeeded",
+}
+
+
+def parent_context(traceparent: Any) -> otel_context.Context | None:
+    """A remote parent from ``00-<trace id>-<span id>-<flags>``, or None if malformed."""
+    if not isinstance(traceparent, str) or len(traceparent) != TRACEPARENT_LENGTH:
+        return None
+    try:
+        trace_id, span_id, flags = (
+            int(traceparent[3:35], 16),
+            int(traceparent[36:52], 16),
+            int(traceparent[53:55], 16),
+        )
+    except ValueError:
+        return None
+    if not trace_id or not span_id:
+        return None
+    span_context = SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags & 1))
+    return trace.set_span_in_context(NonRecordingSpan(span_context))
+
+
+def format_traceparent(span_context: SpanContext) -> str:
+    return f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}-{int(span_context.trace_flags):02x}"
+
+
+class ProducerSpans:
+    """``before_task_publish``/``after_task_publish`` receivers."""
+
+    def __init__(self, tracer: trace.Tracer) -> None:
+        self.tracer = tracer
+        self._open: dict[str, trace.Span] = {}
+
+    def before_publish(
+        self,
+        sender: Any = None,
+        headers: dict[str, Any] | None = None,
+        routing_key: str | None = None,
+        **_: Any,
+    ) -> None:
+        if headers is None:
+            return
+        task_id = str(headers.get("id") or "")
+        span = self.tracer.start_span(
+            f"apply_async/{sender}",
+            kind=SpanKind.PRODUCER,
+            attributes={
+                SYSTEM: "celery",
+                DESTINATION: routing_key or "",
+                OPERATION: "send",
+                MESSAGE_ID: task_id,
+                TASK_NAME: str(sender),
+                TASK_RETRIES: int(headers.get("retries") or 0),
+            },
+        )
+        span_context = span.get_span_context()
+        if span_context.is_valid:
+            headers[TRACEPARENT_HEADER] = format_traceparent(span_context)
+        if len(self._open) >= MAX_OPEN_PUBLISHES:
+            for stale in list(self._open)[: MAX_OPEN_PUBLISHES // 2]:
+                self._open.pop(stale).end()
+        self._open[task_id] = span
+
+    def after_publish(self, headers: dict[str, Any] | None = None, **_: Any) -> None:
+        span = self._open.pop(str((headers or {}).get("id") or ""), None)
+        if span is not None:
+            span.end()
+
+
+class ConsumerSpans:
+    """``task_prerun``/``task_postrun`` (+ failure, retry) receivers in a pool process."""
+
+    def __init__(self, tracer: trace.Tracer) -> None:
+        self.tracer = tracer
+        self._running: dict[str, tuple[trace.Span, object]] = {}
+
+    def prerun(self, task_id: str | None = None, task: Any = None, **_: Any) -> None:
+        if task_id is None or task is None:
+            return
+        request = task.request
+        delivery = getattr(request, "delivery_info", None) or {}
+        span = self.tracer.start_span(
+            f"run/{task.name}",
+            context=parent_context(getattr(request, TRACEPARENT_HEADER, None)),
+            kind=SpanKind.CONSUMER,
+            attributes={
+                SYSTEM: "celery",
+                DESTINATION: str(delivery.get("routing_key") or ""),
+                OPERATION: "process",
+                MESSAGE_ID: task_id,
+                TASK_NAME: task.name,
+                TASK_RETRIES: int(getattr(request, "retries", 0) or 0),
+            },
+        )
+        token = otel_context.attach(trace.set_span_in_context(span))
+        self._running[task_id] = (span, token)
+
+    def failure(
+        self, task_id: str | None = None, exception: BaseException | None = None, **_: Any
+    ) -> None:
+        entry = self._running.get(task_id or "")
+        if entry is None or exception is None:
+            return
+        span = entry[0]
+        span.record_exception(exception)
+        span.set_status(Status(StatusCode.ERROR, type(exception).__name__))
+        span.set_attribute(TASK_OUTCOME, "failed")
+
+    def retry(self, request: Any = None, reason: Any = None, **_: Any) -> None:
+        entry = self._running.get(str(getattr(request, "id", "") or ""))
+        if entry is not None:
+            entry[0].set_attribute(TASK_OUTCOME, "retried")
+            if reason is not None:
+                entry[0].add_event("retry", {"reason": type(reason).__name__})
+
+    def postrun(self, task_id: str | None = None, state: str | None = None, **_: Any) -> None:
+        entry = self._running.pop(task_id or "", None)
+        if entry is None:
+            return
+        span, token = entry
+        if span.is_recording() and not (getattr(span, "attributes", None) or {}).get(TASK_OUTCOME):
+            span.set_attribute(TASK_OUTCOME, STATE_OUTCOMES.get(str(state), "failed"))
+        span.end()
+        otel_context.detach(token)  # type: ignore[arg-type]
+
+
+class MainProcessSpans:
+    """A ``worker.lifecycle`` observer: spans for what the pool process cannot record."""
+
+    def __init__(self, tracer: trace.Tracer) -> None:
+        self.tracer = tracer
+
+    def on_started(self, request: Any) -> None:
+        return
+
+    def on_dead_lettered(self, queue: str, task: str | None, reason: str, refused: bool) -> None:
+        return
+
+    def on_finished(self, request: Any, outcome: str, exception: BaseException | None) -> None:
+        if outcome == "revoked":
+            kind = "celery.revoked"
+        elif isinstance(exception, TimeLimitExceeded):
+            kind = "celery.time_limit"
+        elif isinstance(exception, WorkerLostError) or getattr(request, "_jp_retried", False):
+            kind = "celery.worker_lost"
+        else:
+            return
+        headers = request.request_dict or {}
+        delivery = request.delivery_info or {}
+        span = self.tracer.start_span(
+            f"{kind}/{request.type}",
+            context=parent_context(headers.get(TRACEPARENT_HEADER)),
+            kind=SpanKind.INTERNAL,
+            attributes={
+                SYSTEM: "celery",
+                DESTINATION: str(delivery.get("routing_key") or ""),
+                OPERATION: "process",
+                MESSAGE_ID: str(request.id),
+                TASK_NAME: str(request.type),
+                TASK_RETRIES: int(headers.get("retries") or 0),
+                TASK_OUTCOME: outcome,
+            },
+        )
+        if exception is not None and outcome == "failed":
+            span.record_exception(exception)
+            span.set_status(Status(StatusCode.ERROR, type(exception).__name__))
+        span.end()

@@ -1,0 +1,215 @@
+"""Tracer providers from the standard ``OTEL_*`` variables, prefork-correct.
+
+* Pool processes install the global provider in ``worker_process_init``: it can
+  be set once per process and is inherited through fork, so the main process
+  never installs one globally.
+* The main process builds a provider instance it keeps to itself, for the few
+  spans only it can record (hard time limits, revocations, lost pool processes).
+* Any other process gets one from ``telemetry.install(app)``, unless it already
+  has an SDK provider, which is then reused.
+
+Variables: ``OTEL_SERVICE_NAME`` (default ``jobpilot-worker``),
+``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_TRACES_SAMPLER``/``_ARG``,
+``OTEL_EXPORTER_OTLP_ENDPOINT``/``_PROTOCOL`` (HTTP/protobuf by default),
+``OTEL_TRACES_EXPORTER=otlp|console|none`` (``none`` still creates spans and
+propagates context), ``OTEL_SDK_DISABLED=true`` (no tracing at all) and
+``OTEL_BSP_SCHEDULE_DELAY`` (1000 ms here when unset).
+
+Flushes are bounded at 2 s: the SDK's ``force_flush`` ignores its timeout, so it
+runs on a helper thread joined for at most that long, and the exporter's own
+timeout is 2 s. Processes share a "collector unreachable until T" value, set by
+any process whose export failed; while it is set, exit flushes are skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SpanExporter,
+    SpanExportResult,
+)
+
+from worker.settings import SettingsError
+
+logger = logging.getLogger("telemetry.tracing")
+
+DEFAULT_SERVICE_NAME = "jobpilot-worker"
+DEFAULT_SCHEDULE_DELAY_MILLIS = 1000
+FLUSH_TIMEOUT_SECONDS = 2.0
+EXPORT_TIMEOUT_SECONDS = 2.0
+#: After a failed export, exit flushes are skipped for this long.
+UNREACHABLE_BACKOFF_SECONDS = 30.0
+LOG_INTERVAL_SECONDS = 60.0
+TRUE_VALUES = ("true", "1", "yes")
+
+
+def sdk_disabled() -> bool:
+    return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() in TRUE_VALUES
+
+
+def service_version() -> str:
+    try:
+        return version("jobpilot-worker")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+class CollectorState:
+    """The shared "unreachable until" time, in memory every pool process inherits."""
+
+    def __init__(self) -> None:
+        self._until = multiprocessing.Value("d", 0.0, lock=False)
+        self._last_log = 0.0
+
+    def mark_unreachable(self, reason: str) -> None:
+        self._until.value = time.time() + UNREACHABLE_BACKOFF_SECONDS
+        now = time.monotonic()
+        if now - self._last_log >= LOG_INTERVAL_SECONDS:
+            self._last_log = now
+            logger.warning(
+                "span export failed (%s); spans are dropped until the collector answers", reason
+            )
+
+    def reachable(self) -> bool:
+        until: float = self._until.value
+        return time.time() >= until
+
+
+class GuardedExporter(SpanExporter):
+    """Wraps an exporter: failures are remembered across processes and logged once a minute."""
+
+    def __init__(self, inner: SpanExporter, state: CollectorState) -> None:
+        self.inner = inner
+        self.state = state
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        try:
+            result = self.inner.export(spans)
+        except Exception as exc:
+            self.state.mark_unreachable(type(exc).__name__)
+            return SpanExportResult.FAILURE
+        if result is not SpanExportResult.SUCCESS:
+            self.state.mark_unreachable("export failed")
+            return SpanExportResult.FAILURE
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return bool(self.inner.force_flush(timeout_millis))
+
+
+class OncePerInterval(logging.Filter):
+    """Lets a logger's warnings through at most once per interval (the SDK logs every failure)."""
+
+    def __init__(self, interval: float = LOG_INTERVAL_SECONDS) -> None:
+        super().__init__()
+        self.interval = interval
+        self._last = float("-inf")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        now = time.monotonic()
+        if now - self._last < self.interval:
+            return False
+        self._last = now
+        return True
+
+
+NOISY_EXPORT_LOGGERS = (
+    "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+    "opentelemetry.exporter.otlp.proto.grpc.exporter",
+    "opentelemetry.sdk.trace.export",
+    "opentelemetry.sdk._shared_internal",
+)
+
+
+def quiet_export_failures() -> None:
+    """Export failures and dropped spans are logged at most once a minute, per logger."""
+    for name in NOISY_EXPORT_LOGGERS:
+        log = logging.getLogger(name)
+        if not any(isinstance(f, OncePerInterval) for f in log.filters):
+            log.addFilter(OncePerInterval())
+
+
+def exporter_from_environment() -> SpanExporter | None:
+    """The exporter ``OTEL_TRACES_EXPORTER`` names; None for ``none``."""
+    name = os.environ.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() or "otlp"
+    if name == "none":
+        return None
+    if name == "console":
+        return ConsoleSpanExporter()
+    if name != "otlp":
+        raise SettingsError("OTEL_TRACES_EXPORTER", "must be otlp, console or none")
+    protocol = (
+        os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        or ""
+    ).strip() or "http/protobuf"
+    timeout = None if os.environ.get("OTEL_EXPORTER_OTLP_TIMEOUT") else EXPORT_TIMEOUT_SECONDS
+    if protocol == "http/protobuf":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        return OTLPSpanExporter(timeout=timeout)
+    if protocol == "grpc":
+        try:
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+                OTLPSpanExporter as GrpcSpanExporter,
+            )
+        except ImportError:
+            raise SettingsError(
+                "OTEL_EXPORTER_OTLP_PROTOCOL",
+                "grpc needs the extra: pip install 'jobpilot-worker[grpc]'",
+            ) from None
+        exporter: SpanExporter = GrpcSpanExporter(timeout=timeout)
+        return exporter
+    raise SettingsError("OTEL_EXPORTER_OTLP_PROTOCOL", "must be http/protobuf or grpc")
+
+
+def build_provider(state: CollectorState, worker_hostname: str | None = None) -> TracerProvider:
+    attributes: dict[str, Any] = {
+        "service.version": service_version(),
+        "service.instance.id": f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+        "host.name": socket.gethostname(),
+    }
+    if not os.environ.get("OTEL_SERVICE_NAME"):
+        attributes["service.name"] = DEFAULT_SERVICE_NAME
+    if worker_hostname:
+        attributes["celery.worker.hostname"] = worker_hostname
+    provider = TracerProvider(resource=Resource.create(attributes))
+    quiet_export_failures()
+    exporter = exporter_from_environment()
+    if exporter is not None:
+        delay = None if os.environ.get("OTEL_BSP_SCHEDULE_DELAY") else DEFAULT_SCHEDULE_DELAY_MILLIS
+        provider.add_span_processor(
+            BatchSpanProcessor(GuardedExporter(exporter, state), schedule_delay_millis=delay)
+        )
+    return provider
+
+
+def flush_within(
+    provider: TracerProvider, state: CollectorState, seconds: float = FLUSH_TIMEOUT_SECONDS
+) -> bool:
+    """Flush on a helper thread joined for at most ``seconds``; skipped while the collector is down."""
+    if not state.reachable():
+        return False
+    flusher = threading.Thread(target=provider.force_flush, name="span-flush", daemon=True)
+    flusher.start()
+    flusher.join(seconds)
+    return not flusher.is_alive()
