@@ -14,14 +14,30 @@ import platform
 from pathlib import Path
 
 from bench.drain import Drainer, Variant, default_workdir, interleaved, summarize
+from bench.sink import DiscardingSink
 
 RESULTS = Path(__file__).with_name("results") / "latest.json"
 
-VARIANTS = (
-    Variant("off", {"TELEMETRY_ENABLED": "false"}),
-    Variant("off_aa", {"TELEMETRY_ENABLED": "false"}),
-    Variant("events", {"TELEMETRY_ENABLED": "false"}, ("-E",)),
-)
+
+def variants(sink: DiscardingSink) -> tuple[Variant, ...]:
+    """off is the baseline; off_aa the A/A control; events the event-based anchor."""
+    return (
+        Variant("off", {"TELEMETRY_ENABLED": "false"}),
+        Variant("off_aa", {"TELEMETRY_ENABLED": "false"}),
+        Variant(
+            "metrics",
+            {"TELEMETRY_ENABLED": "true", "OTEL_SDK_DISABLED": "true", "READINESS_INTERVAL": "15"},
+        ),
+        Variant(
+            "all_on",
+            {
+                "TELEMETRY_ENABLED": "true",
+                "READINESS_INTERVAL": "15",
+                "OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint,
+            },
+        ),
+        Variant("events", {"TELEMETRY_ENABLED": "false"}, ("-E",)),
+    )
 
 
 def main() -> int:
@@ -40,6 +56,7 @@ def main() -> int:
     if args.smoke:
         args.n, args.pairs = 200, 1
     drainer = Drainer(args.redis_url, default_workdir())
+    sink = DiscardingSink()
     report: dict[str, object] = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": {
@@ -55,7 +72,9 @@ def main() -> int:
         f"{'task':<11}{'variant':<9}{'tasks/s':>9}{'ratio':>8}{'95% CI':>16}{'min':>7}{'max':>7}{'CPU-us/task':>13}{'cpu ratio':>10}"
     )
     for task in args.tasks.split(","):
-        rows = summarize(interleaved(drainer, VARIANTS, task, args.n, args.pairs), baseline="off")
+        rows = summarize(
+            interleaved(drainer, variants(sink), task, args.n, args.pairs), baseline="off"
+        )
         report["drain"][task] = rows  # type: ignore[index]
         for row in rows:
             low, high = row["ratio_ci95"]  # type: ignore[misc]
