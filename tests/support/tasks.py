@@ -58,3 +58,9 @@ def ignore_soft_limit(seconds: float) -> None:
             time.sleep(0.05)
         except SoftTimeLimitExceeded:
             continue
+
+
+@app.task(name="tests.enqueue_child")
+def enqueue_child() -> None:
+    """Enqueues another task from inside a task: one connected trace."""
+    app.send_task("briefing_compile", args=["nested", ["text"]])

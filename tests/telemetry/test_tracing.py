@@ -174,3 +174,36 @@ def test_exemplar_trace_ids_match_the_received_spans(
     lines = wait_until(exemplar_lines, 10, interval=0.3)
     assert any(f'trace_id="{run.trace_id}"' in line for line in lines if "runtime" in line)
     assert any(f'trace_id="{run.trace_id}"' in line for line in lines if "queue_wait" in line)
+
+
+def test_a_task_that_enqueues_another_gives_one_connected_trace(
+    start_worker: Callable[..., WorkerProcess], worker_env: dict[str, str], receiver: OtlpReceiver
+) -> None:
+    env = traced_env(worker_env, receiver)
+    start_worker(env)
+    parent_id = publish_from_a_producer(env, "tests.enqueue_child", [])
+    outer = wait_until(
+        lambda: [
+            s
+            for s in receiver.named("run/tests.enqueue_child")
+            if s.attributes["messaging.message.id"] == parent_id
+        ],
+        20,
+    )[0]
+    inner_publish = wait_until(
+        lambda: [
+            s
+            for s in receiver.named("apply_async/briefing_compile")
+            if s.parent_span_id == outer.span_id
+        ],
+        20,
+    )[0]
+    inner_run = wait_until(
+        lambda: [
+            s
+            for s in receiver.named("run/briefing_compile")
+            if s.parent_span_id == inner_publish.span_id
+        ],
+        20,
+    )[0]
+    assert outer.trace_id == inner_publish.trace_id == inner_run.trace_id
