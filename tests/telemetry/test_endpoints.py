@@ -114,15 +114,21 @@ def test_exemplars_appear_only_in_openmetrics(
     app.send_task("briefing_compile", args=["t", ["x"]], headers=headers, ignore_result=False).get(
         timeout=15
     )
-    openmetrics = fetch(worker, "/metrics", accept="application/openmetrics-text; version=1.0.0")[
-        1
-    ].decode()
-    runtime = [
-        line
-        for line in openmetrics.splitlines()
-        if line.startswith("celery_task_runtime_seconds_bucket")
-    ]
-    assert any(f'# {{trace_id="{TRACE_ID}"}}' in line for line in runtime)
+    # The result can be stored before the main process records the runtime, and a
+    # render is cached for up to METRICS_RENDER_INTERVAL: poll rather than read once.
+
+    def runtime_exemplars() -> list[str]:
+        body = fetch(worker, "/metrics", accept="application/openmetrics-text; version=1.0.0")[
+            1
+        ].decode()
+        return [
+            line
+            for line in body.splitlines()
+            if line.startswith("celery_task_runtime_seconds_bucket")
+            and f'# {{trace_id="{TRACE_ID}"}}' in line
+        ]
+
+    assert wait_until(runtime_exemplars, 10, interval=0.2, message="the runtime exemplar")
     assert TRACE_ID not in fetch(worker, "/metrics")[1].decode()
 
 
