@@ -24,6 +24,8 @@ from pathlib import Path
 
 import redis
 
+from worker.command import worker_command
+
 ROOT = Path(__file__).resolve().parents[1]
 QUEUE = "default"
 STAGING = "bench:staging"
@@ -103,27 +105,19 @@ class Drainer:
         self.client.restore(STAGING, 0, dump)
         log_path = self.workdir / f"{variant.name}.log"
         env = {**os.environ, "REDIS_URL": self.redis_url, "LOG_LEVEL": "INFO", **variant.env}
-        command = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "worker",
-            "worker",
-            "-Q",
-            QUEUE,
-            "-c",
-            "2",
-            "-P",
-            "prefork",
-            "--include",
-            "bench.tasks",
-            "--without-mingle",
-            "--without-gossip",
-            "--loglevel",
-            "INFO",
+        command = worker_command(
+            [QUEUE],
+            2,
+            *(
+                "--include",
+                "bench.tasks",
+                "--without-mingle",
+                "--without-gossip",
+                "--loglevel",
+                "INFO",
+            ),
             *variant.args,
-        ]
+        )
         with log_path.open("wb") as log:
             worker = subprocess.Popen(
                 command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 import uuid
@@ -23,6 +22,7 @@ from typing import Any
 from celery.result import AsyncResult
 
 from worker.celery_app import app
+from worker.command import worker_command
 from worker.deadletters.writer import DeadLetterWriter
 from worker.routing import QUEUE_NAMES, queue_for
 
@@ -47,18 +47,7 @@ def workload(run_id: str) -> list[tuple[str, list[Any]]]:
 
 
 def start_worker(log_path: Path) -> subprocess.Popen[bytes]:
-    command = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "worker",
-        "worker",
-        "-Q",
-        ",".join(QUEUE_NAMES),
-        "-c",
-        "2",
-    ]
+    command = worker_command(QUEUE_NAMES, 2)
     log_path.parent.mkdir(exist_ok=True)
     with log_path.open("wb") as log:
         process = subprocess.Popen(

@@ -7,11 +7,12 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
+
+from worker.command import worker_command
 
 ROOT = Path(__file__).resolve().parents[2]
 ALL_QUEUES = "agents,briefings,scraping,default"
@@ -54,18 +55,7 @@ class WorkerProcess:
         self.metrics_url = f"http://127.0.0.1:{self.env['METRICS_PORT']}/metrics"
         self.log_path = log_dir / f"{self.name.split('@')[0]}.log"
         self.args = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "worker",
-            "worker",
-            "-Q",
-            queues,
-            "-c",
-            str(concurrency),
-            "-P",
-            "prefork",
+            *worker_command(queues.split(","), concurrency),
             "-n",
             self.name,
             "--include",

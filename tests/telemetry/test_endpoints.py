@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -16,6 +15,7 @@ import pytest
 from tests.support.private_redis import PrivateRedis
 from tests.support.worker_process import ROOT, WorkerProcess, free_port, wait_until
 from worker.celery_app import app
+from worker.command import worker_command
 
 pytestmark = pytest.mark.integration
 
@@ -140,17 +140,7 @@ def test_a_taken_metrics_port_is_one_line_and_a_non_zero_exit(worker_env: dict[s
         taken.listen()
         port = taken.getsockname()[1]
         done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "worker",
-                "worker",
-                "-Q",
-                "default",
-                "--without-mingle",
-            ],
+            worker_command(["default"], 1, "--without-mingle"),
             cwd=ROOT,
             env={"PATH": "/usr/bin:/bin", **worker_env, "METRICS_PORT": str(port)},
             capture_output=True,
