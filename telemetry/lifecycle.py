@@ -120,6 +120,14 @@ class DeliveryRecorder:
             request._jp_labels = labels
         return labels
 
+    @staticmethod
+    def _exemplar(request: Any) -> dict[str, str] | None:
+        """The delivery's exemplar, parsed once and kept on the request."""
+        if not hasattr(request, "_jp_exemplar"):
+            request._jp_exemplar = trace_exemplar(request)
+        exemplar: dict[str, str] | None = request._jp_exemplar
+        return exemplar
+
     @guarded
     def on_received(self, request: Any) -> None:
         if request.type == HEALTH_TASK or getattr(request, "_jp_received", False):
@@ -142,7 +150,7 @@ class DeliveryRecorder:
         self.metrics.tasks_active.labels(queue).inc()
         wait = queue_wait_seconds(request)
         if wait is not None:
-            series.queue_wait.observe(wait, trace_exemplar(request))
+            series.queue_wait.observe(wait, self._exemplar(request))
 
     @guarded
     def on_finished(self, request: Any, outcome: str, exception: BaseException | None) -> None:
@@ -156,7 +164,7 @@ class DeliveryRecorder:
             self.metrics.tasks_reserved.labels(queue).dec()
         else:
             self.metrics.tasks_active.labels(queue).dec()
-            series.runtime.observe(time.monotonic() - started_at, trace_exemplar(request))
+            series.runtime.observe(time.monotonic() - started_at, self._exemplar(request))
         series.finished[outcome].inc()
         if outcome == FAILED and exception is not None:
             self.metrics.task_exceptions.labels(queue, task, type(exception).__name__).inc()

@@ -89,7 +89,7 @@ class ProducerSpans:
         self.tracer = tracer
         self._open: dict[str, trace.Span] = {}
 
-    def before_publish(
+    def on_before_task_publish(
         self,
         sender: Any = None,
         headers: dict[str, Any] | None = None,
@@ -119,7 +119,7 @@ class ProducerSpans:
                 self._open.pop(stale).end()
         self._open[task_id] = span
 
-    def after_publish(self, headers: dict[str, Any] | None = None, **_: Any) -> None:
+    def on_after_task_publish(self, headers: dict[str, Any] | None = None, **_: Any) -> None:
         span = self._open.pop(str((headers or {}).get("id") or ""), None)
         if span is not None:
             span.end()
@@ -132,7 +132,7 @@ class ConsumerSpans:
         self.tracer = tracer
         self._running: dict[str, tuple[trace.Span, object]] = {}
 
-    def prerun(self, task_id: str | None = None, task: Any = None, **_: Any) -> None:
+    def on_task_prerun(self, task_id: str | None = None, task: Any = None, **_: Any) -> None:
         if task_id is None or task is None:
             return
         request = task.request
@@ -153,7 +153,7 @@ class ConsumerSpans:
         token = otel_context.attach(trace.set_span_in_context(span))
         self._running[task_id] = (span, token)
 
-    def failure(
+    def on_task_failure(
         self, task_id: str | None = None, exception: BaseException | None = None, **_: Any
     ) -> None:
         entry = self._running.get(task_id or "")
@@ -164,14 +164,16 @@ class ConsumerSpans:
         span.set_status(Status(StatusCode.ERROR, type(exception).__name__))
         span.set_attribute(TASK_OUTCOME, "failed")
 
-    def retry(self, request: Any = None, reason: Any = None, **_: Any) -> None:
+    def on_task_retry(self, request: Any = None, reason: Any = None, **_: Any) -> None:
         entry = self._running.get(str(getattr(request, "id", "") or ""))
         if entry is not None:
             entry[0].set_attribute(TASK_OUTCOME, "retried")
             if reason is not None:
                 entry[0].add_event("retry", {"reason": type(reason).__name__})
 
-    def postrun(self, task_id: str | None = None, state: str | None = None, **_: Any) -> None:
+    def on_task_postrun(
+        self, task_id: str | None = None, state: str | None = None, **_: Any
+    ) -> None:
         entry = self._running.pop(task_id or "", None)
         if entry is None:
             return

@@ -26,8 +26,12 @@ class ProducerWiring:
     def __init__(self, tracer: trace.Tracer) -> None:
         self.spans = ProducerSpans(tracer)
         self.pairs = (
-            (before_task_publish, self.spans.before_publish, "jobpilot.trace.before_publish"),
-            (after_task_publish, self.spans.after_publish, "jobpilot.trace.after_publish"),
+            (
+                before_task_publish,
+                self.spans.on_before_task_publish,
+                "jobpilot.trace.before_publish",
+            ),
+            (after_task_publish, self.spans.on_after_task_publish, "jobpilot.trace.after_publish"),
         )
 
     def connect(self) -> None:
@@ -49,11 +53,11 @@ class PoolProcessWiring:
         self.consumer = ConsumerSpans(tracer)
         self.producer = ProducerWiring(tracer)
         self.pairs: tuple[tuple[Any, Any, str], ...] = (
-            (task_prerun, self.consumer.prerun, "jobpilot.trace.prerun"),
-            (task_failure, self.consumer.failure, "jobpilot.trace.failure"),
-            (task_retry, self.consumer.retry, "jobpilot.trace.retry"),
-            (task_postrun, self.consumer.postrun, "jobpilot.trace.postrun"),
-            (worker_process_shutdown, self.on_exit, "jobpilot.trace.exit"),
+            (task_prerun, self.consumer.on_task_prerun, "jobpilot.trace.prerun"),
+            (task_failure, self.consumer.on_task_failure, "jobpilot.trace.failure"),
+            (task_retry, self.consumer.on_task_retry, "jobpilot.trace.retry"),
+            (task_postrun, self.consumer.on_task_postrun, "jobpilot.trace.postrun"),
+            (worker_process_shutdown, self.on_worker_process_shutdown, "jobpilot.trace.exit"),
         )
 
     def connect(self) -> None:
@@ -66,5 +70,5 @@ class PoolProcessWiring:
             signal.disconnect(dispatch_uid=uid)
         self.producer.disconnect()
 
-    def on_exit(self, **_: Any) -> None:
+    def on_worker_process_shutdown(self, **_: Any) -> None:
         flush_within(self.provider, self.state)

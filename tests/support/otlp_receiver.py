@@ -14,6 +14,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as ProtoSpan
 
+from tests.support.worker_process import wait_until
+
 
 def _value(any_value: Any) -> Any:
     kind = any_value.WhichOneof("value")
@@ -56,6 +58,26 @@ class OtlpReceiver:
     def named(self, prefix: str) -> list[ReceivedSpan]:
         with self._lock:
             return [s for s in self.spans if s.name.startswith(prefix)]
+
+    def wait_for(
+        self,
+        name: str,
+        *,
+        message_id: str | None = None,
+        parent_span_id: str | None = None,
+        timeout: float = 20,
+    ) -> ReceivedSpan:
+        """The first span named ``name`` (a prefix) for that task id and/or parent, waiting up to ``timeout``."""
+
+        def matches(span: ReceivedSpan) -> bool:
+            return (
+                message_id is None or span.attributes.get("messaging.message.id") == message_id
+            ) and (parent_span_id is None or span.parent_span_id == parent_span_id)
+
+        found: list[ReceivedSpan] = wait_until(
+            lambda: [s for s in self.named(name) if matches(s)], timeout, message=f"span {name}"
+        )
+        return found[0]
 
     def _store(self, body: bytes) -> None:
         request = ExportTraceServiceRequest.FromString(body)

@@ -59,22 +59,8 @@ def test_producer_and_run_spans_form_one_trace_with_the_pinned_attributes(
     env = traced_env(worker_env, receiver)
     worker = start_worker(env)
     task_id = publish_from_a_producer(env, "briefing_compile", ["topic", [SECRET]])
-    run = wait_until(
-        lambda: [
-            s
-            for s in receiver.named("run/briefing_compile")
-            if s.attributes.get("messaging.message.id") == task_id
-        ],
-        20,
-    )[0]
-    producer = wait_until(
-        lambda: [
-            s
-            for s in receiver.named("apply_async/briefing_compile")
-            if s.attributes.get("messaging.message.id") == task_id
-        ],
-        20,
-    )[0]
+    run = receiver.wait_for("run/briefing_compile", message_id=task_id)
+    producer = receiver.wait_for("apply_async/briefing_compile", message_id=task_id)
     assert (producer.kind, run.kind) == ("SPAN_KIND_PRODUCER", "SPAN_KIND_CONSUMER")
     assert run.trace_id == producer.trace_id and run.parent_span_id == producer.span_id
     assert run.attributes == {
@@ -100,14 +86,7 @@ def test_a_failure_is_an_error_with_an_exception_event(
 ) -> None:
     start_worker(traced_env(worker_env, receiver))
     sent = app.send_task("tests.fail", args=[1])
-    run = wait_until(
-        lambda: [
-            s
-            for s in receiver.named("run/tests.fail")
-            if s.attributes["messaging.message.id"] == sent.id
-        ],
-        20,
-    )[0]
+    run = receiver.wait_for("run/tests.fail", message_id=sent.id)
     assert run.status_code == 2  # STATUS_CODE_ERROR
     assert "exception" in run.events and run.attributes["celery.task.outcome"] == "failed"
 
@@ -139,7 +118,7 @@ def test_a_hard_time_limit_is_recorded_by_the_main_process(
     }
     start_worker(env)
     sent = app.send_task("tests.ignore_soft_limit", args=[30])
-    span = wait_until(lambda: receiver.named("celery.time_limit/tests.ignore_soft_limit"), 30)[0]
+    span = receiver.wait_for("celery.time_limit/tests.ignore_soft_limit", timeout=30)
     assert span.kind == "SPAN_KIND_INTERNAL" and span.attributes["celery.task.outcome"] == "failed"
     assert span.attributes["messaging.message.id"] == sent.id
 
@@ -150,14 +129,7 @@ def test_exemplar_trace_ids_match_the_received_spans(
     env = traced_env(worker_env, receiver)
     worker = start_worker(env)
     task_id = publish_from_a_producer(env, "scrape_page", ["https://example.org/", 0])
-    run = wait_until(
-        lambda: [
-            s
-            for s in receiver.named("run/scrape_page")
-            if s.attributes["messaging.message.id"] == task_id
-        ],
-        20,
-    )[0]
+    run = receiver.wait_for("run/scrape_page", message_id=task_id)
     request = urllib.request.Request(
         worker.metrics_url, headers={"Accept": "application/openmetrics-text"}
     )
@@ -182,28 +154,7 @@ def test_a_task_that_enqueues_another_gives_one_connected_trace(
     env = traced_env(worker_env, receiver)
     start_worker(env)
     parent_id = publish_from_a_producer(env, "tests.enqueue_child", [])
-    outer = wait_until(
-        lambda: [
-            s
-            for s in receiver.named("run/tests.enqueue_child")
-            if s.attributes["messaging.message.id"] == parent_id
-        ],
-        20,
-    )[0]
-    inner_publish = wait_until(
-        lambda: [
-            s
-            for s in receiver.named("apply_async/briefing_compile")
-            if s.parent_span_id == outer.span_id
-        ],
-        20,
-    )[0]
-    inner_run = wait_until(
-        lambda: [
-            s
-            for s in receiver.named("run/briefing_compile")
-            if s.parent_span_id == inner_publish.span_id
-        ],
-        20,
-    )[0]
+    outer = receiver.wait_for("run/tests.enqueue_child", message_id=parent_id)
+    inner_publish = receiver.wait_for("apply_async/briefing_compile", parent_span_id=outer.span_id)
+    inner_run = receiver.wait_for("run/briefing_compile", parent_span_id=inner_publish.span_id)
     assert outer.trace_id == inner_publish.trace_id == inner_run.trace_id

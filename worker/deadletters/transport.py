@@ -12,6 +12,7 @@ with one change each (validation before delivery). kombu is pinned to 5.7.x in
 
 from __future__ import annotations
 
+from functools import cached_property
 from queue import Empty
 from typing import Any
 
@@ -27,7 +28,7 @@ DEFAULT_MAX_MESSAGE_BYTES = 1_048_576
 class Channel(kombu_redis.Channel):
     _deadletters: DeadLetterWriter | None = None
 
-    @property
+    @cached_property
     def max_message_bytes(self) -> int:
         options = self.connection.client.transport_options
         return int(options.get("jobpilot_max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES))
