@@ -86,9 +86,14 @@ class DatabaseCheck:
     def run(self, timeout: float) -> CheckResult:
         import asyncio
 
+        from opentelemetry.instrumentation.utils import suppress_instrumentation
+
         started = time.perf_counter()
         try:
-            asyncio.run(asyncio.wait_for(self._select_one(), timeout))
+            # Probes are not traced, even where the pool's database instrumentors
+            # share this process (solo and threads pools).
+            with suppress_instrumentation():
+                asyncio.run(asyncio.wait_for(self._select_one(), timeout))
         except Exception as exc:
             return CheckResult(False, time.perf_counter() - started, type(exc).__name__)
         return CheckResult(True, time.perf_counter() - started)

@@ -15,9 +15,12 @@ the messaging semantic conventions:
 Every span carries a fixed set of attributes: ``messaging.system``,
 ``messaging.destination.name``, ``messaging.operation.type``,
 ``messaging.message.id``, ``celery.task.name``, ``celery.task.retries`` and, on
-consumer and main-process spans, ``celery.task.outcome``. Arguments are never
-recorded. ``traceparent`` is parsed and written directly, with no propagator
-loop on the hot path. Every entry stored per task is popped when it ends.
+consumer and main-process spans, ``celery.task.outcome``. Arguments are
+recorded only with ``TRACE_TASK_ARGS=true``, on ``run`` spans, as
+``celery.task.args``/``celery.task.kwargs`` truncated to 256 characters. ``traceparent`` is parsed and written directly, with no propagator
+loop on the hot path. Every entry stored per task is popped when it ends. The
+readiness probe's health-check task makes no spans: a trace every probe
+interval per worker would bury the real ones.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from opentelemetry.trace import (
     TraceFlags,
 )
 
-from telemetry.lifecycle import TRACEPARENT_HEADER, TRACEPARENT_LENGTH
+from telemetry.lifecycle import HEALTH_TASK, TRACEPARENT_HEADER, TRACEPARENT_LENGTH
 
 logger = logging.getLogger("telemetry.spans")
 
@@ -49,6 +52,10 @@ MESSAGE_ID = "messaging.message.id"
 TASK_NAME = "celery.task.name"
 TASK_RETRIES = "celery.task.retries"
 TASK_OUTCOME = "celery.task.outcome"
+#: Only with TRACE_TASK_ARGS=true, truncated to MAX_ARGS_LENGTH characters.
+TASK_ARGS = "celery.task.args"
+TASK_KWARGS = "celery.task.kwargs"
+MAX_ARGS_LENGTH = 256
 INSTRUMENTATION = "jobpilot.telemetry"
 #: Producer spans whose publish never completed are ended after this many.
 MAX_OPEN_PUBLISHES = 1000
@@ -96,7 +103,7 @@ class ProducerSpans:
         routing_key: str | None = None,
         **_: Any,
     ) -> None:
-        if headers is None:
+        if headers is None or sender == HEALTH_TASK:
             return
         task_id = str(headers.get("id") or "")
         span = self.tracer.start_span(
@@ -128,12 +135,13 @@ class ProducerSpans:
 class ConsumerSpans:
     """``task_prerun``/``task_postrun`` (+ failure, retry) receivers in a pool process."""
 
-    def __init__(self, tracer: trace.Tracer) -> None:
+    def __init__(self, tracer: trace.Tracer, record_args: bool = False) -> None:
         self.tracer = tracer
+        self.record_args = record_args
         self._running: dict[str, tuple[trace.Span, object]] = {}
 
     def on_task_prerun(self, task_id: str | None = None, task: Any = None, **_: Any) -> None:
-        if task_id is None or task is None:
+        if task_id is None or task is None or task.name == HEALTH_TASK:
             return
         request = task.request
         delivery = getattr(request, "delivery_info", None) or {}
@@ -150,6 +158,11 @@ class ConsumerSpans:
                 TASK_RETRIES: int(getattr(request, "retries", 0) or 0),
             },
         )
+        if self.record_args:
+            span.set_attribute(TASK_ARGS, repr(getattr(request, "args", None))[:MAX_ARGS_LENGTH])
+            span.set_attribute(
+                TASK_KWARGS, repr(getattr(request, "kwargs", None))[:MAX_ARGS_LENGTH]
+            )
         token = otel_context.attach(trace.set_span_in_context(span))
         self._running[task_id] = (span, token)
 

@@ -1,4 +1,7 @@
-"""Connects the span handlers in each kind of process; symmetric connect/disconnect."""
+"""Connects the span handlers in each kind of process; symmetric connect/disconnect.
+
+A process that runs tasks also gets lazy database and Redis client spans.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from celery.signals import (
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
+from telemetry.client_spans import install_client_spans
 from telemetry.spans import INSTRUMENTATION, ConsumerSpans, ProducerSpans
 from telemetry.tracing import CollectorState, flush_within
 
@@ -46,11 +50,13 @@ class ProducerWiring:
 class PoolProcessWiring:
     """Consumer and producer spans in a pool process, flushed (bounded) when it exits."""
 
-    def __init__(self, provider: TracerProvider, state: CollectorState) -> None:
+    def __init__(
+        self, provider: TracerProvider, state: CollectorState, record_args: bool = False
+    ) -> None:
         self.provider = provider
         self.state = state
         tracer = provider.get_tracer(INSTRUMENTATION)
-        self.consumer = ConsumerSpans(tracer)
+        self.consumer = ConsumerSpans(tracer, record_args)
         self.producer = ProducerWiring(tracer)
         self.pairs: tuple[tuple[Any, Any, str], ...] = (
             (task_prerun, self.consumer.on_task_prerun, "jobpilot.trace.prerun"),
@@ -64,6 +70,7 @@ class PoolProcessWiring:
         for signal, handler, uid in self.pairs:
             signal.connect(handler, weak=False, dispatch_uid=uid)
         self.producer.connect()
+        install_client_spans(self.provider)
 
     def disconnect(self) -> None:
         for signal, _, uid in self.pairs:

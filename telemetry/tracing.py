@@ -17,8 +17,11 @@ propagates context), ``OTEL_SDK_DISABLED=true`` (no tracing at all) and
 
 Flushes are bounded at 2 s: the SDK's ``force_flush`` ignores its timeout, so it
 runs on a helper thread joined for at most that long, and the exporter's own
-timeout is 2 s. Processes share a "collector unreachable until T" value, set by
-any process whose export failed; while it is set, exit flushes are skipped.
+timeout is 1 s. Processes share a "collector unreachable until T" value, set
+by any process whose export failed; while it is set (30 s), exit flushes are
+skipped and batches are dropped without a network attempt, so a dead collector
+costs one attempt per 30 s across all processes, and up to 30 s of spans are
+dropped after it recovers.
 """
 
 from __future__ import annotations
@@ -50,7 +53,9 @@ logger = logging.getLogger("telemetry.tracing")
 DEFAULT_SERVICE_NAME = "jobpilot-worker"
 DEFAULT_SCHEDULE_DELAY_MILLIS = 1000
 FLUSH_TIMEOUT_SECONDS = 2.0
-EXPORT_TIMEOUT_SECONDS = 2.0
+#: Below the flush bound, so an exiting process learns of a failure (and shares
+#: it) before it exits; the exporter retries within this deadline.
+EXPORT_TIMEOUT_SECONDS = 1.0
 #: After a failed export, exit flushes are skipped for this long.
 UNREACHABLE_BACKOFF_SECONDS = 30.0
 LOG_INTERVAL_SECONDS = 60.0
@@ -73,13 +78,14 @@ class CollectorState:
 
     def __init__(self) -> None:
         self._until = multiprocessing.Value("d", 0.0, lock=False)
-        self._last_log = 0.0
+        # Shared too: pool processes recycled every task still log once a minute in all.
+        self._last_log = multiprocessing.Value("d", 0.0, lock=False)
 
     def mark_unreachable(self, reason: str) -> None:
         self._until.value = time.time() + UNREACHABLE_BACKOFF_SECONDS
-        now = time.monotonic()
-        if now - self._last_log >= LOG_INTERVAL_SECONDS:
-            self._last_log = now
+        now = time.time()
+        if now - self._last_log.value >= LOG_INTERVAL_SECONDS:
+            self._last_log.value = now
             logger.warning(
                 "span export failed (%s); spans are dropped until the collector answers", reason
             )
@@ -97,6 +103,9 @@ class GuardedExporter(SpanExporter):
         self.state = state
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if not self.state.reachable():
+            # Dropped without a try: one process retries per backoff period.
+            return SpanExportResult.FAILURE
         try:
             result = self.inner.export(spans)
         except Exception as exc:

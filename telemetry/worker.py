@@ -21,6 +21,8 @@ from collections.abc import Iterable
 from typing import Any
 
 import celery
+from celery.concurrency import get_implementation
+from celery.concurrency.prefork import TaskPool as PreforkPool
 from celery.signals import (
     task_received,
     worker_process_init,
@@ -131,19 +133,33 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
     telemetry.forwarder.start_reading()
     telemetry.hostname = str(getattr(sender, "hostname", "") or "")
     if not sdk_disabled():
-        _start_main_process_tracing(telemetry, telemetry.hostname)
+        _start_main_process_tracing(telemetry, sender)
     current = telemetry
 
 
-def _start_main_process_tracing(telemetry: WorkerTelemetry, hostname: str) -> None:
-    """A provider the main process keeps to itself: never installed globally, since
-    the global one is inherited through fork and can be set only once."""
-    telemetry.main_provider = build_provider(telemetry.collector, hostname)
-    tracer = telemetry.main_provider.get_tracer(INSTRUMENTATION)
+def _start_main_process_tracing(telemetry: WorkerTelemetry, sender: Any) -> None:
+    """Prefork: a provider the main process keeps to itself, never installed
+    globally, since the global one is inherited through fork and can be set only
+    once; pool processes install theirs. Solo and threads pools run tasks here,
+    so the main process installs the global provider and the task spans."""
+    provider = telemetry.main_provider = build_provider(telemetry.collector, telemetry.hostname)
+    tracer = provider.get_tracer(INSTRUMENTATION)
     telemetry.main_spans = MainProcessSpans(tracer)
     lifecycle.add_observer(telemetry.main_spans)
-    telemetry.producer_spans = ProducerWiring(tracer)
-    telemetry.producer_spans.connect()
+    if _forks_pool_processes(sender):
+        telemetry.producer_spans = ProducerWiring(tracer)
+        telemetry.producer_spans.connect()
+    else:
+        trace.set_tracer_provider(provider)
+        PoolProcessWiring(provider, telemetry.collector, settings_of(app).trace_task_args).connect()
+
+
+def _forks_pool_processes(sender: Any) -> bool:
+    pool_cls = getattr(sender, "pool_cls", None)
+    if pool_cls is None:
+        return True
+    resolved = get_implementation(pool_cls)
+    return isinstance(resolved, type) and issubclass(resolved, PreforkPool)
 
 
 def _on_worker_ready(sender: Any = None, **_: Any) -> None:
@@ -265,7 +281,9 @@ def _on_worker_process_init(**_: Any) -> None:
             # The global provider lives in pool processes only, set once after fork.
             provider = build_provider(current.collector, current.hostname)
             trace.set_tracer_provider(provider)
-            PoolProcessWiring(provider, current.collector).connect()
+            PoolProcessWiring(
+                provider, current.collector, settings_of(app).trace_task_args
+            ).connect()
         current = None
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.support.otlp_receiver import OtlpReceiver
 from tests.support.worker_process import WorkerProcess
 
 REDIS_HOST = os.environ.get("TEST_REDIS_HOST", "localhost")
@@ -126,3 +127,11 @@ def start_worker(log_dir: Path, redis_client: redis.Redis) -> Iterator[object]:
     yield start
     for worker in started:
         worker.stop(timeout=10)
+
+
+@pytest.fixture
+def receiver() -> Iterator[OtlpReceiver]:
+    """A real OTLP/HTTP trace receiver on a free port."""
+    server = OtlpReceiver().start()
+    yield server
+    server.stop()

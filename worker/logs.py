@@ -16,17 +16,21 @@ from typing import Any
 from celery._state import get_current_task
 from celery.app import trace as celery_trace
 from celery.exceptions import Reject
+from opentelemetry import trace
 
 TEXT_FORMAT = (
     "%(asctime)s %(levelname)s %(processName)s[%(process)d] %(name)s: %(message)s%(task_suffix)s"
 )
 SUCCESS_WITHOUT_RESULT = "Task %(name)s[%(id)s] succeeded in %(runtime)ss"
+POOL_APPLY = "TaskPool: Apply %s (args:%s kwargs:%s)"
+POOL_APPLY_WITHOUT_MESSAGE = "TaskPool: Apply %s (message not logged)"
 #: Attributes other modules may attach to records (e.g. trace ids) that JSON lines keep.
 CORRELATION_FIELDS = ("task_id", "task_name", "trace_id", "span_id")
 
 
 class TaskContextFilter(logging.Filter):
-    """Adds ``task_id``/``task_name`` of the task running in this process, if any."""
+    """Adds ``task_id``/``task_name`` of the task running in this process, if any,
+    and ``trace_id``/``span_id`` of its ``run`` span when tracing is on."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         task = get_current_task()
@@ -35,6 +39,10 @@ class TaskContextFilter(logging.Filter):
         if task_id and not hasattr(record, "task_id"):
             record.task_id = task_id
             record.task_name = task.name
+            span_context = trace.get_current_span().get_span_context()
+            if span_context.is_valid:
+                record.trace_id = f"{span_context.trace_id:032x}"
+                record.span_id = f"{span_context.span_id:016x}"
         suffix = ""
         current_id = getattr(record, "task_id", None)
         if current_id:
@@ -51,11 +59,17 @@ class CeleryTraceFilter(logging.Filter):
     """Keeps Celery's per-task lines free of task data, and single.
 
     * The "succeeded" line loses its return value, which may echo arguments.
+    * The pool's DEBUG "Apply" line loses the raw message it would print.
     * The traceback for ``Reject(requeue=False)`` is dropped: the main process
       logs the one dead-letter line for that message.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "celery.pool" and record.msg == POOL_APPLY:
+            # DEBUG: the raw message (headers and body, so the arguments) follows.
+            target = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+            record.msg, record.args = POOL_APPLY_WITHOUT_MESSAGE, (target,)
+            return True
         if record.name != "celery.app.trace":
             return True
         if record.msg == celery_trace.LOG_SUCCESS:

@@ -7,6 +7,7 @@ explicitly by the callers, because kombu's client does not prefix every command.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -17,6 +18,8 @@ from redis.retry import Retry
 
 #: Our own clients never wait long: a dead broker must not stall the caller.
 SOCKET_TIMEOUT_SECONDS = 5.0
+
+_task_client_hooks: list[Callable[[redis.Redis], None]] = []
 
 
 def redis_for(
@@ -55,3 +58,20 @@ def broker_redis(
     """A client for the app's resolved broker."""
     with celery_app.connection_for_read() as connection:
         return redis_for(connection, socket_timeout=socket_timeout)
+
+
+def on_task_client(hook: Callable[[redis.Redis], None]) -> None:
+    """Call ``hook(client)`` for every client ``task_redis`` builds in this process.
+
+    Tracing uses it to instrument the clients tasks use (the pub/sub publisher),
+    leaving kombu's, the probes' and the poller's traffic untraced.
+    """
+    _task_client_hooks.append(hook)
+
+
+def task_redis(celery_app: Celery) -> redis.Redis:
+    """A broker client for use inside tasks."""
+    client = broker_redis(celery_app)
+    for hook in _task_client_hooks:
+        hook(client)
+    return client

@@ -33,6 +33,7 @@ class ReceivedSpan:
     status_code: int
     events: list[str]
     resource: dict[str, Any] = field(default_factory=dict)
+    scope: str = ""
 
 
 class OtlpReceiver:
@@ -54,6 +55,10 @@ class OtlpReceiver:
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+    def in_trace(self, trace_id: str) -> list[ReceivedSpan]:
+        with self._lock:
+            return [s for s in self.spans if s.trace_id == trace_id]
 
     def named(self, prefix: str) -> list[ReceivedSpan]:
         with self._lock:
@@ -98,6 +103,7 @@ class OtlpReceiver:
                                 status_code=span.status.code,
                                 events=[event.name for event in span.events],
                                 resource=resource,
+                                scope=scope_spans.scope.name,
                             )
                         )
 

@@ -64,3 +64,12 @@ def ignore_soft_limit(seconds: float) -> None:
 def enqueue_child() -> None:
     """Enqueues another task from inside a task: one connected trace."""
     app.send_task("briefing_compile", args=["nested", ["text"]])
+
+
+@app.task(name="tests.own_headers", bind=True, ignore_result=False)
+def own_headers(self: Any) -> dict[str, Any]:
+    """The telemetry headers this task's message arrived with."""
+    return {
+        name: getattr(self.request, name, None)
+        for name in ("traceparent", "x-jobpilot-published-at")
+    }

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import json
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
 from tests.support.otlp_receiver import OtlpReceiver
-from tests.support.worker_process import ROOT, WorkerProcess, wait_until
+from tests.support.tracing import publish_from_a_producer, traced_env
+from tests.support.worker_process import WorkerProcess, wait_until
 from worker.celery_app import app
 
 pytestmark = pytest.mark.integration
@@ -18,39 +18,16 @@ pytestmark = pytest.mark.integration
 SECRET = "hunter2-planted-secret"
 
 
-@pytest.fixture
-def receiver() -> Iterator[OtlpReceiver]:
-    server = OtlpReceiver().start()
-    yield server
-    server.stop()
-
-
-def traced_env(worker_env: dict[str, str], receiver: OtlpReceiver) -> dict[str, str]:
-    return {
-        **worker_env,
-        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
-        "OTEL_BSP_SCHEDULE_DELAY": "100",
-    }
-
-
-def publish_from_a_producer(env: dict[str, str], task: str, args: list[object]) -> str:
-    """Publish from a separate process that called telemetry.install(app); returns the task id."""
-    code = (
-        "import sys, telemetry\n"
-        "from worker.celery_app import app\n"
-        "telemetry.install(app)\n"
-        f"print(app.send_task({task!r}, args={args!r}).id)\n"
+def exemplar_lines(worker: WorkerProcess, task: str) -> list[str]:
+    """OpenMetrics lines of ``task``'s series that carry a trace-id exemplar."""
+    request = urllib.request.Request(
+        worker.metrics_url, headers={"Accept": "application/openmetrics-text"}
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env={"PATH": "/usr/bin:/bin", **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
+    with urllib.request.urlopen(request, timeout=5) as response:
+        text = response.read().decode()
+    return [
+        line for line in text.splitlines() if f'task="{task}"' in line and "# {trace_id=" in line
+    ]
 
 
 def test_producer_and_run_spans_form_one_trace_with_the_pinned_attributes(
@@ -130,20 +107,7 @@ def test_exemplar_trace_ids_match_the_received_spans(
     worker = start_worker(env)
     task_id = publish_from_a_producer(env, "scrape_page", ["https://example.org/", 0])
     run = receiver.wait_for("run/scrape_page", message_id=task_id)
-    request = urllib.request.Request(
-        worker.metrics_url, headers={"Accept": "application/openmetrics-text"}
-    )
-
-    def exemplar_lines() -> list[str]:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            text = response.read().decode()
-        return [
-            line
-            for line in text.splitlines()
-            if 'task="scrape_page"' in line and "# {trace_id=" in line
-        ]
-
-    lines = wait_until(exemplar_lines, 10, interval=0.3)
+    lines = wait_until(lambda: exemplar_lines(worker, "scrape_page"), 10, interval=0.3)
     assert any(f'trace_id="{run.trace_id}"' in line for line in lines if "runtime" in line)
     assert any(f'trace_id="{run.trace_id}"' in line for line in lines if "queue_wait" in line)
 
@@ -158,3 +122,83 @@ def test_a_task_that_enqueues_another_gives_one_connected_trace(
     inner_publish = receiver.wait_for("apply_async/briefing_compile", parent_span_id=outer.span_id)
     inner_run = receiver.wait_for("run/briefing_compile", parent_span_id=inner_publish.span_id)
     assert outer.trace_id == inner_publish.trace_id == inner_run.trace_id
+
+
+def test_worker_log_lines_carry_the_trace_id_while_a_task_runs(
+    start_worker: Callable[..., WorkerProcess], worker_env: dict[str, str], receiver: OtlpReceiver
+) -> None:
+    env = {**traced_env(worker_env, receiver), "LOG_FORMAT": "json"}
+    worker = start_worker(env)
+    task_id = publish_from_a_producer(env, "briefing_compile", ["t", ["x"]])
+    run = receiver.wait_for("run/briefing_compile", message_id=task_id)
+    lines = [json.loads(line) for line in worker.log().splitlines() if line.startswith("{")]
+    during_task = [line for line in lines if line.get("task_id") == task_id and "trace_id" in line]
+    assert during_task, worker.log()[-2000:]
+    assert {(line["trace_id"], line["span_id"]) for line in during_task} == {
+        (run.trace_id, run.span_id)
+    }
+
+
+def test_task_arguments_are_recorded_truncated_only_when_asked(
+    start_worker: Callable[..., WorkerProcess], worker_env: dict[str, str], receiver: OtlpReceiver
+) -> None:
+    env = {**traced_env(worker_env, receiver), "TRACE_TASK_ARGS": "true"}
+    start_worker(env)
+    task_id = publish_from_a_producer(env, "briefing_compile", ["topic", [SECRET * 100]])
+    run = receiver.wait_for("run/briefing_compile", message_id=task_id)
+    recorded = run.attributes["celery.task.args"]
+    assert SECRET in recorded and len(recorded) == 256
+    assert run.attributes["celery.task.kwargs"] == "{}"
+
+
+def test_exporter_none_still_creates_spans_and_propagates_context(
+    start_worker: Callable[..., WorkerProcess], worker_env: dict[str, str], receiver: OtlpReceiver
+) -> None:
+    # Given a worker that exports nothing, and a producer that exports to the receiver
+    producer_env = traced_env(worker_env, receiver)
+    worker = start_worker({**producer_env, "OTEL_TRACES_EXPORTER": "none"})
+    task_id = publish_from_a_producer(producer_env, "tests.own_headers", [])
+    published = receiver.wait_for("apply_async/tests.own_headers", message_id=task_id)
+    # Then the message carried the producer's context into the task
+    headers = app.AsyncResult(task_id).get(timeout=30)
+    assert headers["traceparent"].split("-")[1:3] == [published.trace_id, published.span_id]
+    # And the worker's run span existed (its trace id is on the exemplar) but was not exported
+    lines = wait_until(
+        lambda: [line for line in exemplar_lines(worker, "tests.own_headers") if "runtime" in line],
+        10,
+        interval=0.3,
+    )
+    assert f'trace_id="{published.trace_id}"' in lines[0]
+    worker.stop()
+    assert not receiver.named("run/")
+
+
+def test_telemetry_disabled_adds_no_header_and_exports_no_span(
+    start_worker: Callable[..., WorkerProcess], worker_env: dict[str, str], receiver: OtlpReceiver
+) -> None:
+    env = {**traced_env(worker_env, receiver), "TELEMETRY_ENABLED": "false"}
+    worker = start_worker(env)
+    task_id = publish_from_a_producer(env, "tests.own_headers", [])
+    assert app.AsyncResult(task_id).get(timeout=30) == {
+        "traceparent": None,
+        "x-jobpilot-published-at": None,
+    }
+    # A warm shutdown flushes whatever a process would have exported
+    assert worker.stop() == 0
+    assert receiver.requests == 0 and receiver.spans == []
+
+
+@pytest.mark.parametrize("pool", ["solo", "threads"])
+def test_in_process_pools_trace_from_the_main_process(
+    pool: str,
+    start_worker: Callable[..., WorkerProcess],
+    worker_env: dict[str, str],
+    receiver: OtlpReceiver,
+) -> None:
+    env = traced_env(worker_env, receiver)
+    worker = start_worker(env, extra_args=("--pool", pool))
+    task_id = publish_from_a_producer(env, "briefing_compile", ["t", ["x"]])
+    run = receiver.wait_for("run/briefing_compile", message_id=task_id)
+    producer = receiver.wait_for("apply_async/briefing_compile", message_id=task_id)
+    assert run.parent_span_id == producer.span_id
+    assert run.resource["celery.worker.hostname"] == worker.hostname

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 _engines: dict[tuple[int, str], AsyncEngine] = {}
-_instrumentation_hooks: list[Any] = []
+_before_first_engine: list[Callable[[], None]] = []
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
@@ -51,9 +51,14 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
 _run_async = run_async
 
 
-def on_first_engine(hook: Any) -> None:
-    """Call ``hook(engine)`` for each engine this process builds (tracing uses it)."""
-    _instrumentation_hooks.append(hook)
+def before_first_engine(hook: Callable[[], None]) -> None:
+    """Call ``hook()`` once, just before this process builds its first engine.
+
+    Tracing installs the SQLAlchemy and asyncpg instrumentors this way: a pool
+    process that never touches the database never imports them (they import
+    SQLAlchemy and the driver).
+    """
+    _before_first_engine.append(hook)
 
 
 def engine_for(url: str) -> AsyncEngine:
@@ -61,14 +66,14 @@ def engine_for(url: str) -> AsyncEngine:
     key = (os.getpid(), url)
     engine = _engines.get(key)
     if engine is None:
-        # Deferred on purpose: see the module docstring.
+        while _before_first_engine:
+            _before_first_engine.pop(0)()
+        # Deferred on purpose: see the module docstring. Imported after the
+        # hooks, which may wrap create_async_engine.
         from sqlalchemy.ext.asyncio import create_async_engine
         from sqlalchemy.pool import NullPool
 
-        engine = create_async_engine(url, poolclass=NullPool)
-        for hook in _instrumentation_hooks:
-            hook(engine)
-        _engines[key] = engine
+        engine = _engines[key] = create_async_engine(url, poolclass=NullPool)
     return engine
 
 

@@ -18,7 +18,7 @@ import redis
 from celery.exceptions import Reject
 
 from worker.celery_app import app
-from worker.redis_client import broker_redis
+from worker.redis_client import task_redis
 
 CHANNEL_PATTERN = "jobpilot:agent-run:{run_id}"
 MAX_RUN_ID_LENGTH = 128
@@ -33,7 +33,7 @@ def channel_for(run_id: str) -> str:
 def _publisher() -> redis.Redis:
     client = _clients.get(os.getpid())
     if client is None:
-        client = _clients[os.getpid()] = broker_redis(app)
+        client = _clients[os.getpid()] = task_redis(app)
     return client
 
 
