@@ -1,4 +1,4 @@
-.PHONY: run demo test test-fast test-faults lint bench schema
+.PHONY: run demo test test-fast test-faults lint bench schema dashboards
 
 run:            ## the worker with its telemetry, on local defaults
 	scripts/run.sh
@@ -20,3 +20,6 @@ schema:         ## create the database schema (idempotent)
 
 bench:          ## drain-rate benchmark, side by side
 	scripts/bootstrap.sh && .venv/bin/python -m bench
+
+dashboards:     ## regenerate rules and Grafana dashboards from dashboards/config.yaml
+	scripts/bootstrap.sh && .venv/bin/python -m dashboards.generate

@@ -4,8 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 scripts/services.sh
-.venv/bin/ruff format --check worker telemetry tests bench
-.venv/bin/ruff check worker telemetry tests bench
+.venv/bin/ruff format --check worker telemetry tests bench dashboards
+.venv/bin/ruff check worker telemetry tests bench dashboards
 .venv/bin/mypy
 started=$(date +%s)
 .venv/bin/python -m pytest "$@"

@@ -1,0 +1,1 @@
+"""Rules, dashboards and their generator (``python -m dashboards.generate``)."""

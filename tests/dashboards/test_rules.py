@@ -1,0 +1,95 @@
+"""The rule files load in the real promtool, and every alert's unit tests pass."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from dashboards import generate
+from tests.dashboards.artifacts import alerts, rule_files
+from tests.dashboards.tools import binary
+
+UNIT_TESTS = generate.HERE / "tests" / "alerts.test.yml"
+
+
+def promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [binary("promtool"), *args], capture_output=True, text=True, timeout=120, cwd=cwd
+    )
+
+
+def test_promtool_check_rules_is_clean() -> None:
+    done = promtool("check", "rules", *map(str, rule_files()))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "WARNING" not in done.stdout + done.stderr
+
+
+def test_every_alert_has_a_positive_and_a_negative_unit_test() -> None:
+    cases = yaml.safe_load(UNIT_TESTS.read_text())["tests"]
+    positive: set[str] = set()
+    negative: set[str] = set()
+    for case in cases:
+        for check in case["alert_rule_test"]:
+            (positive if check["exp_alerts"] else negative).add(check["alertname"])
+    names = {rule["alert"] for rule in alerts()}
+    assert names == positive == negative
+
+
+def test_promtool_unit_tests_pass() -> None:
+    done = promtool("test", "rules", UNIT_TESTS.name, cwd=UNIT_TESTS.parent)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SUCCESS" in done.stdout
+
+
+def test_worker_down_fires_below_min_workers(tmp_path: Path) -> None:
+    # Given rules generated for minWorkers: 2
+    config = generate.load_config()
+    config["minWorkers"] = 2
+    (tmp_path / "workers.yml").write_text(generate.dump_rules(generate.worker_rules(config)))
+    one_up = 'up{job="celery-worker", instance="w1:9464"}'
+    unit = {
+        "rule_files": ["workers.yml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    {"series": one_up, "values": "1x10"},
+                    {"series": one_up.replace("w1", "w2"), "values": "1x10"},
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "5m", "alertname": "CeleryWorkerDown", "exp_alerts": []}
+                ],
+            },
+            {
+                "interval": "1m",
+                "input_series": [{"series": one_up, "values": "1x10"}],
+                "alert_rule_test": [
+                    {"eval_time": "1m", "alertname": "CeleryWorkerDown", "exp_alerts": []},
+                    {
+                        "eval_time": "5m",
+                        "alertname": "CeleryWorkerDown",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {"severity": "critical"},
+                                "exp_annotations": next(
+                                    rule["annotations"]
+                                    for rule in yaml.safe_load(
+                                        (tmp_path / "workers.yml").read_text()
+                                    )["groups"][1]["rules"]
+                                    if rule["alert"] == "CeleryWorkerDown"
+                                ),
+                            }
+                        ],
+                    },
+                ],
+            },
+        ],
+    }
+    (tmp_path / "min.test.yml").write_text(yaml.safe_dump(unit))
+    # Then one up worker of two required fires, and two do not
+    done = promtool("test", "rules", "min.test.yml", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "fewer than 2 worker(s)" in (tmp_path / "workers.yml").read_text()

@@ -1,0 +1,89 @@
+"""otel-collector.yaml, prometheus.yml and docker-compose.yml, checked offline."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dashboards.generate import ROOT, load_config
+
+COMPOSE_SERVICES = {
+    "redis",
+    "postgres",
+    "worker",
+    "otel-collector",
+    "jaeger",
+    "prometheus",
+    "grafana",
+}
+
+
+def load(name: str) -> Any:
+    return yaml.safe_load((ROOT / name).read_text())
+
+
+def test_every_collector_pipeline_uses_only_defined_components_memory_limiter_first() -> None:
+    collector = load("otel-collector.yaml")
+    assert set(collector["receivers"]["otlp"]["protocols"]) == {"grpc", "http"}
+    assert collector["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"].endswith(":4317")
+    assert collector["receivers"]["otlp"]["protocols"]["http"]["endpoint"].endswith(":4318")
+    assert "health_check" in collector["extensions"]
+    assert set(collector["service"]["extensions"]) <= set(collector["extensions"])
+    assert "jaeger" not in collector["exporters"]  # removed from the collector; OTLP instead
+    for name, pipeline in collector["service"]["pipelines"].items():
+        for kind in ("receivers", "processors", "exporters"):
+            assert set(pipeline[kind]) <= set(collector[kind]), (name, kind)
+        assert pipeline["processors"][0] == "memory_limiter", name
+        assert {"batch", "resource"} <= set(pipeline["processors"])
+        assert all(exporter.split("/")[0] == "otlp" for exporter in pipeline["exporters"])
+
+
+def test_prometheus_scrapes_the_job_the_selector_names() -> None:
+    selector = load_config()["selectors"]["workerSelector"]
+    job = re.fullmatch(r'job="([^"]+)"', selector)
+    assert job is not None
+    prometheus = load("prometheus.yml")
+    assert job.group(1) in {c["job_name"] for c in prometheus["scrape_configs"]}
+    assert prometheus["rule_files"]
+
+
+def mounted_sources(service: dict[str, Any]) -> list[str]:
+    return [volume.split(":")[0] for volume in service.get("volumes", []) if volume.startswith(".")]
+
+
+def test_compose_runs_the_whole_stack_from_files_in_the_repo() -> None:
+    compose = load("docker-compose.yml")
+    services = compose["services"]
+    assert set(services) == COMPOSE_SERVICES
+    redis_command = " ".join(services["redis"]["command"])
+    assert "--appendonly yes" in redis_command and "noeviction" in redis_command
+    assert "--enable-feature=exemplar-storage" in services["prometheus"]["command"]
+    assert "9464:9464" in services["worker"]["ports"]
+    assert services["worker"]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"].endswith(":4318")
+    assert "16686:16686" in services["jaeger"]["ports"]
+    assert "3000:3000" in services["grafana"]["ports"]
+    assert (ROOT / services["worker"]["build"] / "Dockerfile").is_file()
+    for name, service in services.items():
+        for source in mounted_sources(service):
+            assert (ROOT / source).exists(), (name, source)
+    prometheus_mounts = dict(v.split(":")[:2] for v in services["prometheus"]["volumes"])
+    assert prometheus_mounts["./dashboards/rules"] == "/etc/prometheus/rules"
+
+
+def test_compose_config_is_valid_when_docker_compose_is_installed(tmp_path: Path) -> None:
+    tool = shutil.which("docker-compose")
+    if tool is None:
+        return  # Debian's docker-compose is optional; the structural test above always runs
+    done = subprocess.run(
+        [tool, "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
