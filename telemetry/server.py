@@ -25,6 +25,7 @@ from prometheus_client import exposition as text_format
 from prometheus_client.openmetrics import exposition as openmetrics_format
 
 PATHS = ("/metrics", "/livez", "/readyz")
+REQUEST_TIMEOUT_SECONDS = 5.0
 
 
 class Liveness:
@@ -105,6 +106,10 @@ def _handler_for(server: TelemetryServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "jobpilot-telemetry"
         sys_version = ""
+        # Requests are bounded: the request line and each header line by the
+        # standard library (64 KiB, 414/431), at most 100 headers (431), bodies
+        # are never read, and a client that stalls is dropped after this long.
+        timeout = REQUEST_TIMEOUT_SECONDS
 
         def log_message(self, format: str, *args: Any) -> None:  # scrapes are not log lines
             return

@@ -11,6 +11,7 @@ ours, so ``__init_subclass__`` wraps that generated method instead.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from billiard.exceptions import WorkerLostError
@@ -19,11 +20,30 @@ from celery.exceptions import Ignore, Reject, Retry, TimeLimitExceeded
 from worker import lifecycle
 from worker.deadletters.request import DeadLetteringRequest, unwrap_exception
 
+logger = logging.getLogger("worker.request")
+
 
 class JobpilotRequest(DeadLetteringRequest):
     _jp_outcome: str | None = None
     _jp_requeued: bool = False
     _jp_retried: bool = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Celery prints argsrepr/kwargsrepr in its own log lines (a request's
+        # repr) and in `inspect` replies. Producers that never called
+        # telemetry.install() send the real arguments there: replace them here.
+        if not self.app.conf.jobpilot_settings.trace_task_args:
+            args, kwargs = getattr(self, "_args", None) or (), getattr(self, "_kwargs", None) or {}
+            self._argsrepr = self._request_dict["argsrepr"] = f"<{len(args)} args>"
+            self._kwargsrepr = self._request_dict["kwargsrepr"] = f"<{len(kwargs)} kwargs>"
+
+    def info(self, safe: bool = False) -> dict[str, Any]:
+        """What ``celery inspect active|reserved`` replies: argument counts, not values."""
+        info: dict[str, Any] = super().info(
+            safe=safe or not self.app.conf.jobpilot_settings.trace_task_args
+        )
+        return info
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -52,6 +72,11 @@ class JobpilotRequest(DeadLetteringRequest):
             observer.on_started(self)
 
     def on_timeout(self, soft: bool, timeout: float) -> None:
+        if self._already_cancelled:
+            # Cancelled on connection loss: its pool process was terminated and its
+            # message is left unacked for redelivery. A time limit that fires for
+            # it afterwards must not record a failure and acknowledge the message.
+            return
         super().on_timeout(soft, timeout)
         if not soft:
             self._finish(lifecycle.FAILED, TimeLimitExceeded(timeout))
@@ -59,6 +84,10 @@ class JobpilotRequest(DeadLetteringRequest):
     def on_failure(
         self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False
     ) -> Any:
+        if self._already_cancelled and isinstance(
+            unwrap_exception(exc_info.exception), TimeLimitExceeded
+        ):
+            return None  # see on_timeout: left unacked for redelivery
         try:
             return super().on_failure(
                 exc_info, send_failed_event=send_failed_event, return_ok=return_ok
@@ -95,5 +124,19 @@ class JobpilotRequest(DeadLetteringRequest):
         self._finish(lifecycle.REVOKED, None)
 
     def _announce_cancelled(self, emit_retry: bool = True) -> None:
-        super()._announce_cancelled(emit_retry=emit_retry)
+        try:
+            super()._announce_cancelled(emit_retry=emit_retry)
+        except Exception as exc:
+            # Celery cancels on connection loss, and its "retry" mark goes to the
+            # result backend, usually the Redis that just went away. Without this
+            # the request is never marked cancelled, and its hard time limit later
+            # acknowledges the message as failed: the task would be lost.
+            self._already_cancelled = True
+            logger.warning(
+                "task %s[%s] cancelled on connection loss; left for redelivery "
+                "(result backend: %s)",
+                self.name,
+                self.id,
+                type(exc).__name__,
+            )
         self._finish(lifecycle.REQUEUED, None)

@@ -6,8 +6,9 @@ import logging
 from typing import Any
 
 from celery import Celery
-from celery.signals import setup_logging, worker_init
+from celery.signals import setup_logging, worker_init, worker_ready
 
+from worker.broker_policy import warn_about_broker
 from worker.celery_app import app, settings_of
 from worker.logs import configure_logging
 from worker.settings import Settings, SettingsError
@@ -59,9 +60,14 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
         worker_telemetry.attach(sender)
 
 
+def _on_worker_ready(**_: Any) -> None:
+    warn_about_broker(app)
+
+
 SIGNAL_HANDLERS = (
     (setup_logging, _on_setup_logging),
     (worker_init, _on_worker_init),
+    (worker_ready, _on_worker_ready),
 )
 
 

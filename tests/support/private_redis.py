@@ -12,16 +12,18 @@ from tests.support.worker_process import free_port, wait_until
 
 
 class PrivateRedis:
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, *extra_args: str) -> None:
         self.port = port or free_port()
         self.workdir = workdir
+        self.extra_args = extra_args
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> PrivateRedis:
+    def start(self, password: str | None = None) -> PrivateRedis:
+        """Start, then wait until a client (with ``password``, for --requirepass) gets PONG."""
         self.process = subprocess.Popen(
             [
                 "redis-server",
@@ -37,11 +39,12 @@ class PrivateRedis:
                 "always",
                 "--dir",
                 str(self.workdir),
+                *self.extra_args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        client = redis.Redis(port=self.port, socket_timeout=0.5)
+        client = redis.Redis(port=self.port, password=password, socket_timeout=0.5)
         wait_until(lambda: self._pings(client), 10, message=f"redis-server on {self.port}")
         return self
 

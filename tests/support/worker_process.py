@@ -126,3 +126,15 @@ class WorkerProcess:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         return self.process.wait(10)
+
+
+#: A short visibility timeout, so unacked messages come back within seconds:
+#: 1.1 x (TASK_TIME_LIMIT + MAX_RETRY_COUNTDOWN) = 8.8 s < the 9 s visibility timeout.
+SHORT_VISIBILITY = {
+    "BROKER_VISIBILITY_TIMEOUT": "9",
+    "TASK_SOFT_TIME_LIMIT": "5",
+    "TASK_TIME_LIMIT": "6",
+    "MAX_RETRY_COUNTDOWN": "2",
+    "BROKER_UNACKED_RESTORE_INTERVAL": "1",
+    "BROKER_UNACKED_RESTORE_THROTTLE": "1",
+}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import socket
 import statistics
 import time
 import urllib.error
@@ -13,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from telemetry.catalogue import WorkerMetrics
 from telemetry.lifecycle import DeliveryRecorder
-from telemetry.server import Liveness, RenderCache, TelemetryServer
+from telemetry.server import REQUEST_TIMEOUT_SECONDS, Liveness, RenderCache, TelemetryServer
 
 
 def serve(registry: CollectorRegistry, liveness: Liveness | None = None) -> TelemetryServer:
@@ -54,6 +55,32 @@ def test_only_get_on_known_paths() -> None:
         assert get(server, "/metrics", method="POST")[0] == 405
         assert get(server, "/nope")[0] == 404
         assert get(server, "/readyz")[0] == 404  # no probe attached
+    finally:
+        server.stop()
+
+
+def raw_request(server: TelemetryServer, data: bytes) -> bytes:
+    """Send raw bytes, return the status line (the server may close without one)."""
+    with socket.create_connection(server.address, timeout=10) as connection:
+        connection.sendall(data)
+        return connection.makefile("rb").readline()
+
+
+def test_requests_are_bounded() -> None:
+    server = serve(CollectorRegistry())
+    try:
+        # An oversized request line, too many headers, a large body that is never read
+        assert b" 414 " in raw_request(server, b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n")
+        headers = b"".join(b"X-%d: y\r\n" % n for n in range(150))
+        assert b" 431 " in raw_request(server, b"GET /metrics HTTP/1.1\r\n" + headers + b"\r\n")
+        big = b"POST /metrics HTTP/1.1\r\nContent-Length: 10000000\r\n\r\n" + b"x" * 65536
+        assert b" 405 " in raw_request(server, big)
+        # A client that connects and says nothing is dropped after the request timeout
+        started = time.monotonic()
+        with socket.create_connection(server.address, timeout=30) as idle:
+            assert idle.recv(1) == b""
+        assert time.monotonic() - started < REQUEST_TIMEOUT_SECONDS + 2
+        assert get(server, "/metrics")[0] == 200
     finally:
         server.stop()
 

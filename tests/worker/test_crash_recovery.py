@@ -10,20 +10,11 @@ from collections.abc import Callable
 import pytest
 import redis
 
-from tests.support.worker_process import WorkerProcess, wait_until
+from tests.support.scrape import sample_sum, scrape
+from tests.support.worker_process import SHORT_VISIBILITY, WorkerProcess, wait_until
 from worker.celery_app import app
 
 pytestmark = pytest.mark.integration
-
-# 1.1 x (TASK_TIME_LIMIT + MAX_RETRY_COUNTDOWN) = 8.8 s < the 9 s visibility timeout.
-SHORT_VISIBILITY = {
-    "BROKER_VISIBILITY_TIMEOUT": "9",
-    "TASK_SOFT_TIME_LIMIT": "5",
-    "TASK_TIME_LIMIT": "6",
-    "MAX_RETRY_COUNTDOWN": "2",
-    "BROKER_UNACKED_RESTORE_INTERVAL": "1",
-    "BROKER_UNACKED_RESTORE_THROTTLE": "1",
-}
 
 
 def test_a_task_interrupted_by_sigkill_completes_after_restart(
@@ -77,6 +68,12 @@ def test_a_lost_pool_process_is_retried_then_dead_lettered(
     headers = json.loads(dead["raw"])["headers"]
     eta = datetime.datetime.fromisoformat(headers["eta"]).timestamp()
     assert dead["received_at"] >= eta
+    # And the counters agree with the record: two retries, one dead letter, three receipts
+    text = scrape(worker.metrics_url)
+    task = {"task": "tests.kill_own_process"}
+    assert sample_sum(text, "celery_task_received_total", **task) == 3
+    assert sample_sum(text, "celery_task_finished_total", outcome="retried", **task) == 2
+    assert sample_sum(text, "celery_messages_dead_lettered_total", reason="worker_lost") == 1
     # And the worker keeps serving
     assert app.send_task("health_check_task").get(timeout=15)["pid"] in worker.pool_pids()
     assert redis_client.llen("jobpilot:deadletter") == 1

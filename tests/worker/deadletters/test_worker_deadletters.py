@@ -40,7 +40,7 @@ def poison_items() -> dict[str, str | bytes]:
         "content_type": item(body=PICKLED_ONE, content_type="application/x-python-serialize"),
         "bad_body": item(body=b"[1, 2]"),
         "unknown_task": item(task="no_such_task"),
-        "too_large": b"x" * 2_000_000,
+        "too_large": b"x" * 10_000_000,  # 10 MB
         "bad_arguments": item(task="briefing_compile", body=b'[["only-topic"], {}, {}]'),
     }
 
@@ -65,7 +65,7 @@ def test_every_reason_is_dead_lettered_and_the_worker_keeps_serving(
     by_reason = {r["reason"]: r for r in found}
     assert set(poison) <= set(by_reason)
     assert by_reason["bad_envelope"]["raw"] in {poison["bad_envelope"], deep_json(100_000)}
-    assert by_reason["too_large"]["raw"] == "x" * 2_000_000
+    assert by_reason["too_large"]["raw"] == "x" * 10_000_000
     assert by_reason["unknown_task"]["task"] == "no_such_task"
     assert by_reason["missing_header"]["id"] is None
     assert {r["queue"] for r in found} == {"default", "scraping"}

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import redis
@@ -86,6 +88,12 @@ def test_each_queue_runs_its_task(worker: WorkerProcess) -> None:
 def test_serialization_is_json_only() -> None:
     assert app.conf.accept_content == ["json"] and app.conf.result_accept_content == ["json"]
     assert app.conf.task_serializer == app.conf.result_serializer == "json"
+    assert app.conf.event_serializer == "json"
+    # And no module of the project touches pickle
+    sources = [*Path(ROOT, "worker").rglob("*.py"), *Path(ROOT, "telemetry").rglob("*.py")]
+    assert sources and not [
+        p for p in sources if re.search(r"\bimport pickle|\bpickle\.", p.read_text())
+    ]
 
 
 def test_inspect_ping_answers(worker: WorkerProcess) -> None:

@@ -1,0 +1,163 @@
+"""rediss:// end to end: a TLS-only redis-server with a self-signed CA.
+
+The worker, the readiness probe, the depth poller and the dead-letter writer all
+connect over TLS with certificate verification; a plaintext client is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import subprocess
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.support.tracing import run_as_producer
+from tests.support.worker_process import WorkerProcess, free_port, wait_until
+from worker.celery_app import tls_options
+from worker.settings import load_settings
+
+
+def openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_certificates(directory: Path) -> None:
+    """A self-signed CA, and a server certificate it signs for localhost and 127.0.0.1."""
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=jobpilot test CA",
+            "-keyout", "ca.key", "-out", "ca.pem", cwd=directory)  # fmt: skip
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
+            "-keyout", "server.key", "-out", "server.csr", cwd=directory)  # fmt: skip
+    (directory / "san.cnf").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-days", "2", "-extfile", "san.cnf", "-out", "server.pem", cwd=directory)  # fmt: skip
+
+
+@dataclass
+class TlsRedis:
+    port: int
+    ca_file: Path
+    process: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"rediss://localhost:{self.port}/0"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(
+            host="localhost",
+            port=self.port,
+            ssl=True,
+            ssl_ca_certs=str(self.ca_file),
+            ssl_cert_reqs="required",
+            socket_timeout=5,
+        )
+
+
+@pytest.fixture
+def tls_redis(tmp_path: Path) -> Iterator[TlsRedis]:
+    make_certificates(tmp_path)
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            "0",
+            "--tls-port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--tls-cert-file",
+            "server.pem",
+            "--tls-key-file",
+            "server.key",
+            "--tls-ca-cert-file",
+            "ca.pem",
+            "--tls-auth-clients",
+            "no",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    server = TlsRedis(port, tmp_path / "ca.pem", process)
+
+    def pings() -> bool:
+        try:
+            return bool(server.client().ping())
+        except redis.RedisError:
+            return False
+
+    wait_until(pings, 10, message="TLS redis-server")
+    yield server
+    process.terminate()
+    process.wait(10)
+
+
+def test_rediss_urls_require_a_verified_certificate(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_text("a CA bundle\n")
+    monkeypatch.setenv("REDIS_URL", "rediss://localhost:6380/0")
+    monkeypatch.setenv("REDIS_TLS_CA_FILE", str(ca_file))
+    options = tls_options(load_settings())
+    assert options == {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_ca_certs": str(ca_file)}
+    monkeypatch.delenv("REDIS_TLS_CA_FILE")
+    assert tls_options(load_settings()) == {"ssl_cert_reqs": ssl.CERT_REQUIRED}  # system store
+
+
+def run_through(env: dict[str, str]) -> str:
+    """Publish a task and wait for its result from a separate process on the TLS broker."""
+    return run_as_producer(
+        env,
+        "from worker.celery_app import app\n"
+        "r = app.send_task('tests.own_headers', ignore_result=False)\n"
+        "print(r.get(timeout=30) is not None)\n",
+    )
+
+
+@pytest.mark.integration
+@pytest.mark.faults
+def test_every_connection_uses_tls_and_plaintext_is_refused(
+    start_worker: Callable[..., WorkerProcess], worker_env: dict[str, str], tls_redis: TlsRedis
+) -> None:
+    env = {
+        **worker_env,
+        "REDIS_URL": tls_redis.url,
+        "REDIS_TLS_CA_FILE": str(tls_redis.ca_file),
+        "READINESS_INTERVAL": "1",
+        "QUEUE_POLL_INTERVAL": "1",
+    }
+    worker = start_worker(env)
+    # The worker consumes and stores results over TLS
+    assert run_through(env) == "True"
+    # The readiness probe reaches the broker over TLS
+    with urllib.request.urlopen(worker.metrics_url.replace("/metrics", "/readyz"), timeout=5) as r:
+        assert json.loads(r.read())["checks"]["broker"]["up"] is True
+    # The depth poller reads over TLS
+    with urllib.request.urlopen(worker.metrics_url, timeout=5) as response:
+        metrics = response.read().decode()
+    poll_line = next(
+        line for line in metrics.splitlines() if line.startswith("celery_queue_poll_last_success")
+    )
+    assert float(poll_line.split()[-1]) > 0
+    # The dead-letter writer writes over TLS
+    client = tls_redis.client()
+    client.lpush("default", b"not json over tls")
+    record = wait_until(lambda: client.lindex("jobpilot:deadletter", 0), 15)
+    assert json.loads(record)["reason"] == "not_json"
+    # And a plaintext client gets nothing
+    with pytest.raises(redis.ConnectionError):
+        redis.Redis(host="127.0.0.1", port=tls_redis.port, socket_timeout=2).ping()

@@ -1,0 +1,56 @@
+"""One warning at start when the Redis broker cannot keep its promises.
+
+"Nothing lost" needs two things from Redis (README, Guarantees):
+
+* ``maxmemory-policy noeviction``: any other policy may evict queue lists, the
+  ``unacked`` hash or dead letters when memory runs out;
+* AOF persistence: without it a Redis restart loses every queued message
+  (RDB snapshots lose everything since the last one).
+
+Read with ``INFO``, which managed services allow where ``CONFIG`` is often
+disabled. A broker that cannot be asked is not warned about here: the
+connection's own errors say enough.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import redis
+from celery import Celery
+
+from worker.redis_client import broker_redis
+
+logger = logging.getLogger("worker.broker")
+CHECK_TIMEOUT_SECONDS = 2.0
+
+
+def broker_problems(info: Mapping[str, Any]) -> list[str]:
+    """What is wrong with a broker, from its ``INFO memory`` and ``INFO persistence``."""
+    problems = []
+    policy = str(info.get("maxmemory_policy", "unknown"))
+    if policy != "noeviction":
+        problems.append(
+            f"maxmemory-policy is {policy}, not noeviction: Redis may evict queued messages"
+        )
+    if str(info.get("aof_enabled", "0")) != "1":
+        problems.append("AOF persistence is off: a Redis restart loses queued messages")
+    return problems
+
+
+def warn_about_broker(celery_app: Celery) -> list[str]:
+    """Log one warning naming every problem; returns them (empty when all is well)."""
+    try:
+        client = broker_redis(celery_app, socket_timeout=CHECK_TIMEOUT_SECONDS)
+        info = {**client.info("memory"), **client.info("persistence")}
+    except redis.RedisError:
+        return []
+    problems = broker_problems(info)
+    if problems:
+        logger.warning(
+            "broker: %s (see README, Guarantees: use appendonly yes and maxmemory-policy noeviction)",
+            "; ".join(problems),
+        )
+    return problems
