@@ -1,7 +1,10 @@
-"""``python -m bench [--n N] [--pairs P] [--tasks bench_noop,bench_cpu]``: the drain table.
+"""``python -m bench [--suite drain|hammer] [--n N] [--pairs P] [--tasks ...]``: the drain table.
 
-Writes bench/results/latest.json and prints one table. ``--smoke`` is CI's
-run: N=200, one pair, no speed judgement, only that the harness works.
+``drain`` (the default) compares telemetry variants against "off"; ``hammer``
+compares a metrics-on worker whose /metrics is scraped 50 times a second while
+it drains against the same worker unscraped (with an A/A control). Writes
+bench/results/<suite>.json and prints one table. ``--smoke`` is CI's run:
+N=200, one pair, no speed judgement, only that the harness works.
 """
 
 from __future__ import annotations
@@ -40,8 +43,29 @@ def variants(sink: DiscardingSink) -> tuple[Variant, ...]:
     )
 
 
+METRICS_ONLY = {
+    "TELEMETRY_ENABLED": "true",
+    "OTEL_SDK_DISABLED": "true",
+    "READINESS_INTERVAL": "15",
+}
+HAMMER_PER_SECOND = 50.0
+
+
+def hammer_variants() -> tuple[Variant, ...]:
+    """metrics is the baseline, metrics_aa its A/A control, hammered the scraped one."""
+    return (
+        Variant("metrics", METRICS_ONLY),
+        Variant("metrics_aa", METRICS_ONLY),
+        Variant("hammered", METRICS_ONLY, hammer_per_second=HAMMER_PER_SECOND),
+    )
+
+
+SUITES = {"drain": ("off", variants), "hammer": ("metrics", lambda _sink: hammer_variants())}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--suite", choices=sorted(SUITES), default="drain")
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--pairs", type=int, default=15)
     parser.add_argument("--tasks", default="bench_noop,bench_cpu")
@@ -51,8 +75,12 @@ def main() -> int:
     parser.add_argument(
         "--smoke", action="store_true", help="N=200, one pair: proves the harness runs"
     )
-    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
+    output = args.output or RESULTS.with_name(
+        "latest.json" if args.suite == "drain" else f"{args.suite}.json"
+    )
+    baseline, build_variants = SUITES[args.suite]
     if args.smoke:
         args.n, args.pairs = 200, 1
     drainer = Drainer(args.redis_url, default_workdir())
@@ -73,7 +101,7 @@ def main() -> int:
     )
     for task in args.tasks.split(","):
         rows = summarize(
-            interleaved(drainer, variants(sink), task, args.n, args.pairs), baseline="off"
+            interleaved(drainer, build_variants(sink), task, args.n, args.pairs), baseline=baseline
         )
         report["drain"][task] = rows  # type: ignore[index]
         for row in rows:
@@ -82,10 +110,16 @@ def main() -> int:
                 f"{task:<11}{row['variant']:<9}{row['tasks_per_second_median']:>9.0f}{row['ratio_median']:>8.3f}"
                 f"{f'[{low:.3f}, {high:.3f}]':>16}{row['ratio_min']:>7.3f}{row['ratio_max']:>7.3f}"
                 f"{row['cpu_us_per_task_median']:>13.0f}{row['cpu_ratio_median']:>10.3f}"
+                + (
+                    f"  scrapes {row['scrapes']}, failed {row['scrape_failures']}"
+                    if row["scrapes"]
+                    else ""
+                )
             )
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"results: {args.output}")
+    report["suite"] = args.suite
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"results: {output}")
     return 0
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import redis
 
+from bench.hammer import Hammer
 from worker.command import worker_command
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,6 +39,8 @@ class Variant:
     name: str
     env: Mapping[str, str] = field(default_factory=dict)
     args: Sequence[str] = ()
+    #: Scrapes of /metrics per second while the worker drains (0: none).
+    hammer_per_second: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,8 @@ class Run:
     tasks: int
     seconds: float
     cpu_seconds: float
+    scrapes: int = 0
+    scrape_failures: int = 0
 
     @property
     def rate(self) -> float:
@@ -122,13 +127,16 @@ class Drainer:
             worker = subprocess.Popen(
                 command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
             )
+        metrics_url = f"http://127.0.0.1:{env.get('METRICS_PORT', '9464')}/metrics"
+        hammer = Hammer(metrics_url, variant.hammer_per_second or 1.0)
         try:
             self._wait_ready(worker, log_path)
             cpu_before = tree_cpu_seconds(worker.pid)
-            started = time.perf_counter()
-            self.client.rename(STAGING, QUEUE)
-            self._wait_drained(worker)
-            elapsed = time.perf_counter() - started
+            with hammer if variant.hammer_per_second else contextlib.nullcontext():
+                started = time.perf_counter()
+                self.client.rename(STAGING, QUEUE)
+                self._wait_drained(worker)
+                elapsed = time.perf_counter() - started
             cpu = tree_cpu_seconds(worker.pid) - cpu_before
         finally:
             worker.send_signal(signal.SIGTERM)
@@ -137,7 +145,7 @@ class Drainer:
             except subprocess.TimeoutExpired:
                 worker.kill()
                 worker.wait()
-        return Run(variant.name, task, n, elapsed, cpu)
+        return Run(variant.name, task, n, elapsed, cpu, hammer.scrapes, hammer.failures)
 
     @staticmethod
     def _wait_ready(worker: subprocess.Popen[bytes], log_path: Path) -> None:
@@ -200,6 +208,8 @@ def summarize(runs: dict[str, list[Run]], baseline: str) -> list[dict[str, objec
                 "cpu_ratio_median": statistics.median(
                     r.cpu_us_per_task / b.cpu_us_per_task for r, b in zip(series, base, strict=True)
                 ),
+                "scrapes": sum(r.scrapes for r in series),
+                "scrape_failures": sum(r.scrape_failures for r in series),
             }
         )
     return rows

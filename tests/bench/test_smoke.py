@@ -14,8 +14,8 @@ from tests.support.worker_process import ROOT
 pytestmark = pytest.mark.integration
 
 
-def test_bench_smoke_run_writes_every_variant(tmp_path: Path) -> None:
-    output = tmp_path / "latest.json"
+def run_bench(output: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m bench --smoke`` on no-op tasks, on the benchmark's own Redis database."""
     done = subprocess.run(
         [
             sys.executable,
@@ -28,6 +28,7 @@ def test_bench_smoke_run_writes_every_variant(tmp_path: Path) -> None:
             str(output),
             "--redis-url",
             "redis://localhost:6379/12",
+            *args,
         ],
         cwd=ROOT,
         capture_output=True,
@@ -35,6 +36,12 @@ def test_bench_smoke_run_writes_every_variant(tmp_path: Path) -> None:
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_bench_smoke_run_writes_every_variant(tmp_path: Path) -> None:
+    output = tmp_path / "latest.json"
+    done = run_bench(output)
     report = json.loads(output.read_text())
     rows = {row["variant"]: row for row in report["drain"]["bench_noop"]}
     assert set(rows) == {"off", "off_aa", "metrics", "all_on", "events"}
@@ -44,3 +51,12 @@ def test_bench_smoke_run_writes_every_variant(tmp_path: Path) -> None:
         for row in rows.values()
     )
     assert "tasks/s" in done.stdout
+
+
+def test_bench_hammer_smoke_scrapes_while_draining(tmp_path: Path) -> None:
+    output = tmp_path / "hammer.json"
+    run_bench(output, "--suite", "hammer")
+    rows = {row["variant"]: row for row in json.loads(output.read_text())["drain"]["bench_noop"]}
+    assert set(rows) == {"metrics", "metrics_aa", "hammered"}
+    assert rows["hammered"]["scrapes"] > 0 and rows["hammered"]["scrape_failures"] == 0
+    assert rows["metrics"]["scrapes"] == 0
