@@ -6,7 +6,8 @@ uses it for ordinary ``redis://`` and ``rediss://`` URLs. An item that fails
 as read and never reaches kombu's ``Message``.
 
 ``_brpop_read`` and ``_get`` are private kombu methods, copied from kombu 5.7
-with one change each (validation before delivery). kombu is pinned to 5.7.x in
+with one change each (validation before delivery; ``_get`` also keeps an
+empty item, which kombu pops and drops). kombu is pinned to 5.7.x in
 ``pyproject.toml`` and the real-worker tests cover both paths.
 """
 
@@ -75,7 +76,7 @@ class Channel(kombu_redis.Channel):
         with self.conn_or_acquire() as client:
             for pri in self.priority_steps:
                 item = client.rpop(self._q_for_pri(queue, pri))
-                if item:
+                if item is not None:  # kombu tests `if item:`, dropping an empty item
                     self._maybe_update_queues_expire(client, queue)
                     payload = self._accept(queue, item)
                     if payload is not None:

@@ -85,7 +85,7 @@ def judge_envelope(envelope: Any) -> Verdict:
     def reject(reason: Reason) -> Verdict:
         return Verdict(reason=reason, task=name, id=ident)
 
-    if "delivery_tag" not in properties or not _is_dict_or_none(properties.get("delivery_info")):
+    if not _routable(properties):
         return reject(Reason.BAD_ENVELOPE)
     if name is None or ident is None:
         return reject(Reason.MISSING_HEADER)
@@ -101,6 +101,19 @@ def judge_envelope(envelope: Any) -> Verdict:
     if not _is_task_body(body):
         return reject(Reason.BAD_BODY)
     return Verdict(payload=envelope, task=name, id=ident)
+
+
+def _routable(properties: dict[str, Any]) -> bool:
+    """What kombu's Redis QoS stores in ``unacked`` and restores from: a string
+    delivery tag and the exchange and routing key as strings."""
+    tag, delivery_info = properties.get("delivery_tag"), properties.get("delivery_info")
+    return (
+        isinstance(tag, str)
+        and bool(tag)
+        and isinstance(delivery_info, dict)
+        and isinstance(delivery_info.get("exchange"), str)
+        and isinstance(delivery_info.get("routing_key"), str)
+    )
 
 
 def _is_dict_or_none(value: Any) -> bool:

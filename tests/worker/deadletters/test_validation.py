@@ -71,6 +71,27 @@ def test_malformed_headers_celery_would_crash_on() -> None:
     assert reason_of(item(retries="many")) is Reason.BAD_ENVELOPE
 
 
+def test_what_kombu_stores_in_unacked_must_be_routable() -> None:
+    """A tag or routing field kombu cannot store would restart the consumer."""
+    for section, key, value in [
+        ("properties", "delivery_tag", {}),
+        ("properties", "delivery_tag", None),
+        ("properties", "delivery_info", None),
+        ("delivery_info", "exchange", None),
+        ("delivery_info", "routing_key", []),
+    ]:
+        broken = envelope()
+        target = (
+            broken["properties"]
+            if section == "properties"
+            else broken["properties"]["delivery_info"]
+        )
+        target[key] = value
+        assert reason_of(json.dumps(broken)) is Reason.BAD_ENVELOPE, (key, value)
+        del target[key]
+        assert reason_of(json.dumps(broken)) is Reason.BAD_ENVELOPE, key
+
+
 def test_too_large_is_judged_before_parsing() -> None:
     assert judge(b"x" * 101, 100).reason is Reason.TOO_LARGE
     assert judge(item(), 10).reason is Reason.TOO_LARGE
