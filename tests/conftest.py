@@ -21,6 +21,9 @@ POSTGRES_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
 
+#: Characters of each worker's log shown when a test fails.
+WORKER_LOG_TAIL = 6000
+
 OUR_VARIABLES = (
     "REDIS_URL",
     "CELERY_BROKER_URL",
@@ -114,9 +117,20 @@ def worker_env(tmp_path: Path) -> dict[str, str]:
     }
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    """Keep each phase's report on the item, so fixtures can tell a failed test."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
 @pytest.fixture
-def start_worker(log_dir: Path, redis_client: redis.Redis) -> Iterator[object]:
-    """Start workers for a test; every one is stopped (or killed) afterwards."""
+def start_worker(
+    log_dir: Path, redis_client: redis.Redis, request: pytest.FixtureRequest
+) -> Iterator[object]:
+    """Start workers for a test; every one is stopped (or killed) afterwards, and a
+    failed test shows the end of each worker's log."""
     started: list[WorkerProcess] = []
 
     def start(env: dict[str, str], **kwargs: object) -> WorkerProcess:
@@ -127,6 +141,11 @@ def start_worker(log_dir: Path, redis_client: redis.Redis) -> Iterator[object]:
     yield start
     for worker in started:
         worker.stop(timeout=10)
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        for worker in started:
+            print(f"--- {worker.name} exited {worker.process and worker.process.returncode}:")
+            print(worker.log()[-WORKER_LOG_TAIL:])
 
 
 @pytest.fixture

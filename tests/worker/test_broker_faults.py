@@ -51,6 +51,11 @@ def readiness(worker: WorkerProcess) -> tuple[int, bool | None]:
             status, body = response.status, response.read()
     except urllib.error.HTTPError as error:
         status, body = error.code, error.read()
+    except urllib.error.URLError as error:
+        assert worker.process is not None
+        raise AssertionError(
+            f"/readyz unreachable ({error.reason}); worker exit code {worker.process.poll()}"
+        ) from error
     return status, json.loads(body)["checks"].get("broker", {}).get("up")
 
 
