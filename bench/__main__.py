@@ -1,10 +1,19 @@
-"""``python -m bench [--suite drain|hammer] [--n N] [--pairs P] [--tasks ...]``: the drain table.
+"""``python -m bench [--suite all|drain|scrape|memory|hammer] [--n N] [--pairs P] [--tasks ...]``.
 
-``drain`` (the default) compares telemetry variants against "off"; ``hammer``
-compares a metrics-on worker whose /metrics is scraped 50 times a second while
-it drains against the same worker unscraped (with an A/A control). Writes
-bench/results/<suite>.json and prints one table. ``--smoke`` is CI's run:
-N=200, one pair, no speed judgement, only that the harness works.
+``all`` (the default) runs ``scrape``, ``drain`` and ``memory`` and prints their
+tables; results are merged into bench/results/latest.json under those keys.
+
+* ``drain`` compares telemetry variants against "off", interleaved, with an A/A control;
+* ``scrape`` measures render time, exposition size, cached scrape latency and
+  Redis round trips per depth poll (:mod:`bench.scrape`);
+* ``memory`` drains ``--memory-n`` tasks with everything on and compares RSS at
+  half-way and at the end (:mod:`bench.memory`);
+* ``hammer`` compares a metrics-on worker whose /metrics is scraped 50 times a
+  second while it drains against the same worker unscraped (with an A/A
+  control), and writes bench/results/hammer.json.
+
+``--smoke`` is CI's run: N=200, one pair, 400 tasks for memory, no speed
+judgement, only that the harness works.
 """
 
 from __future__ import annotations
@@ -14,8 +23,11 @@ import datetime
 import json
 import os
 import platform
+import sys
 from pathlib import Path
+from typing import Any
 
+from bench import memory, scrape
 from bench.drain import Drainer, Variant, default_workdir, interleaved, summarize
 from bench.sink import DiscardingSink
 
@@ -60,50 +72,27 @@ def hammer_variants() -> tuple[Variant, ...]:
     )
 
 
-SUITES = {"drain": ("off", variants), "hammer": ("metrics", lambda _sink: hammer_variants())}
+DRAIN_SUITES = {"drain": ("off", variants), "hammer": ("metrics", lambda _sink: hammer_variants())}
+SUITES = ("all", "drain", "scrape", "memory", "hammer")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("--suite", choices=sorted(SUITES), default="drain")
-    parser.add_argument("--n", type=int, default=10_000)
-    parser.add_argument("--pairs", type=int, default=15)
-    parser.add_argument("--tasks", default="bench_noop,bench_cpu")
-    parser.add_argument(
-        "--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://localhost:6379/12")
-    )
-    parser.add_argument(
-        "--smoke", action="store_true", help="N=200, one pair: proves the harness runs"
-    )
-    parser.add_argument("--output", type=Path, default=None)
-    args = parser.parse_args()
-    output = args.output or RESULTS.with_name(
-        "latest.json" if args.suite == "drain" else f"{args.suite}.json"
-    )
-    baseline, build_variants = SUITES[args.suite]
-    if args.smoke:
-        args.n, args.pairs = 200, 1
-    drainer = Drainer(args.redis_url, default_workdir())
-    sink = DiscardingSink()
-    report: dict[str, object] = {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
-        "n": args.n,
-        "pairs": args.pairs,
-        "drain": {},
-    }
+def everything_on(sink: DiscardingSink) -> Variant:
+    return next(v for v in variants(sink) if v.name == "all_on")
+
+
+def drain_table(
+    drainer: Drainer, sink: DiscardingSink, suite: str, tasks: list[str], n: int, pairs: int
+) -> dict[str, Any]:
+    baseline, build_variants = DRAIN_SUITES[suite]
     print(
         f"{'task':<11}{'variant':<9}{'tasks/s':>9}{'ratio':>8}{'95% CI':>16}{'min':>7}{'max':>7}{'CPU-us/task':>13}{'cpu ratio':>10}"
     )
-    for task in args.tasks.split(","):
+    results: dict[str, Any] = {}
+    for task in tasks:
         rows = summarize(
-            interleaved(drainer, build_variants(sink), task, args.n, args.pairs), baseline=baseline
+            interleaved(drainer, build_variants(sink), task, n, pairs), baseline=baseline
         )
-        report["drain"][task] = rows  # type: ignore[index]
+        results[task] = rows
         for row in rows:
             low, high = row["ratio_ci95"]  # type: ignore[misc]
             print(
@@ -116,7 +105,55 @@ def main() -> int:
                     else ""
                 )
             )
-    report["suite"] = args.suite
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--suite", choices=SUITES, default="all")
+    parser.add_argument("--n", type=int, default=10_000)
+    parser.add_argument("--pairs", type=int, default=15)
+    parser.add_argument("--memory-n", type=int, default=100_000)
+    parser.add_argument("--scrapes", type=int, default=1000)
+    parser.add_argument("--tasks", default="bench_noop,bench_cpu")
+    parser.add_argument(
+        "--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://localhost:6379/12")
+    )
+    parser.add_argument(
+        "--smoke", action="store_true", help="N=200, one pair: proves the harness runs"
+    )
+    parser.add_argument("--output", type=Path, default=None)
+    args = parser.parse_args()
+    output = args.output or RESULTS.with_name(
+        "hammer.json" if args.suite == "hammer" else "latest.json"
+    )
+    if args.smoke:
+        args.n, args.pairs, args.memory_n, args.scrapes = 200, 1, 400, 50
+    drainer = Drainer(args.redis_url, default_workdir())
+    sink = DiscardingSink()
+    run = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "command": "python -m bench " + " ".join(sys.argv[1:]),
+    }
+    report: dict[str, Any] = json.loads(output.read_text()) if output.exists() else {}
+    report.update(run)
+    if args.suite in ("all", "scrape"):
+        report["scrape"] = scrape.measure(args.redis_url, args.scrapes)
+        scrape.print_table(report["scrape"])
+    if args.suite in ("all", "drain", "hammer"):
+        suite = "drain" if args.suite == "all" else args.suite
+        report.update(n=args.n, pairs=args.pairs, suite=suite)
+        report["drain"] = drain_table(
+            drainer, sink, suite, args.tasks.split(","), args.n, args.pairs
+        )
+    if args.suite in ("all", "memory"):
+        report["memory"] = memory.measure(drainer, everything_on(sink), args.memory_n)
+        memory.print_table(report["memory"])
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2) + "\n")
     print(f"results: {output}")

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,7 +104,15 @@ class Drainer:
             self._staged[key] = dump
         return self._staged[key]
 
-    def run(self, variant: Variant, task: str, n: int) -> Run:
+    def run(
+        self,
+        variant: Variant,
+        task: str,
+        n: int,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> Run:
+        """One drain of ``n`` tasks; ``on_progress(done, worker_pid)`` is called on every
+        poll of the queue, the last time with ``done == n`` before the worker stops."""
         dump = self.stage(task, n)
         self.client.flushdb()
         self.client.restore(STAGING, 0, dump)
@@ -135,7 +143,7 @@ class Drainer:
             with hammer if variant.hammer_per_second else contextlib.nullcontext():
                 started = time.perf_counter()
                 self.client.rename(STAGING, QUEUE)
-                self._wait_drained(worker)
+                self._wait_drained(worker, n, on_progress)
                 elapsed = time.perf_counter() - started
             cpu = tree_cpu_seconds(worker.pid) - cpu_before
         finally:
@@ -155,11 +163,18 @@ class Drainer:
                 raise RuntimeError(f"worker did not become ready: {log_path.read_text()[-2000:]}")
             time.sleep(0.02)
 
-    def _wait_drained(self, worker: subprocess.Popen[bytes]) -> None:
+    def _wait_drained(
+        self,
+        worker: subprocess.Popen[bytes],
+        n: int,
+        on_progress: Callable[[int, int], None] | None,
+    ) -> None:
         deadline = time.monotonic() + DRAIN_TIMEOUT_SECONDS
         while True:
             with self.client.pipeline() as pipe:
                 queued, unacked = pipe.llen(QUEUE).hlen("unacked").execute()
+            if on_progress is not None:
+                on_progress(n - queued - unacked, worker.pid)
             if queued == 0 and unacked == 0:
                 return
             if worker.poll() is not None or time.monotonic() > deadline:

@@ -51,11 +51,18 @@ def test_bench_smoke_run_writes_every_variant(tmp_path: Path) -> None:
         for row in rows.values()
     )
     assert "tasks/s" in done.stdout
+    # And the scrape and memory figures are there too
+    render = {row["pairs"]: row for row in report["scrape"]["render"]}
+    assert set(render) == {200, 800} and render[800]["size_bytes"] > render[200]["size_bytes"] > 0
+    assert [row["round_trips"] for row in report["scrape"]["depth_poll"]] == [1, 1]
+    roles = [row["process"] for row in report["memory"]["processes"]]
+    assert sorted(roles) == ["child", "child", "main"] and report["memory"]["tasks"] == 400
 
 
 def test_bench_hammer_smoke_scrapes_while_draining(tmp_path: Path) -> None:
     output = tmp_path / "hammer.json"
     run_bench(output, "--suite", "hammer")
+    assert "memory" not in json.loads(output.read_text())
     rows = {row["variant"]: row for row in json.loads(output.read_text())["drain"]["bench_noop"]}
     assert set(rows) == {"metrics", "metrics_aa", "hammered"}
     assert rows["hammered"]["scrapes"] > 0 and rows["hammered"]["scrape_failures"] == 0
