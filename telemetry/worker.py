@@ -10,12 +10,14 @@ poller and the readiness probe; start serving; count event-loop ticks for ``/liv
 ``worker_shutting_down`` (SIGTERM): /readyz turns 503 at once.
 ``worker_shutdown``: stop polling, probing and serving.
 
-With ``TELEMETRY_ENABLED=false`` every receiver returns at once.
+With ``TELEMETRY_ENABLED=false`` every receiver returns at once. With
+``METRICS_ENABLED=false`` only tracing is set up: no port, no metrics, no probes.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -71,6 +73,7 @@ class WorkerTelemetry:
 
     def __init__(self, registry: CollectorRegistry, queues: frozenset[str]) -> None:
         self.registry = registry
+        self.main_pid = os.getpid()
         self.metrics = WorkerMetrics(registry)
         self.recorder = DeliveryRecorder(self.metrics, queues, lambda name: name in app.tasks)
         self.publisher = PublishRecorder(
@@ -111,9 +114,19 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
     global current
     if not _enabled() or current is not None:
         return
-    settings = settings_of(app)
     disable_created_metrics()  # type: ignore[no-untyped-call]
     telemetry = WorkerTelemetry(CollectorRegistry(), frozenset(routing.QUEUE_NAMES))
+    telemetry.hostname = str(getattr(sender, "hostname", "") or "")
+    if settings_of(app).metrics_enabled:
+        _start_metrics(telemetry)
+    if not sdk_disabled():
+        _start_main_process_tracing(telemetry, sender)
+    current = telemetry
+
+
+def _start_metrics(telemetry: WorkerTelemetry) -> None:
+    """Bind the HTTP port, start every series at zero and record from here on."""
+    settings = settings_of(app)
     try:
         telemetry.server = TelemetryServer(
             settings.metrics_host,
@@ -131,10 +144,6 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
     lifecycle.add_observer(telemetry.recorder)
     telemetry.publisher.connect()
     telemetry.forwarder.start_reading()
-    telemetry.hostname = str(getattr(sender, "hostname", "") or "")
-    if not sdk_disabled():
-        _start_main_process_tracing(telemetry, sender)
-    current = telemetry
 
 
 def _start_main_process_tracing(telemetry: WorkerTelemetry, sender: Any) -> None:
@@ -260,35 +269,37 @@ def _on_worker_shutting_down(**_: Any) -> None:
 
 
 def _on_worker_process_init(**_: Any) -> None:
-    """In each pool process: serve nothing, observe nothing, forward publish counts."""
+    """In each pool process: serve nothing, observe nothing, forward publish counts,
+    and trace the tasks this process runs."""
     global current
-    if current is not None and current.server is not None:
+    if current is None or os.getpid() == current.main_pid:
+        return  # the solo pool sends this signal from the main process
+    settings = settings_of(app)
+    if current.server is not None:
         current.server.close_inherited_socket()
         current.forwarder.become_child()
         current.publisher.disconnect()
         PublishRecorder(
             current.forwarder.forward,
-            settings_of(app).metrics_max_task_names,
-            keep_argsrepr=settings_of(app).trace_task_args,
+            settings.metrics_max_task_names,
+            keep_argsrepr=settings.trace_task_args,
         ).connect()
         lifecycle.remove_observer(current.recorder)
-        if current.health_check is not None:
-            lifecycle.remove_observer(current.health_check)
-        if current.main_spans is not None:
-            lifecycle.remove_observer(current.main_spans)
-        if current.producer_spans is not None:
-            current.producer_spans.disconnect()
-            # The global provider lives in pool processes only, set once after fork.
-            provider = build_provider(current.collector, current.hostname)
-            trace.set_tracer_provider(provider)
-            PoolProcessWiring(
-                provider, current.collector, settings_of(app).trace_task_args
-            ).connect()
-        current = None
+    if current.health_check is not None:
+        lifecycle.remove_observer(current.health_check)
+    if current.main_spans is not None:
+        lifecycle.remove_observer(current.main_spans)
+    if current.producer_spans is not None:
+        current.producer_spans.disconnect()
+        # The global provider lives in pool processes only, set once after fork.
+        provider = build_provider(current.collector, current.hostname)
+        trace.set_tracer_provider(provider)
+        PoolProcessWiring(provider, current.collector, settings.trace_task_args).connect()
+    current = None
 
 
 def _on_task_received(request: Any = None, **_: Any) -> None:
-    if current is not None and request is not None:
+    if current is not None and current.server is not None and request is not None:
         current.recorder.on_received(request)
 
 

@@ -75,6 +75,7 @@ class Settings(BaseSettings):
     readiness_interval: PositiveFloat = 15
     readiness_required: str | None = None
     telemetry_enabled: bool = True
+    metrics_enabled: bool = True
     trace_task_args: bool = False
     max_message_bytes: PositiveInt = 1_048_576
     deadletter_max: PositiveInt = 10_000

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from tests.support.otlp_receiver import OtlpReceiver
+from tests.support.scrape import sample_sum, scrape
 from tests.support.tracing import publish_from_a_producer, traced_env
 from tests.support.worker_process import WorkerProcess, wait_until
 from worker.celery_app import app
@@ -202,3 +203,34 @@ def test_in_process_pools_trace_from_the_main_process(
     producer = receiver.wait_for("apply_async/briefing_compile", message_id=task_id)
     assert run.parent_span_id == producer.span_id
     assert run.resource["celery.worker.hostname"] == worker.hostname
+    # And the main process still serves its metrics, with the task counted
+    wait_until(
+        lambda: (
+            sample_sum(
+                scrape(worker.metrics_url), "celery_task_finished_total", task="briefing_compile"
+            )
+            == 1
+        ),
+        10,
+        message="the task counted on /metrics",
+    )
+
+
+def test_tracing_runs_without_metrics(
+    start_worker: Callable[..., WorkerProcess],
+    worker_env: dict[str, str],
+    receiver: OtlpReceiver,
+) -> None:
+    # Given a worker with METRICS_ENABLED=false
+    env = {**traced_env(worker_env, receiver), "METRICS_ENABLED": "false"}
+    worker = start_worker(env)
+    # When a producer publishes a task
+    task_id = publish_from_a_producer(env, "briefing_compile", ["t", ["x"]])
+    # Then its trace arrives, connected to the producer's span
+    run = receiver.wait_for("run/briefing_compile", message_id=task_id)
+    producer = receiver.wait_for("apply_async/briefing_compile", message_id=task_id)
+    assert run.parent_span_id == producer.span_id
+    # And nothing listens on the metrics port
+    with pytest.raises(OSError):
+        urllib.request.urlopen(worker.metrics_url, timeout=2)
+    assert "serving /metrics" not in worker.log()
