@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from telemetry.tracing import UNREACHABLE_BACKOFF_SECONDS
+from telemetry.tracing import LOG_INTERVAL_SECONDS, UNREACHABLE_BACKOFF_SECONDS
 from tests.support.otlp_receiver import OtlpReceiver
 from tests.support.tracing import traced_env
 from tests.support.worker_process import WorkerProcess, free_port
@@ -17,14 +17,18 @@ from worker.celery_app import app
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 TASKS = 200
+#: Alternating drains per worker; the best of each is compared.
+ROUNDS = 2
+UP_QUEUE, DOWN_QUEUE = "briefings", "scraping"
 EXPORT_FAILURE_LINE = "span export failed"
 
 
-def drain_seconds(count: int) -> float:
-    """Publish ``count`` tasks and wait for every result; the wall time taken."""
+def drain_seconds(count: int, queue: str | None = None) -> float:
+    """Publish ``count`` tasks (to ``queue``, else their routed queue) and wait for
+    every result; the wall time taken."""
     started = time.monotonic()
     sent = [
-        app.send_task("briefing_compile", args=["t", ["x"]], ignore_result=False)
+        app.send_task("briefing_compile", args=["t", ["x"]], ignore_result=False, queue=queue)
         for _ in range(count)
     ]
     for result in sent:
@@ -48,26 +52,37 @@ def test_a_refusing_collector_costs_recycled_pool_processes_at_most_a_fifth(
     start_worker: Callable[..., WorkerProcess], worker_env: dict[str, str], receiver: OtlpReceiver
 ) -> None:
     recycling = ("--max-tasks-per-child", "1")
-    # Given the drain time of a recycling worker with the collector up
-    up_worker = start_worker(traced_env(worker_env, receiver), extra_args=recycling)
-    drain_seconds(4)
-    up = drain_seconds(TASKS)
-    assert len(receiver.named("run/briefing_compile")) >= TASKS
-    up_worker.stop()
-    # When the collector refuses connections
+    # Given two recycling workers, one exporting to a collector that is up and one to
+    # an endpoint that refuses connections, each consuming its own queue
+    up_worker = start_worker(
+        traced_env(worker_env, receiver), queues=UP_QUEUE, extra_args=recycling
+    )
     env = {**traced_env(worker_env, receiver), "OTEL_EXPORTER_OTLP_ENDPOINT": refusing_endpoint()}
-    down_worker = start_worker(env, extra_args=recycling)
-    drain_seconds(4)
-    down = drain_seconds(TASKS)
-    # Then the same drain takes at most 1.2 times as long
-    print(f"collector up {up:.1f} s, refusing {down:.1f} s, ratio {down / up:.2f}")
-    assert down <= 1.2 * up
+    down_worker = start_worker(env, queues=DOWN_QUEUE, extra_args=recycling)
+    down_started = time.monotonic()
+    drain_seconds(4, UP_QUEUE)
+    drain_seconds(4, DOWN_QUEUE)
+    # When each drains the same batch, in alternation (the machine's noise hits both alike)
+    up, down = [], []
+    for _ in range(ROUNDS):
+        up.append(drain_seconds(TASKS, UP_QUEUE))
+        down.append(drain_seconds(TASKS, DOWN_QUEUE))
+    # Then the refused worker's best drain takes at most 1.2 times the other's
+    print(f"collector up {up} s, refusing {down} s, ratio {min(down) / min(up):.2f}")
+    assert min(down) <= 1.2 * min(up)
+    assert len(receiver.named("run/briefing_compile")) >= ROUNDS * TASKS
     # And export failures were logged once a minute, not once per pool process;
     # the exporter's own lines come from one attempt per 30 s (by each of the two
     # pool processes, at worst) instead of one per recycled process
-    assert down_worker.log().count(EXPORT_FAILURE_LINE) == 1
-    attempts = 1 + int((down + 10) // UNREACHABLE_BACKOFF_SECONDS)
+    lifetime = time.monotonic() - down_started
+    assert (
+        1
+        <= down_worker.log().count(EXPORT_FAILURE_LINE)
+        <= 1 + int(lifetime // LOG_INTERVAL_SECONDS)
+    )
+    attempts = 1 + int((lifetime + 10) // UNREACHABLE_BACKOFF_SECONDS)
     assert down_worker.log().count("opentelemetry.exporter") <= 2 * attempts
+    assert up_worker.log().count(EXPORT_FAILURE_LINE) == 0
 
 
 def test_memory_stays_flat_while_spans_cannot_be_exported(
