@@ -44,6 +44,14 @@ def variants(sink: DiscardingSink) -> tuple[Variant, ...]:
             {"TELEMETRY_ENABLED": "true", "OTEL_SDK_DISABLED": "true", "READINESS_INTERVAL": "15"},
         ),
         Variant(
+            "tracing",
+            {
+                "TELEMETRY_ENABLED": "true",
+                "METRICS_ENABLED": "false",
+                "OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint,
+            },
+        ),
+        Variant(
             "all_on",
             {
                 "TELEMETRY_ENABLED": "true",

@@ -44,7 +44,7 @@ def test_bench_smoke_run_writes_every_variant(tmp_path: Path) -> None:
     done = run_bench(output)
     report = json.loads(output.read_text())
     rows = {row["variant"]: row for row in report["drain"]["bench_noop"]}
-    assert set(rows) == {"off", "off_aa", "metrics", "all_on", "events"}
+    assert set(rows) == {"off", "off_aa", "metrics", "tracing", "all_on", "events"}
     assert rows["off"]["ratio_median"] == 1.0
     assert all(
         row["tasks_per_second_median"] > 0 and row["cpu_us_per_task_median"] > 0
