@@ -1,11 +1,14 @@
 """``python -m bench [--suite all|drain|scrape|memory|hammer] [--n N] [--pairs P] [--tasks ...]``.
 
-``all`` (the default) runs ``scrape``, ``drain`` and ``memory`` and prints their
-tables; results are merged into bench/results/latest.json under those keys.
+``all`` (the default) runs ``scrape``, ``producer``, ``drain`` and ``memory`` and
+prints their tables; results are merged into bench/results/latest.json under
+those keys.
 
 * ``drain`` compares telemetry variants against "off", interleaved, with an A/A control;
 * ``scrape`` measures render time, exposition size, cached scrape latency and
   Redis round trips per depth poll (:mod:`bench.scrape`);
+* ``producer`` compares the ``send_task`` rate without ``telemetry.install``,
+  with it, and with it and tracing (:mod:`bench.producer`);
 * ``memory`` drains ``--memory-n`` tasks with everything on and compares RSS at
   half-way and at the end (:mod:`bench.memory`);
 * ``hammer`` compares a metrics-on worker whose /metrics is scraped 50 times a
@@ -27,7 +30,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench import memory, scrape
+from bench import memory, producer, scrape
 from bench.drain import Drainer, Variant, default_workdir, interleaved, summarize
 from bench.sink import DiscardingSink
 
@@ -69,6 +72,8 @@ METRICS_ONLY = {
     "READINESS_INTERVAL": "15",
 }
 HAMMER_PER_SECOND = 50.0
+DRAIN_N = 10_000
+HAMMER_N = 40_000
 
 
 def hammer_variants() -> tuple[Variant, ...]:
@@ -81,7 +86,7 @@ def hammer_variants() -> tuple[Variant, ...]:
 
 
 DRAIN_SUITES = {"drain": ("off", variants), "hammer": ("metrics", lambda _sink: hammer_variants())}
-SUITES = ("all", "drain", "scrape", "memory", "hammer")
+SUITES = ("all", "drain", "scrape", "producer", "memory", "hammer")
 
 
 def everything_on(sink: DiscardingSink) -> Variant:
@@ -119,10 +124,13 @@ def drain_table(
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--suite", choices=SUITES, default="all")
-    parser.add_argument("--n", type=int, default=10_000)
+    parser.add_argument(
+        "--n", type=int, default=None, help="tasks per drain: 10,000, or 40,000 for hammer"
+    )
     parser.add_argument("--pairs", type=int, default=15)
     parser.add_argument("--memory-n", type=int, default=100_000)
     parser.add_argument("--scrapes", type=int, default=1000)
+    parser.add_argument("--producer-n", type=int, default=5000)
     parser.add_argument("--tasks", default="bench_noop,bench_cpu")
     parser.add_argument(
         "--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://localhost:6379/12")
@@ -135,8 +143,11 @@ def main() -> int:
     output = args.output or RESULTS.with_name(
         "hammer.json" if args.suite == "hammer" else "latest.json"
     )
+    if args.n is None:
+        # The hammer suite scrapes for the whole drain: at least 30 s of it.
+        args.n = HAMMER_N if args.suite == "hammer" else DRAIN_N
     if args.smoke:
-        args.n, args.pairs, args.memory_n, args.scrapes = 200, 1, 400, 50
+        args.n, args.pairs, args.memory_n, args.scrapes, args.producer_n = 200, 1, 400, 50, 200
     drainer = Drainer(args.redis_url, default_workdir())
     sink = DiscardingSink()
     run = {
@@ -153,6 +164,9 @@ def main() -> int:
     if args.suite in ("all", "scrape"):
         report["scrape"] = scrape.measure(args.redis_url, args.scrapes)
         scrape.print_table(report["scrape"])
+    if args.suite in ("all", "producer"):
+        report["producer"] = producer.measure(args.redis_url, args.producer_n, args.pairs, sink)
+        producer.print_table(report["producer"])
     if args.suite in ("all", "drain", "hammer"):
         suite = "drain" if args.suite == "all" else args.suite
         report.update(n=args.n, pairs=args.pairs, suite=suite)

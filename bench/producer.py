@@ -1,4 +1,4 @@
-"""``python -m bench.producer [--n N] [--pairs P]``: what ``telemetry.install(app)`` costs a producer.
+"""What ``telemetry.install(app)`` costs a producer (``python -m bench --suite producer``).
 
 Each run is a fresh process that publishes N tasks with ``app.send_task`` (one
 producer, the app's own pool) and reports its rate. Variants, interleaved:
@@ -9,26 +9,23 @@ producer, the app's own pool) and reports its rate. Variants, interleaved:
 * ``traced``: ``telemetry.install(app)`` with a PRODUCER span per publish,
   exported over OTLP/HTTP to an endpoint that discards bodies.
 
-Writes bench/results/producer.json.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
 import statistics
 import subprocess
 import sys
-from pathlib import Path
+from typing import Any
 
 import redis
 
 from bench.drain import ROOT, bootstrap_interval
 from bench.sink import DiscardingSink
 
-RESULTS = Path(__file__).with_name("results") / "producer.json"
 PUBLISH = """
 import json, os, sys, time
 from worker.celery_app import app
@@ -61,14 +58,7 @@ def run(variant: dict[str, str], n: int, redis_url: str) -> float:
     return rate
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.producer")
-    parser.add_argument("--n", type=int, default=5000)
-    parser.add_argument("--pairs", type=int, default=15)
-    parser.add_argument("--redis-url", default="redis://localhost:6379/12")
-    parser.add_argument("--output", type=Path, default=RESULTS)
-    args = parser.parse_args()
-    sink = DiscardingSink()
+def measure(redis_url: str, n: int, pairs: int, sink: DiscardingSink) -> list[dict[str, Any]]:
     variants = {
         "plain": {"BENCH_INSTALL": "0", "OTEL_SDK_DISABLED": "true"},
         "installed": {"BENCH_INSTALL": "1", "OTEL_SDK_DISABLED": "true"},
@@ -76,11 +66,11 @@ def main() -> int:
     }
     rates: dict[str, list[float]] = {name: [] for name in variants}
     rng = random.Random(5)
-    for _ in range(args.pairs):
+    for _ in range(pairs):
         order = list(variants)
         rng.shuffle(order)
         for name in order:
-            rates[name].append(run(variants[name], args.n, args.redis_url))
+            rates[name].append(run(variants[name], n, redis_url))
     rows = []
     for name, series in rates.items():
         ratios = [r / b for r, b in zip(series, rates["plain"], strict=True)]
@@ -88,22 +78,21 @@ def main() -> int:
         rows.append(
             {
                 "variant": name,
+                "n": n,
+                "pairs": pairs,
                 "publishes_per_second_median": statistics.median(series),
                 "ratio_median": statistics.median(ratios),
                 "ratio_ci95": [low, high],
             }
         )
+    return rows
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    print(f"{'producer':<10}{'publishes/s':>12}{'ratio':>8}{'95% CI':>16}")
+    for row in rows:
+        low, high = row["ratio_ci95"]
         print(
-            f"{name:<10}{statistics.median(series):>10.0f}/s  ratio {statistics.median(ratios):.3f} "
-            f"[{low:.3f}, {high:.3f}]"
+            f"{row['variant']:<10}{row['publishes_per_second_median']:>12.0f}"
+            f"{row['ratio_median']:>8.3f}{f'[{low:.3f}, {high:.3f}]':>16}"
         )
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(
-        json.dumps({"n": args.n, "pairs": args.pairs, "rows": rows}, indent=2) + "\n"
-    )
-    print(f"results: {args.output}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

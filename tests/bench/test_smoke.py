@@ -51,7 +51,9 @@ def test_bench_smoke_run_writes_every_variant(tmp_path: Path) -> None:
         for row in rows.values()
     )
     assert "tasks/s" in done.stdout
-    # And the scrape and memory figures are there too
+    # And the scrape, producer and memory figures are there too
+    assert [row["variant"] for row in report["producer"]] == ["plain", "installed", "traced"]
+    assert all(row["publishes_per_second_median"] > 0 for row in report["producer"])
     render = {row["pairs"]: row for row in report["scrape"]["render"]}
     assert set(render) == {200, 800} and render[800]["size_bytes"] > render[200]["size_bytes"] > 0
     assert [row["round_trips"] for row in report["scrape"]["depth_poll"]] == [1, 1]
