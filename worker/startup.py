@@ -8,6 +8,7 @@ from typing import Any
 from celery import Celery
 from celery.signals import setup_logging, worker_init, worker_ready
 
+from worker import timer_hygiene
 from worker.broker_policy import warn_about_broker
 from worker.celery_app import app, settings_of
 from worker.logs import configure_logging
@@ -60,8 +61,9 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
         worker_telemetry.attach(sender)
 
 
-def _on_worker_ready(**_: Any) -> None:
+def _on_worker_ready(sender: Any = None, **_: Any) -> None:
     warn_about_broker(app)
+    timer_hygiene.install(sender)
 
 
 SIGNAL_HANDLERS = (
