@@ -1,8 +1,8 @@
 """``python -m bench [--suite all|drain|scrape|memory|hammer] [--n N] [--pairs P] [--tasks ...]``.
 
-``all`` (the default) runs ``scrape``, ``producer``, ``drain`` and ``memory`` and
-prints their tables; results are merged into bench/results/latest.json under
-those keys.
+``all`` (the default) runs ``scrape``, ``producer``, ``drain``, ``memory`` and
+``profile`` and prints their tables; results are merged into
+bench/results/latest.json under those keys.
 
 * ``drain`` compares telemetry variants against "off", interleaved, with an A/A control;
 * ``scrape`` measures render time, exposition size, cached scrape latency and
@@ -11,6 +11,9 @@ those keys.
   with it, and with it and tracing (:mod:`bench.producer`);
 * ``memory`` drains ``--memory-n`` tasks with everything on and compares RSS at
   half-way and at the end (:mod:`bench.memory`);
+* ``profile`` samples an everything-on worker draining ``--profile-n`` no-op
+  tasks with py-spy and splits its busy CPU into Celery, metrics and tracing
+  (:mod:`bench.profile`; not part of ``--smoke``);
 * ``hammer`` compares a metrics-on worker whose /metrics is scraped 50 times a
   second while it drains against the same worker unscraped (with an A/A
   control), and writes bench/results/hammer.json.
@@ -30,7 +33,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench import memory, producer, scrape
+from bench import memory, producer, profile, scrape
 from bench.drain import Drainer, Variant, default_workdir, interleaved, summarize
 from bench.sink import DiscardingSink
 
@@ -86,7 +89,7 @@ def hammer_variants() -> tuple[Variant, ...]:
 
 
 DRAIN_SUITES = {"drain": ("off", variants), "hammer": ("metrics", lambda _sink: hammer_variants())}
-SUITES = ("all", "drain", "scrape", "producer", "memory", "hammer")
+SUITES = ("all", "drain", "scrape", "producer", "memory", "profile", "hammer")
 
 
 def everything_on(sink: DiscardingSink) -> Variant:
@@ -131,6 +134,7 @@ def main() -> int:
     parser.add_argument("--memory-n", type=int, default=100_000)
     parser.add_argument("--scrapes", type=int, default=1000)
     parser.add_argument("--producer-n", type=int, default=5000)
+    parser.add_argument("--profile-n", type=int, default=20_000)
     parser.add_argument("--tasks", default="bench_noop,bench_cpu")
     parser.add_argument(
         "--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://localhost:6379/12")
@@ -176,6 +180,9 @@ def main() -> int:
     if args.suite in ("all", "memory"):
         report["memory"] = memory.measure(drainer, everything_on(sink), args.memory_n)
         memory.print_table(report["memory"])
+    if args.suite == "profile" or (args.suite == "all" and not args.smoke):
+        report["profile"] = profile.measure(drainer, everything_on(sink), args.profile_n)
+        profile.print_table(report["profile"])
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2) + "\n")
     print(f"results: {output}")

@@ -1,0 +1,107 @@
+"""Where "everything on" spends its CPU: a py-spy profile of a worker draining no-op tasks.
+
+One ``all_on`` drain of N no-op tasks runs while ``py-spy record --subprocesses
+--nonblocking`` samples the main process and its pool processes. Each sample's
+stack is attributed to an area by the frames it holds:
+
+* ``tracing``: any frame from ``opentelemetry`` or from ``telemetry/`` span and
+  exporter code (``spans``, ``trace_wiring``, ``tracing``);
+* ``metrics``: any frame from ``prometheus_client`` or the rest of ``telemetry/``;
+* ``celery``: everything else (Celery, kombu, billiard, redis-py, the task).
+
+py-spy leaves out idle threads (waiting in ``select``, on a lock, ...), so the
+shares are of busy CPU. The busiest leaf functions of the telemetry areas are
+listed too.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from bench.drain import Drainer, Variant
+
+TASK = "bench_noop"
+SAMPLE_RATE = 250
+TRACING_MODULES = ("opentelemetry", "/telemetry/spans.py", "/telemetry/trace_wiring.py", "/telemetry/tracing.py", "/telemetry/client_spans.py")  # fmt: skip
+METRICS_MODULES = ("prometheus_client", "/telemetry/")
+FRAME = re.compile(r"^(?P<function>.+?) \((?P<file>[^:]+)(?::\d+)?\)$")
+
+
+def area_of(frames: list[str]) -> str:
+    if any(module in frame for frame in frames for module in TRACING_MODULES):
+        return "tracing"
+    if any(module in frame for frame in frames for module in METRICS_MODULES):
+        return "metrics"
+    return "celery"
+
+
+def summarize(raw: str, top: int = 12) -> dict[str, Any]:
+    """Shares of busy samples per area, and the busiest telemetry leaf functions."""
+    areas: Counter[str] = Counter()
+    leaves: Counter[str] = Counter()
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = [f for f in stack.split(";") if not f.startswith(("process ", "thread "))]
+        if not frames:
+            continue
+        area = area_of(frames)
+        areas[area] += int(count)
+        if area != "celery":
+            match = FRAME.match(frames[-1])
+            leaf = (
+                frames[-1] if match is None else f"{match['function']} ({Path(match['file']).name})"
+            )
+            leaves[f"{area}: {leaf}"] += int(count)
+    busy = sum(areas.values()) or 1
+    return {
+        "busy_samples": sum(areas.values()),
+        "share": {area: round(areas[area] / busy, 4) for area in ("celery", "metrics", "tracing")},
+        "top_telemetry_leaves": [
+            {"leaf": leaf, "share": round(n / busy, 4)} for leaf, n in leaves.most_common(top)
+        ],
+    }
+
+
+def measure(drainer: Drainer, variant: Variant, n: int) -> dict[str, Any]:
+    py_spy = shutil.which("py-spy") or str(Path(__file__).resolve().parents[1] / ".venv/bin/py-spy")
+    if not Path(py_spy).exists():
+        raise SystemExit("profile: py-spy is not installed (pip install py-spy)")
+    output = Path(tempfile.mkdtemp(prefix="jobpilot-profile-")) / "stacks.txt"
+    recorder: list[subprocess.Popen[bytes]] = []
+
+    def start_recording(_done: int, pid: int) -> None:
+        if not recorder:
+            recorder.append(
+                subprocess.Popen(
+                    [py_spy, "record", "--pid", str(pid), "--subprocesses", "--nonblocking",
+                     "--rate", str(SAMPLE_RATE), "--format", "raw", "--output", str(output)],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )  # fmt: skip
+
+    run = drainer.run(variant, TASK, n, on_progress=start_recording)
+    recorder[0].wait(30)  # py-spy writes its file once the worker has exited
+    return {
+        "variant": variant.name,
+        "tasks": n,
+        "tasks_per_second": round(run.rate, 1),
+    } | summarize(output.read_text())
+
+
+def print_table(figures: dict[str, Any]) -> None:
+    share = figures["share"]
+    print(
+        f"profile, {figures['variant']}, {figures['tasks']:,} no-op tasks: busy CPU "
+        f"celery {share['celery']:.1%}, metrics {share['metrics']:.1%}, tracing {share['tracing']:.1%}"
+    )
+    for row in figures["top_telemetry_leaves"]:
+        print(f"  {row['share']:>6.1%}  {row['leaf']}")
