@@ -1,11 +1,12 @@
 """Where "everything on" spends its CPU: a py-spy profile of a worker draining no-op tasks.
 
-One ``all_on`` drain of N no-op tasks runs while ``py-spy record --subprocesses
---nonblocking`` samples the main process and its pool processes. Each sample's
+One ``all_on`` drain of N no-op tasks runs while ``py-spy record --nonblocking``
+samples the main process and each pool process (one recorder per process). Each sample's
 stack is attributed to an area by the frames it holds:
 
-* ``tracing``: any frame from ``opentelemetry`` or from ``telemetry/`` span and
-  exporter code (``spans``, ``trace_wiring``, ``tracing``);
+* ``tracing``: any frame from the OpenTelemetry SDK or its OTLP exporter, or
+  from ``telemetry/`` span and exporter code (``spans``, ``trace_wiring``,
+  ``tracing``, ``client_spans``);
 * ``metrics``: any frame from ``prometheus_client`` or the rest of ``telemetry/``;
 * ``celery``: everything else (Celery, kombu, billiard, redis-py, the task).
 
@@ -28,8 +29,14 @@ from bench.drain import Drainer, Variant
 
 TASK = "bench_noop"
 SAMPLE_RATE = 250
-TRACING_MODULES = ("opentelemetry", "/telemetry/spans.py", "/telemetry/trace_wiring.py", "/telemetry/tracing.py", "/telemetry/client_spans.py")  # fmt: skip
-METRICS_MODULES = ("prometheus_client", "/telemetry/")
+#: py-spy names files relative to their sys.path entry, and shortens the SDK's
+#: (``opentelemetry/sdk/trace/__init__.py`` shows as ``trace/__init__.py``).
+TRACING_MODULES = (
+    "opentelemetry", "trace/__init__.py", "trace/export", "_shared_internal", "trace_encoder",
+    "trace_exporter", "telemetry/spans.py", "telemetry/trace_wiring.py", "telemetry/tracing.py",
+    "telemetry/client_spans.py",
+)  # fmt: skip
+METRICS_MODULES = ("prometheus_client", "telemetry/")
 FRAME = re.compile(r"^(?P<function>.+?) \((?P<file>[^:]+)(?::\d+)?\)$")
 
 
@@ -74,27 +81,34 @@ def measure(drainer: Drainer, variant: Variant, n: int) -> dict[str, Any]:
     py_spy = shutil.which("py-spy") or str(Path(__file__).resolve().parents[1] / ".venv/bin/py-spy")
     if not Path(py_spy).exists():
         raise SystemExit("profile: py-spy is not installed (pip install py-spy)")
-    output = Path(tempfile.mkdtemp(prefix="jobpilot-profile-")) / "stacks.txt"
-    recorder: list[subprocess.Popen[bytes]] = []
+    workdir = Path(tempfile.mkdtemp(prefix="jobpilot-profile-"))
+    recorders: list[subprocess.Popen[bytes]] = []
 
     def start_recording(_done: int, pid: int) -> None:
-        if not recorder:
-            recorder.append(
+        """One recorder per process: the main process and each pool process."""
+        if recorders:
+            return
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        for target in [str(pid), *children]:
+            recorders.append(
                 subprocess.Popen(
-                    [py_spy, "record", "--pid", str(pid), "--subprocesses", "--nonblocking",
-                     "--rate", str(SAMPLE_RATE), "--format", "raw", "--output", str(output)],
+                    [py_spy, "record", "--pid", target, "--nonblocking", "--rate", str(SAMPLE_RATE),
+                     "--format", "raw", "--output", str(workdir / f"{target}.txt")],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
             )  # fmt: skip
 
     run = drainer.run(variant, TASK, n, on_progress=start_recording)
-    recorder[0].wait(30)  # py-spy writes its file once the worker has exited
+    for recorder in recorders:
+        recorder.wait(30)  # py-spy writes its file once its process has exited
+    raw = "\n".join(path.read_text() for path in sorted(workdir.glob("*.txt")))
     return {
         "variant": variant.name,
         "tasks": n,
         "tasks_per_second": round(run.rate, 1),
-    } | summarize(output.read_text())
+        "processes_sampled": len(recorders),
+    } | summarize(raw)
 
 
 def print_table(figures: dict[str, Any]) -> None:
