@@ -69,12 +69,16 @@ def process_cpu_seconds(pid: int) -> float:
     return (utime + stime + cutime + cstime) / CLOCK_TICKS
 
 
+def pool_pids(pid: int) -> list[int]:
+    """The worker's pool processes: the main process's children."""
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
 def tree_cpu_seconds(pid: int) -> float:
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     total = process_cpu_seconds(pid)
-    for child in children:
+    for child in pool_pids(pid):
         with contextlib.suppress(FileNotFoundError):
-            total += process_cpu_seconds(int(child))
+            total += process_cpu_seconds(child)
     return total
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench.drain import Drainer, Variant
+from bench.drain import Drainer, Variant, pool_pids
 
 MIB = 1024 * 1024
 ALLOWED_FRACTION = 0.02
@@ -31,8 +31,7 @@ def rss_bytes(pid: int) -> int:
 
 def tree_rss(pid: int) -> dict[str, int]:
     """RSS by role: ``main`` and ``child-<pid>`` for each pool process."""
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return {"main": rss_bytes(pid), **{f"child-{c}": rss_bytes(int(c)) for c in children}}
+    return {"main": rss_bytes(pid), **{f"child-{c}": rss_bytes(c) for c in pool_pids(pid)}}
 
 
 def measure(drainer: Drainer, variant: Variant, n: int) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.drain import Drainer, Variant
+from bench.drain import Drainer, Variant, pool_pids
 
 TASK = "bench_noop"
 SAMPLE_RATE = 250
@@ -88,11 +88,10 @@ def measure(drainer: Drainer, variant: Variant, n: int) -> dict[str, Any]:
         """One recorder per process: the main process and each pool process."""
         if recorders:
             return
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        for target in [str(pid), *children]:
+        for target in [pid, *pool_pids(pid)]:
             recorders.append(
                 subprocess.Popen(
-                    [py_spy, "record", "--pid", target, "--nonblocking", "--rate", str(SAMPLE_RATE),
+                    [py_spy, "record", "--pid", str(target), "--nonblocking", "--rate", str(SAMPLE_RATE),
                      "--format", "raw", "--output", str(workdir / f"{target}.txt")],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,

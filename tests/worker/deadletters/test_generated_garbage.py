@@ -24,11 +24,12 @@ from tests.support.messages import envelope
 from tests.support.scrape import sample_sum, scrape
 from tests.support.worker_process import WorkerProcess, wait_until
 from worker.celery_app import app
+from worker.deadletters.records import deadletter_key
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 BATCH = 25
-DEADLETTER_KEY = "jobpilot:deadletter"
+DEADLETTER_KEY = deadletter_key("")
 QUEUE = "default"
 #: CI replays the same examples every run; ``GARBAGE_EXAMPLES=200`` explores more.
 EXAMPLES = int(os.environ.get("GARBAGE_EXAMPLES", "6"))
