@@ -12,7 +12,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
-from dashboards.generate import GRAFANA_DIR, RULES_DIR
+from dashboards.config import GRAFANA_DIR, RULES_DIR
 from telemetry.catalogue import WorkerMetrics
 
 #: A metric name in PromQL, not part of a recording rule's ``level:metric:ops`` name.

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from dashboards import generate
+from dashboards.config import CONFIG, HERE, ConfigError, load_config
 from telemetry.catalogue import QUEUE_WAIT_BUCKETS
 from tests.dashboards.artifacts import alerts, rules
 
@@ -37,7 +38,7 @@ def test_a_stale_file_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 
 def write_config(tmp_path: Path, **slo: object) -> Path:
-    config = yaml.safe_load(generate.CONFIG.read_text())
+    config = yaml.safe_load(CONFIG.read_text())
     config["slo"]["queueWait"].update(slo)
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -45,10 +46,10 @@ def write_config(tmp_path: Path, **slo: object) -> Path:
 
 
 def test_the_slo_threshold_must_be_a_bucket_bound(tmp_path: Path) -> None:
-    with pytest.raises(generate.ConfigError, match="not a bucket bound"):
-        generate.load_config(write_config(tmp_path, thresholdSeconds=31))
-    with pytest.raises(generate.ConfigError, match="between 0 and 1"):
-        generate.load_config(write_config(tmp_path, target=1.5))
+    with pytest.raises(ConfigError, match="not a bucket bound"):
+        load_config(write_config(tmp_path, thresholdSeconds=31))
+    with pytest.raises(ConfigError, match="between 0 and 1"):
+        load_config(write_config(tmp_path, target=1.5))
 
 
 def test_the_slo_rules_use_a_bucket_bound_of_the_queue_wait_histogram() -> None:
@@ -65,7 +66,7 @@ def test_the_slo_rules_use_a_bucket_bound_of_the_queue_wait_histogram() -> None:
 def test_every_pinned_alert_exists_with_its_metadata() -> None:
     found = alerts()
     assert {rule["alert"] for rule in found} == PINNED_ALERTS
-    runbook = (generate.HERE / "RUNBOOK.md").read_text()
+    runbook = (HERE / "RUNBOOK.md").read_text()
     sections = {line[3:].strip() for line in runbook.splitlines() if line.startswith("## ")}
     for rule in found:
         assert rule["for"], rule["alert"]

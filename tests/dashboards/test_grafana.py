@@ -7,7 +7,7 @@ import re
 import pytest
 import yaml
 
-from dashboards.generate import GRAFANA_DIR
+from dashboards.config import GRAFANA_DIR
 from tests.dashboards.artifacts import dashboards, declared_metrics, panels
 
 VARIABLES = ("queue", "task", "instance")

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import yaml
 
-from dashboards import generate
+from dashboards.config import HERE, load_config
+from dashboards.rules import dump_rules, worker_rules
 from tests.dashboards.artifacts import alerts, rule_files
 from tests.dashboards.tools import binary
 
-UNIT_TESTS = generate.HERE / "tests" / "alerts.test.yml"
+UNIT_TESTS = HERE / "tests" / "alerts.test.yml"
 
 
 def promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -45,9 +46,9 @@ def test_promtool_unit_tests_pass() -> None:
 
 def test_worker_down_fires_below_min_workers(tmp_path: Path) -> None:
     # Given rules generated for minWorkers: 2
-    config = generate.load_config()
+    config = load_config()
     config["minWorkers"] = 2
-    (tmp_path / "workers.yml").write_text(generate.dump_rules(generate.worker_rules(config)))
+    (tmp_path / "workers.yml").write_text(dump_rules(worker_rules(config)))
     one_up = 'up{job="celery-worker", instance="w1:9464"}'
     unit = {
         "rule_files": ["workers.yml"],

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from dashboards.generate import ROOT, load_config
+from dashboards.config import ROOT, load_config
 
 COMPOSE_SERVICES = {
     "redis",

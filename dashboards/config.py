@@ -1,0 +1,42 @@
+"""dashboards/config.yaml: where the generated files go, loading and validating the config, selectors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from telemetry.catalogue import QUEUE_WAIT_BUCKETS
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+CONFIG = HERE / "config.yaml"
+RULES_DIR = HERE / "rules"
+GRAFANA_DIR = HERE / "grafana"
+#: Matchers every dashboard query carries besides the worker selector.
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def load_config(path: Path = CONFIG) -> dict[str, Any]:
+    config: dict[str, Any] = yaml.safe_load(path.read_text())
+    threshold = float(config["slo"]["queueWait"]["thresholdSeconds"])
+    if threshold not in QUEUE_WAIT_BUCKETS:
+        raise ConfigError(
+            f"slo.queueWait.thresholdSeconds: {threshold:g} is not a bucket bound of "
+            f"celery_task_queue_wait_seconds {list(QUEUE_WAIT_BUCKETS)}"
+        )
+    target = float(config["slo"]["queueWait"]["target"])
+    if not 0 < target < 1:
+        raise ConfigError(f"slo.queueWait.target: {target} must be between 0 and 1")
+    return config
+
+
+def selector(config: dict[str, Any], *extra: str) -> str:
+    return "{" + ", ".join([config["selectors"]["workerSelector"], *extra]) + "}"
+
+
+# --- rules -------------------------------------------------------------------

@@ -1,0 +1,374 @@
+"""The Grafana dashboards: Celery / Overview and Celery / Task drill-down."""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: Matchers for the dashboards' template variables.
+QUEUE = 'queue=~"$queue"'
+TASK = 'task=~"$task"'
+INSTANCE = 'instance=~"$instance"'
+
+
+class Panels:
+    """Lays panels out on Grafana's 24-column grid with unique ids."""
+
+    def __init__(self) -> None:
+        self.panels: list[dict[str, Any]] = []
+        self.x = 0
+        self.y = 0
+        self.row_height = 0
+
+    def _place(self, width: int, height: int) -> dict[str, int]:
+        if self.x + width > 24:
+            self.x, self.y, self.row_height = 0, self.y + self.row_height, 0
+        position = {"x": self.x, "y": self.y, "w": width, "h": height}
+        self.x += width
+        self.row_height = max(self.row_height, height)
+        return position
+
+    def row(self, title: str) -> None:
+        if self.x:
+            self.x, self.y, self.row_height = 0, self.y + self.row_height, 0
+        self.panels.append(
+            {
+                "id": len(self.panels) + 1,
+                "type": "row",
+                "title": title,
+                "collapsed": False,
+                "gridPos": {"x": 0, "y": self.y, "w": 24, "h": 1},
+                "panels": [],
+            }
+        )
+        self.y += 1
+
+    def add(
+        self,
+        title: str,
+        targets: list[tuple[str, str]],
+        *,
+        unit: str = "short",
+        kind: str = "timeseries",
+        width: int = 8,
+        height: int = 8,
+        exemplars: bool = False,
+        description: str = "",
+    ) -> None:
+        panel: dict[str, Any] = {
+            "id": len(self.panels) + 1,
+            "type": kind,
+            "title": title,
+            "description": description,
+            "datasource": {"type": "prometheus", "uid": "${datasource}"},
+            "gridPos": self._place(width, height),
+            "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+            "options": {},
+            "targets": [
+                {
+                    "refId": chr(ord("A") + index),
+                    "datasource": {"type": "prometheus", "uid": "${datasource}"},
+                    "expr": expr,
+                    "legendFormat": legend,
+                    "exemplar": exemplars,
+                    **({"format": "table", "instant": True} if kind == "table" else {}),
+                }
+                for index, (expr, legend) in enumerate(targets)
+            ],
+        }
+        if kind == "table":
+            panel["transformations"] = [{"id": "labelsToFields", "options": {}}]
+        self.panels.append(panel)
+
+
+def variables(config: dict[str, Any]) -> list[dict[str, Any]]:
+    s = config["selectors"]["workerSelector"]
+
+    def query_variable(name: str, query: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "label": name,
+            "type": "query",
+            "datasource": {"type": "prometheus", "uid": "${datasource}"},
+            "query": {"query": query, "refId": f"{name}-values"},
+            "definition": query,
+            "refresh": 2,
+            "multi": True,
+            "includeAll": True,
+            "allValue": ".*",
+            "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+            "sort": 1,
+        }
+
+    return [
+        {
+            "name": "datasource",
+            "label": "Prometheus",
+            "type": "datasource",
+            "query": "prometheus",
+            "current": {},
+            "hide": 0,
+        },
+        query_variable("instance", f"label_values(up{{{s}}}, instance)"),
+        query_variable("queue", f"label_values(celery_task_finished_total{{{s}}}, queue)"),
+        query_variable(
+            "task", f'label_values(celery_task_finished_total{{{s}, queue=~"$queue"}}, task)'
+        ),
+    ]
+
+
+def dashboard(config: dict[str, Any], uid: str, title: str, panels: Panels) -> dict[str, Any]:
+    return {
+        "uid": uid,
+        "title": title,
+        "tags": ["celery", "jobpilot"],
+        "schemaVersion": 39,
+        "version": 1,
+        "editable": True,
+        "graphTooltip": 1,
+        "refresh": config["dashboards"]["refresh"],
+        "time": {"from": f"now-{config['dashboards']['timeRange']}", "to": "now"},
+        "timezone": "browser",
+        "templating": {"list": variables(config)},
+        "annotations": {"list": []},
+        "links": [],
+        "panels": panels.panels,
+    }
+
+
+def quantiles(metric: str, labels: str, by: str) -> list[tuple[str, str]]:
+    return [
+        (
+            f"histogram_quantile({q}, sum by ({by}, le) (rate({metric}_bucket{{{labels}}}[$__rate_interval])))",
+            f"p{int(q * 100)} {{{{{by.split(', ')[-1]}}}}}",
+        )
+        for q in (0.5, 0.95, 0.99)
+    ]
+
+
+def task_signals(config: dict[str, Any], panels: Panels, by: str) -> None:
+    """Throughput, failures, wait and runtime, grouped ``by`` queue or task."""
+    s = config["selectors"]["workerSelector"]
+    labels = f"{s}, {QUEUE}, {TASK}, {INSTANCE}"
+    legend = "{{" + by + "}}"
+    panels.add(
+        "Throughput by outcome",
+        [
+            (
+                f"sum by ({by}, outcome) (rate(celery_task_finished_total{{{labels}}}[$__rate_interval]))",
+                legend + " {{outcome}}",
+            )
+        ],
+        unit="ops",
+    )
+    panels.add(
+        "Published, received and started",
+        [
+            (
+                f"sum by ({by}) (rate(celery_task_published_total{{{labels}}}[$__rate_interval]))",
+                "published " + legend,
+            ),
+            (
+                f"sum by ({by}) (rate(celery_task_received_total{{{labels}}}[$__rate_interval]))",
+                "received " + legend,
+            ),
+            (
+                f"sum by ({by}) (rate(celery_task_started_total{{{labels}}}[$__rate_interval]))",
+                "started " + legend,
+            ),
+        ],
+        unit="ops",
+    )
+    finished = f"celery_task_finished_total{{{labels}, outcome=~'succeeded|failed'}}".replace(
+        "'", '"'
+    )
+    failed = f'celery_task_finished_total{{{labels}, outcome="failed"}}'
+    panels.add(
+        "Failure ratio",
+        [
+            (
+                f"sum by ({by}) (rate({failed}[$__rate_interval]))\n"
+                f"/ sum by ({by}) (rate({finished}[$__rate_interval]))",
+                legend,
+            )
+        ],
+        unit="percentunit",
+        description="failed / (succeeded + failed)",
+    )
+    panels.add(
+        "Queue wait p50 / p95 / p99",
+        quantiles("celery_task_queue_wait_seconds", labels, by),
+        unit="s",
+        width=12,
+        exemplars=True,
+        description="Publish to start. Exemplars link to the trace in Jaeger.",
+    )
+    panels.add(
+        "Runtime p50 / p95 / p99",
+        quantiles("celery_task_runtime_seconds", labels, by),
+        unit="s",
+        width=12,
+        exemplars=True,
+        description="Start to outcome. Exemplars link to the trace in Jaeger.",
+    )
+
+
+def overview(config: dict[str, Any]) -> dict[str, Any]:
+    s = config["selectors"]["workerSelector"]
+    panels = Panels()
+    panels.row("Tasks")
+    task_signals(config, panels, "queue")
+    panels.row("Queues")
+    panels.add(
+        "Queue depth",
+        [(f"max by (queue) (celery_queue_depth{{{s}, {QUEUE}, {INSTANCE}}})", "{{queue}}")],
+        description="Waiting messages, all priority sub-lists. Every worker exports it: max.",
+    )
+    panels.add(
+        "Oldest message age",
+        [
+            (
+                f"max by (queue) (celery_queue_oldest_message_age_seconds{{{s}, {QUEUE}, {INSTANCE}}})",
+                "{{queue}}",
+            )
+        ],
+        unit="s",
+    )
+    panels.add(
+        "Queue poll freshness",
+        [
+            (
+                f"time() - max(celery_queue_poll_last_success_timestamp_seconds{{{s}, {INSTANCE}}})",
+                "age",
+            )
+        ],
+        unit="s",
+        description="Seconds since any worker last read depths and ages.",
+    )
+    panels.add(
+        "Active and reserved tasks",
+        [
+            (
+                f"sum by (queue) (celery_tasks_active{{{s}, {QUEUE}, {INSTANCE}}})",
+                "active {{queue}}",
+            ),
+            (
+                f"sum by (queue) (celery_tasks_reserved{{{s}, {QUEUE}, {INSTANCE}}})",
+                "reserved {{queue}}",
+            ),
+        ],
+    )
+    panels.add(
+        "Pool utilization",
+        [
+            (
+                f"sum by (instance) (celery_worker_pool_busy{{{s}, {INSTANCE}}})\n"
+                f"/ sum by (instance) (celery_worker_pool_processes{{{s}, {INSTANCE}}})",
+                "{{instance}}",
+            )
+        ],
+        unit="percentunit",
+    )
+    panels.row("Dead letters")
+    panels.add(
+        "Dead-letter list size",
+        [(f"max(celery_deadletter_size{{{s}, {INSTANCE}}})", "records")],
+        description="Shared by every queue; every worker exports it: max.",
+    )
+    panels.add(
+        "Dead-lettered by reason",
+        [
+            (
+                f"sum by (queue, reason) (increase(celery_messages_dead_lettered_total{{{s}, {QUEUE}, {INSTANCE}}}[$__rate_interval]))",
+                "{{queue}} {{reason}}",
+            )
+        ],
+        width=16,
+    )
+    workers_and_readiness(config, panels)
+    return dashboard(config, "jobpilot-celery-overview", "Celery / Overview", panels)
+
+
+def workers_and_readiness(config: dict[str, Any], panels: Panels) -> None:
+    s = config["selectors"]["workerSelector"]
+    panels.row("Workers and readiness")
+    panels.add(
+        "Workers up",
+        [(f"sum(up{{{s}, {INSTANCE}}})", "up")],
+        kind="stat",
+        width=4,
+    )
+    panels.add(
+        "Readiness per check",
+        [
+            (f"min by (check) (celery_readiness_check_up{{{s}, {INSTANCE}}})", "{{check}}"),
+            (f"min(celery_worker_ready{{{s}, {INSTANCE}}})", "ready (all workers)"),
+        ],
+        width=10,
+        description="1 = passing. The minimum over the selected workers.",
+    )
+    panels.add(
+        "Health task round trip and broker ping (p95)",
+        [
+            (
+                f"histogram_quantile(0.95, sum by (instance, le) (rate(celery_health_check_roundtrip_seconds_bucket{{{s}, {INSTANCE}}}[$__rate_interval])))",
+                "health task {{instance}}",
+            ),
+            (
+                f"histogram_quantile(0.95, sum by (instance, le) (rate(celery_broker_ping_seconds_bucket{{{s}, {INSTANCE}}}[$__rate_interval])))",
+                "broker ping {{instance}}",
+            ),
+            (
+                f"time() - max by (instance) (celery_health_check_last_success_timestamp_seconds{{{s}, {INSTANCE}}})",
+                "since last health task {{instance}}",
+            ),
+        ],
+        unit="s",
+        width=10,
+    )
+    panels.add(
+        "Workers",
+        [
+            (
+                f"max by (instance, hostname, pool, version) (celery_worker_info{{{s}, {INSTANCE}}})",
+                "",
+            )
+        ],
+        kind="table",
+        width=12,
+    )
+    panels.add(
+        "Which worker consumes which queue",
+        [
+            (
+                f"max by (instance, queue) (celery_worker_consumed_queue{{{s}, {QUEUE}, {INSTANCE}}})",
+                "",
+            )
+        ],
+        kind="table",
+        width=12,
+    )
+
+
+def drilldown(config: dict[str, Any]) -> dict[str, Any]:
+    s = config["selectors"]["workerSelector"]
+    panels = Panels()
+    panels.row("Task")
+    task_signals(config, panels, "task")
+    panels.add(
+        "Exceptions by class",
+        [
+            (
+                f"sum by (task, exception) (rate(celery_task_exceptions_total{{{s}, {QUEUE}, {TASK}, {INSTANCE}}}[$__rate_interval]))",
+                "{{task}} {{exception}}",
+            )
+        ],
+        unit="ops",
+        width=24,
+    )
+    return dashboard(config, "jobpilot-celery-task", "Celery / Task drill-down", panels)
+
+
+DASHBOARD_FILES = {
+    "celery-overview.json": overview,
+    "celery-task.json": drilldown,
+}
