@@ -40,15 +40,21 @@ from bench.sink import DiscardingSink
 RESULTS = Path(__file__).with_name("results") / "latest.json"
 
 
+OFF = {"TELEMETRY_ENABLED": "false"}
+#: Metrics and readiness (probes at the default 15 s), tracing off.
+METRICS_ONLY = {
+    "TELEMETRY_ENABLED": "true",
+    "OTEL_SDK_DISABLED": "true",
+    "READINESS_INTERVAL": "15",
+}
+
+
 def variants(sink: DiscardingSink) -> tuple[Variant, ...]:
     """off is the baseline; off_aa the A/A control; events the event-based anchor."""
     return (
-        Variant("off", {"TELEMETRY_ENABLED": "false"}),
-        Variant("off_aa", {"TELEMETRY_ENABLED": "false"}),
-        Variant(
-            "metrics",
-            {"TELEMETRY_ENABLED": "true", "OTEL_SDK_DISABLED": "true", "READINESS_INTERVAL": "15"},
-        ),
+        Variant("off", OFF),
+        Variant("off_aa", OFF),
+        Variant("metrics", METRICS_ONLY),
         Variant(
             "tracing",
             {
@@ -65,15 +71,10 @@ def variants(sink: DiscardingSink) -> tuple[Variant, ...]:
                 "OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint,
             },
         ),
-        Variant("events", {"TELEMETRY_ENABLED": "false"}, ("-E",)),
+        Variant("events", OFF, ("-E",)),
     )
 
 
-METRICS_ONLY = {
-    "TELEMETRY_ENABLED": "true",
-    "OTEL_SDK_DISABLED": "true",
-    "READINESS_INTERVAL": "15",
-}
 HAMMER_PER_SECOND = 50.0
 DRAIN_N = 10_000
 HAMMER_N = 40_000
