@@ -34,7 +34,15 @@ from pathlib import Path
 from typing import Any
 
 from bench import memory, producer, profile, scrape
-from bench.drain import Drainer, Variant, default_workdir, interleaved, summarize
+from bench.drain import (
+    Drainer,
+    Variant,
+    default_workdir,
+    interleaved,
+    must_met,
+    session_counts,
+    summarize,
+)
 from bench.sink import DiscardingSink
 
 RESULTS = Path(__file__).with_name("results") / "latest.json"
@@ -89,6 +97,16 @@ def hammer_variants() -> tuple[Variant, ...]:
     )
 
 
+#: The issue's targets, by (task, variant): "must" rows need the lower end of
+#: their interval at or above MUST_RATIO; the "goal" row is reported the same way.
+TARGETS = {
+    ("bench_noop", "metrics"): "must",
+    ("bench_cpu", "all_on"): "must",
+    ("bench_noop", "all_on"): "goal",
+}
+#: The A/A control of each drain suite.
+CONTROLS = {"drain": "off_aa", "hammer": "metrics_aa"}
+
 DRAIN_SUITES = {"drain": ("off", variants), "hammer": ("metrics", lambda _sink: hammer_variants())}
 SUITES = ("all", "drain", "scrape", "producer", "memory", "profile", "hammer")
 
@@ -97,14 +115,35 @@ def everything_on(sink: DiscardingSink) -> Variant:
     return next(v for v in variants(sink) if v.name == "all_on")
 
 
+def verdict(task: str, rows: list[dict[str, Any]], control: str) -> dict[str, Any]:
+    """Whether the session counts (A/A control) and, if it does, which targets are met."""
+    counts = session_counts(rows, control)
+    targets = {
+        row["variant"]: {"kind": kind, "met": must_met(row)}
+        for row in rows
+        if (kind := TARGETS.get((task, row["variant"])))
+    }
+    return {"session_counts": counts, "targets": targets}
+
+
+def print_verdict(task: str, result: dict[str, Any]) -> None:
+    counts = result["session_counts"]
+    if counts is not None:
+        state = "counts" if counts else "does NOT count (A/A interval not within 1 ± 0.02)"
+        print(f"{task}: session {state}")
+    for variant, target in result["targets"].items():
+        print(f"{task}: {variant} {target['kind']} {'met' if target['met'] else 'MISSED'}")
+
+
 def drain_table(
     drainer: Drainer, sink: DiscardingSink, suite: str, tasks: list[str], n: int, pairs: int
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], dict[str, Any]]:
     baseline, build_variants = DRAIN_SUITES[suite]
     print(
         f"{'task':<11}{'variant':<9}{'tasks/s':>9}{'ratio':>8}{'95% CI':>16}{'min':>7}{'max':>7}{'CPU-us/task':>13}{'cpu ratio':>10}"
     )
     results: dict[str, Any] = {}
+    verdicts: dict[str, Any] = {}
     for task in tasks:
         rows = summarize(
             interleaved(drainer, build_variants(sink), task, n, pairs), baseline=baseline
@@ -122,7 +161,9 @@ def drain_table(
                     else ""
                 )
             )
-    return results
+        verdicts[task] = verdict(task, rows, CONTROLS[suite])
+        print_verdict(task, verdicts[task])
+    return results, verdicts
 
 
 def main() -> int:
@@ -175,9 +216,12 @@ def main() -> int:
     if args.suite in ("all", "drain", "hammer"):
         suite = "drain" if args.suite == "all" else args.suite
         report.update(n=args.n, pairs=args.pairs, suite=suite)
-        report["drain"] = drain_table(
+        results, verdicts = drain_table(
             drainer, sink, suite, args.tasks.split(","), args.n, args.pairs
         )
+        # Per task, so the no-op and CPU-task sessions may be run one at a time.
+        report.setdefault("drain", {}).update(results)
+        report.setdefault("verdict", {}).update(verdicts)
     if args.suite in ("all", "memory"):
         report["memory"] = memory.measure(drainer, everything_on(sink), args.memory_n)
         memory.print_table(report["memory"])

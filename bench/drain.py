@@ -32,6 +32,14 @@ QUEUE = "default"
 STAGING = "bench:staging"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 DRAIN_TIMEOUT_SECONDS = 600.0
+#: How often the harness checks whether the queue is drained. Each check is a
+#: Redis round trip competing with the worker for the same two cores, so it is
+#: kept rare: 50 ms of end-time resolution is 0.25% of a 20 s drain.
+POLL_SECONDS = 0.05
+#: A session counts when the A/A control's interval lies within 1 ± this.
+AA_TOLERANCE = 0.02
+#: A must is met when the lower end of its ratio's interval is at least this.
+MUST_RATIO = 0.97
 
 
 @dataclass(frozen=True)
@@ -183,7 +191,7 @@ class Drainer:
                 return
             if worker.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("worker stopped or timed out before draining the queue")
-            time.sleep(0.005)
+            time.sleep(POLL_SECONDS)
 
 
 def bootstrap_interval(
@@ -229,9 +237,27 @@ def summarize(runs: dict[str, list[Run]], baseline: str) -> list[dict[str, objec
                 ),
                 "scrapes": sum(r.scrapes for r in series),
                 "scrape_failures": sum(r.scrape_failures for r in series),
+                "rounds": [
+                    {"tasks_per_second": r.rate, "cpu_us_per_task": r.cpu_us_per_task}
+                    for r in series
+                ],
             }
         )
     return rows
+
+
+def session_counts(rows: Sequence[Mapping[str, object]], control: str) -> bool | None:
+    """Whether the A/A control's interval contains 1.0 within ``AA_TOLERANCE``; None without one."""
+    for row in rows:
+        if row["variant"] == control:
+            low, high = row["ratio_ci95"]  # type: ignore[misc]
+            return bool(1 - AA_TOLERANCE <= low <= 1.0 <= high <= 1 + AA_TOLERANCE)
+    return None
+
+
+def must_met(row: Mapping[str, object]) -> bool:
+    low, _ = row["ratio_ci95"]  # type: ignore[misc]
+    return bool(low >= MUST_RATIO)
 
 
 def default_workdir() -> Path:

@@ -13,6 +13,9 @@ class DiscardingSink:
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
+            # Keep-alive, as a collector allows: one connection per exporting process.
+            protocol_version = "HTTP/1.1"
+
             def log_message(self, format: str, *args: Any) -> None:
                 return
 

@@ -51,6 +51,15 @@ def test_bench_smoke_run_writes_every_variant(tmp_path: Path) -> None:
         for row in rows.values()
     )
     assert "tasks/s" in done.stdout
+    assert all(len(row["rounds"]) == 1 for row in rows.values())
+    # The verdict names the control's state and the targets measured on this task
+    verdict = report["verdict"]["bench_noop"]
+    assert verdict["session_counts"] in (True, False)
+    assert {name: t["kind"] for name, t in verdict["targets"].items()} == {
+        "metrics": "must",
+        "all_on": "goal",
+    }
+    assert "bench_noop: session " in done.stdout
     # And the scrape, producer and memory figures are there too
     assert [row["variant"] for row in report["producer"]] == ["plain", "installed", "traced"]
     assert all(row["publishes_per_second_median"] > 0 for row in report["producer"])
