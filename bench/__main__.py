@@ -1,7 +1,7 @@
-"""``python -m bench [--suite all|drain|scrape|memory|hammer] [--n N] [--pairs P] [--tasks ...]``.
+"""``python -m bench [--suite all|drain|scrape|producer|spans|memory|profile|hammer] [--n N] [--pairs P] [--tasks ...]``.
 
-``all`` (the default) runs ``scrape``, ``producer``, ``drain``, ``memory`` and
-``profile`` and prints their tables; results are merged into
+``all`` (the default) runs ``scrape``, ``producer``, ``spans``, ``drain``,
+``memory`` and ``profile`` and prints their tables; results are merged into
 bench/results/latest.json under those keys.
 
 * ``drain`` compares telemetry variants against "off", interleaved, with an A/A control;
@@ -9,6 +9,8 @@ bench/results/latest.json under those keys.
   Redis round trips per depth poll (:mod:`bench.scrape`);
 * ``producer`` compares the ``send_task`` rate without ``telemetry.install``,
   with it, and with it and tracing (:mod:`bench.producer`);
+* ``spans`` times the consumer span handlers in-process: none, this project's
+  and upstream's ``CeleryInstrumentor``, plus OTLP encoding (:mod:`bench.spans`);
 * ``memory`` drains ``--memory-n`` tasks with everything on and compares RSS at
   half-way and at the end (:mod:`bench.memory`);
 * ``profile`` samples an everything-on worker draining ``--profile-n`` no-op
@@ -33,7 +35,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench import memory, producer, profile, scrape
+from bench import memory, producer, profile, scrape, spans
 from bench.drain import (
     Drainer,
     Variant,
@@ -108,7 +110,7 @@ TARGETS = {
 CONTROLS = {"drain": "off_aa", "hammer": "metrics_aa"}
 
 DRAIN_SUITES = {"drain": ("off", variants), "hammer": ("metrics", lambda _sink: hammer_variants())}
-SUITES = ("all", "drain", "scrape", "producer", "memory", "profile", "hammer")
+SUITES = ("all", "drain", "scrape", "producer", "spans", "memory", "profile", "hammer")
 
 
 def everything_on(sink: DiscardingSink) -> Variant:
@@ -213,6 +215,9 @@ def main() -> int:
     if args.suite in ("all", "producer"):
         report["producer"] = producer.measure(args.redis_url, args.producer_n, args.pairs, sink)
         producer.print_table(report["producer"])
+    if args.suite in ("all", "spans"):
+        report["spans"] = spans.measure(args.pairs)
+        spans.print_table(report["spans"])
     if args.suite in ("all", "drain", "hammer"):
         suite = "drain" if args.suite == "all" else args.suite
         report.update(n=args.n, pairs=args.pairs, suite=suite)

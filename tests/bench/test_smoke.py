@@ -60,7 +60,8 @@ def test_bench_smoke_run_writes_every_variant(tmp_path: Path) -> None:
         "all_on": "goal",
     }
     assert "bench_noop: session " in done.stdout
-    # And the scrape, producer and memory figures are there too
+    # And the scrape, producer, span-cost and memory figures are there too
+    assert [row["handlers"] for row in report["spans"]["sets"]][:2] == ["none", "lean"]
     assert [row["variant"] for row in report["producer"]] == ["plain", "installed", "traced"]
     assert all(row["publishes_per_second_median"] > 0 for row in report["producer"])
     render = {row["pairs"]: row for row in report["scrape"]["render"]}

@@ -1,0 +1,266 @@
+"""What one consumer span costs a task, in-process (``python -m bench --suite spans``).
+
+The same ``task_prerun``/``task_postrun`` signals that a pool process sends
+around every task are sent for a real task of the app, with the request a pool
+process would push: the headers and properties Celery builds for the message
+(time limits included), the delivery info and a ``traceparent``. Handler sets:
+
+* ``none``: the signals with no span receiver, the floor;
+* ``lean``: this project's :class:`telemetry.spans.ConsumerSpans`;
+* ``upstream``: OpenTelemetry's ``CeleryInstrumentor``, when
+  ``opentelemetry-instrumentation-celery`` is installed.
+
+Every set runs on one SDK provider whose batch processor hands its spans to an
+exporter that encodes them as OTLP protobuf and drops the bytes: the worker's
+work minus the POST. A round times ``TASKS_PER_ROUND`` tasks per set, in a
+shuffled order, with the batch processor's flush inside the timed region; CPU
+time is ``time.process_time`` (all threads). Figures are medians over the
+rounds: ``added_us_per_task`` is a set's cost above ``none``, span and encoding;
+``encode_us_per_span`` times the encoding alone, over 512-span batches, and
+``handler_us_per_task`` is what remains for the handlers and the SDK's span.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from celery.signals import task_postrun, task_prerun
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SimpleSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from bench.tasks import bench_noop
+from telemetry.lifecycle import TRACEPARENT_HEADER
+from telemetry.spans import INSTRUMENTATION, ConsumerSpans
+from worker.celery_app import app
+
+TASKS_PER_ROUND = 2000
+ENCODE_BATCH = 512
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+LEAN_UID = "bench.spans.lean"
+
+
+class EncodingDiscarder(SpanExporter):
+    """Encodes every batch as the OTLP/HTTP exporter would, then drops it."""
+
+    def __init__(self) -> None:
+        self.spans = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        encode_spans(spans).SerializeToString()
+        self.spans += len(spans)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        return None
+
+
+class HandlerSet:
+    """Connects and disconnects one set of span receivers."""
+
+    def __init__(
+        self, name: str, connect: Callable[[], None], disconnect: Callable[[], None]
+    ) -> None:
+        self.name, self.connect, self.disconnect = name, connect, disconnect
+
+
+def lean_set(provider: TracerProvider) -> HandlerSet:
+    spans = ConsumerSpans(provider.get_tracer(INSTRUMENTATION))
+
+    def connect() -> None:
+        task_prerun.connect(spans.on_task_prerun, weak=False, dispatch_uid=LEAN_UID + ".pre")
+        task_postrun.connect(spans.on_task_postrun, weak=False, dispatch_uid=LEAN_UID + ".post")
+
+    def disconnect() -> None:
+        task_prerun.disconnect(dispatch_uid=LEAN_UID + ".pre")
+        task_postrun.disconnect(dispatch_uid=LEAN_UID + ".post")
+
+    return HandlerSet("lean", connect, disconnect)
+
+
+def nothing_set(provider: TracerProvider) -> HandlerSet:
+    return HandlerSet("none", lambda: None, lambda: None)
+
+
+def upstream_set(provider: TracerProvider) -> HandlerSet | None:
+    try:
+        from opentelemetry.instrumentation.celery import CeleryInstrumentor
+    except ImportError:
+        return None
+    instrumentor = CeleryInstrumentor()
+    return HandlerSet(
+        "upstream",
+        lambda: instrumentor.instrument(tracer_provider=provider),
+        instrumentor.uninstrument,
+    )
+
+
+def request_fields(task_id: str) -> dict[str, Any]:
+    """The request a pool process pushes: the message's headers and properties, as Celery builds them."""
+    conf = app.conf
+    message = app.amqp.as_task_v2(
+        task_id,
+        bench_noop.name,
+        args=(),
+        kwargs={},
+        time_limit=conf.task_time_limit,
+        soft_time_limit=conf.task_soft_time_limit,
+        origin="gen1@bench",
+        argsrepr="()",
+        kwargsrepr="{}",
+    )
+    return {
+        **message.headers,
+        **message.properties,
+        TRACEPARENT_HEADER: TRACEPARENT,
+        "hostname": "celery@bench",
+        "delivery_info": {
+            "exchange": "",
+            "routing_key": "default",
+            "priority": 0,
+            "redelivered": False,
+        },
+        "args": (),
+        "kwargs": {},
+        "is_eager": False,
+    }
+
+
+def run_tasks(count: int) -> None:
+    """Sends the pool process's signals around ``count`` executions of a no-op task."""
+    task = bench_noop
+    template = request_fields("template")
+    for _ in range(count):
+        task_id = str(uuid.uuid4())
+        task.push_request(
+            **{**template, "id": task_id, "root_id": task_id, "correlation_id": task_id}
+        )
+        try:
+            task_prerun.send(sender=task, task_id=task_id, task=task, args=(), kwargs={})
+            task.run()
+            task_postrun.send(
+                sender=task,
+                task_id=task_id,
+                task=task,
+                args=(),
+                kwargs={},
+                retval=None,
+                state="SUCCESS",
+            )
+        finally:
+            task.pop_request()
+
+
+def cpu_us_per_task(handlers: HandlerSet, provider: TracerProvider, count: int) -> float:
+    handlers.connect()
+    try:
+        started = time.process_time()
+        run_tasks(count)
+        provider.force_flush()
+        return (time.process_time() - started) / count * 1e6
+    finally:
+        handlers.disconnect()
+
+
+def recorded_spans(factory: Callable[[TracerProvider], HandlerSet | None]) -> list[ReadableSpan]:
+    """The spans ``ENCODE_BATCH`` tasks make under a handler set, on a provider of its own."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    handlers = factory(provider)
+    if handlers is None:
+        return []
+    handlers.connect()
+    try:
+        run_tasks(ENCODE_BATCH)
+    finally:
+        handlers.disconnect()
+    return list(exporter.get_finished_spans())
+
+
+def encode_us_per_span(batch: Sequence[ReadableSpan]) -> float:
+    """CPU µs per span of encoding ``batch`` as one OTLP protobuf request."""
+    started = time.process_time()
+    encode_spans(batch).SerializeToString()
+    return (time.process_time() - started) / len(batch) * 1e6
+
+
+FACTORIES: dict[str, Callable[[TracerProvider], HandlerSet | None]] = {
+    "none": nothing_set,
+    "lean": lean_set,
+    "upstream": upstream_set,
+}
+
+
+def measure(rounds: int, tasks_per_round: int = TASKS_PER_ROUND) -> dict[str, Any]:
+    provider = TracerProvider()
+    # Large batches, as the worker exports them; the flush is timed with the tasks.
+    provider.add_span_processor(
+        BatchSpanProcessor(EncodingDiscarder(), max_queue_size=8192, max_export_batch_size=2048)
+    )
+    sets = [h for factory in FACTORIES.values() if (h := factory(provider)) is not None]
+    samples = {h.name: recorded_spans(FACTORIES[h.name]) for h in sets}
+    for handlers in sets:  # warm-up: imports, caches, the batch thread
+        cpu_us_per_task(handlers, provider, tasks_per_round // 4)
+    timings: dict[str, list[float]] = {h.name: [] for h in sets}
+    encodings: dict[str, list[float]] = {name: [] for name, batch in samples.items() if batch}
+    rng = random.Random(5)
+    for _ in range(rounds):
+        order = list(sets)
+        rng.shuffle(order)
+        for handlers in order:
+            timings[handlers.name].append(cpu_us_per_task(handlers, provider, tasks_per_round))
+            if handlers.name in encodings:
+                encodings[handlers.name].append(encode_us_per_span(samples[handlers.name]))
+    provider.shutdown()
+    floor = statistics.median(timings["none"])
+    rows = []
+    for name, series in timings.items():
+        spans = len(samples[name]) / ENCODE_BATCH
+        encode = statistics.median(encodings[name]) if name in encodings else 0.0
+        added = statistics.median(series) - floor
+        rows.append(
+            {
+                "handlers": name,
+                "spans_per_task": spans,
+                "attributes_per_span": len(samples[name][0].attributes or {}) if spans else 0,
+                "cpu_us_per_task_median": statistics.median(series),
+                "cpu_us_per_task_min": min(series),
+                "added_us_per_task": added,
+                "encode_us_per_span": encode,
+                "handler_us_per_task": added - spans * encode,
+            }
+        )
+    return {
+        "rounds": rounds,
+        "tasks_per_round": tasks_per_round,
+        "sets": rows,
+        "upstream_installed": "upstream" in timings,
+    }
+
+
+def print_table(result: dict[str, Any]) -> None:
+    print(
+        f"{'handlers':<10}{'spans/task':>11}{'attrs':>6}{'CPU-us/task':>13}{'min':>8}{'added':>8}"
+        f"{'encode/span':>13}{'handlers only':>15}"
+    )
+    for row in result["sets"]:
+        print(
+            f"{row['handlers']:<10}{row['spans_per_task']:>11.1f}{row['attributes_per_span']:>6}"
+            f"{row['cpu_us_per_task_median']:>13.1f}{row['cpu_us_per_task_min']:>8.1f}"
+            f"{row['added_us_per_task']:>8.1f}{row['encode_us_per_span']:>13.1f}"
+            f"{row['handler_us_per_task']:>15.1f}"
+        )
+    if not result["upstream_installed"]:
+        print("upstream: opentelemetry-instrumentation-celery is not installed; row skipped")
