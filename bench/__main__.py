@@ -36,16 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from bench import memory, producer, profile, scrape, spans
-from bench.drain import (
-    Drainer,
-    Variant,
-    default_workdir,
-    interleaved,
-    must_met,
-    session_counts,
-    summarize,
-)
+from bench.drain import Drainer, Variant, default_workdir, interleaved, summarize
 from bench.sink import DiscardingSink
+from bench.verdict import CONTROLS, print_verdict, verdict
 
 RESULTS = Path(__file__).with_name("results") / "latest.json"
 
@@ -99,42 +92,12 @@ def hammer_variants() -> tuple[Variant, ...]:
     )
 
 
-#: The issue's targets, by (task, variant): "must" rows need the lower end of
-#: their interval at or above MUST_RATIO; the "goal" row is reported the same way.
-TARGETS = {
-    ("bench_noop", "metrics"): "must",
-    ("bench_cpu", "all_on"): "must",
-    ("bench_noop", "all_on"): "goal",
-}
-#: The A/A control of each drain suite.
-CONTROLS = {"drain": "off_aa", "hammer": "metrics_aa"}
-
 DRAIN_SUITES = {"drain": ("off", variants), "hammer": ("metrics", lambda _sink: hammer_variants())}
 SUITES = ("all", "drain", "scrape", "producer", "spans", "memory", "profile", "hammer")
 
 
 def everything_on(sink: DiscardingSink) -> Variant:
     return next(v for v in variants(sink) if v.name == "all_on")
-
-
-def verdict(task: str, rows: list[dict[str, Any]], control: str) -> dict[str, Any]:
-    """Whether the session counts (A/A control) and, if it does, which targets are met."""
-    counts = session_counts(rows, control)
-    targets = {
-        row["variant"]: {"kind": kind, "met": must_met(row)}
-        for row in rows
-        if (kind := TARGETS.get((task, row["variant"])))
-    }
-    return {"session_counts": counts, "targets": targets}
-
-
-def print_verdict(task: str, result: dict[str, Any]) -> None:
-    counts = result["session_counts"]
-    if counts is not None:
-        state = "counts" if counts else "does NOT count (A/A interval not within 1 ± 0.02)"
-        print(f"{task}: session {state}")
-    for variant, target in result["targets"].items():
-        print(f"{task}: {variant} {target['kind']} {'met' if target['met'] else 'MISSED'}")
 
 
 def drain_table(

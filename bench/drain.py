@@ -36,10 +36,6 @@ DRAIN_TIMEOUT_SECONDS = 600.0
 #: Redis round trip competing with the worker for the same two cores, so it is
 #: kept rare: 50 ms of end-time resolution is 0.25% of a 20 s drain.
 POLL_SECONDS = 0.05
-#: A session counts when the A/A control's interval lies within 1 ± this.
-AA_TOLERANCE = 0.02
-#: A must is met when the lower end of its ratio's interval is at least this.
-MUST_RATIO = 0.97
 
 
 @dataclass(frozen=True)
@@ -244,20 +240,6 @@ def summarize(runs: dict[str, list[Run]], baseline: str) -> list[dict[str, objec
             }
         )
     return rows
-
-
-def session_counts(rows: Sequence[Mapping[str, object]], control: str) -> bool | None:
-    """Whether the A/A control's interval contains 1.0 within ``AA_TOLERANCE``; None without one."""
-    for row in rows:
-        if row["variant"] == control:
-            low, high = row["ratio_ci95"]  # type: ignore[misc]
-            return bool(1 - AA_TOLERANCE <= low <= 1.0 <= high <= 1 + AA_TOLERANCE)
-    return None
-
-
-def must_met(row: Mapping[str, object]) -> bool:
-    low, _ = row["ratio_ci95"]  # type: ignore[misc]
-    return bool(low >= MUST_RATIO)
 
 
 def default_workdir() -> Path:

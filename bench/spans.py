@@ -6,7 +6,8 @@ process would push: the headers and properties Celery builds for the message
 (time limits included), the delivery info and a ``traceparent``. Handler sets:
 
 * ``none``: the signals with no span receiver, the floor;
-* ``lean``: this project's :class:`telemetry.spans.ConsumerSpans`;
+* ``lean``: this project's :class:`telemetry.spans.ConsumerSpans`, connected by
+  :class:`telemetry.trace_wiring.PoolProcessWiring` as in a pool process;
 * ``upstream``: OpenTelemetry's ``CeleryInstrumentor``, when
   ``opentelemetry-instrumentation-celery`` is installed.
 
@@ -22,11 +23,13 @@ rounds: ``added_us_per_task`` is a set's cost above ``none``, span and encoding;
 
 from __future__ import annotations
 
+import functools
 import random
 import statistics
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from celery.signals import task_postrun, task_prerun
@@ -42,13 +45,13 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from bench.tasks import bench_noop
 from telemetry.lifecycle import TRACEPARENT_HEADER
-from telemetry.spans import INSTRUMENTATION, ConsumerSpans
+from telemetry.trace_wiring import PoolProcessWiring
+from telemetry.tracing import CollectorState
 from worker.celery_app import app
 
 TASKS_PER_ROUND = 2000
 ENCODE_BATCH = 512
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-LEAN_UID = "bench.spans.lean"
 
 
 class EncodingDiscarder(SpanExporter):
@@ -66,27 +69,19 @@ class EncodingDiscarder(SpanExporter):
         return None
 
 
+@dataclass(frozen=True)
 class HandlerSet:
     """Connects and disconnects one set of span receivers."""
 
-    def __init__(
-        self, name: str, connect: Callable[[], None], disconnect: Callable[[], None]
-    ) -> None:
-        self.name, self.connect, self.disconnect = name, connect, disconnect
+    name: str
+    connect: Callable[[], None]
+    disconnect: Callable[[], None]
 
 
 def lean_set(provider: TracerProvider) -> HandlerSet:
-    spans = ConsumerSpans(provider.get_tracer(INSTRUMENTATION))
-
-    def connect() -> None:
-        task_prerun.connect(spans.on_task_prerun, weak=False, dispatch_uid=LEAN_UID + ".pre")
-        task_postrun.connect(spans.on_task_postrun, weak=False, dispatch_uid=LEAN_UID + ".post")
-
-    def disconnect() -> None:
-        task_prerun.disconnect(dispatch_uid=LEAN_UID + ".pre")
-        task_postrun.disconnect(dispatch_uid=LEAN_UID + ".post")
-
-    return HandlerSet("lean", connect, disconnect)
+    """The receivers a pool process connects, wired as the worker wires them."""
+    wiring = PoolProcessWiring(provider, CollectorState())
+    return HandlerSet("lean", wiring.connect, wiring.disconnect)
 
 
 def nothing_set(provider: TracerProvider) -> HandlerSet:
@@ -106,11 +101,12 @@ def upstream_set(provider: TracerProvider) -> HandlerSet | None:
     )
 
 
-def request_fields(task_id: str) -> dict[str, Any]:
+@functools.cache
+def request_template() -> dict[str, Any]:
     """The request a pool process pushes: the message's headers and properties, as Celery builds them."""
     conf = app.conf
     message = app.amqp.as_task_v2(
-        task_id,
+        "template",
         bench_noop.name,
         args=(),
         kwargs={},
@@ -140,7 +136,7 @@ def request_fields(task_id: str) -> dict[str, Any]:
 def run_tasks(count: int) -> None:
     """Sends the pool process's signals around ``count`` executions of a no-op task."""
     task = bench_noop
-    template = request_fields("template")
+    template = request_template()
     for _ in range(count):
         task_id = str(uuid.uuid4())
         task.push_request(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.drain import must_met, session_counts
+from bench.verdict import must_met, session_counts
 
 
 def row(variant: str, low: float, high: float) -> dict[str, object]:
