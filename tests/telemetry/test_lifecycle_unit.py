@@ -125,3 +125,35 @@ def test_queue_wait_subtracts_the_eta_delay() -> None:
     req.eta = datetime.datetime.fromtimestamp(published + 60, datetime.UTC)
     assert abs((queue_wait_seconds(req) or 0) - 10) < 1e-6
     assert queue_wait_seconds(request()) is None
+
+
+def test_a_known_pair_records_without_looking_up_labels(monkeypatch: Any) -> None:
+    """Given a (queue, task) pair already seen, when another delivery of it runs,
+    then every series is updated through cached children: no ``labels()`` call."""
+    rec, registry = recorder()
+    first = request()
+    rec.on_started(first)
+    rec.on_finished(first, "succeeded", None)
+    lookups: list[str] = []
+    for name, metric in vars(rec.metrics).items():
+        if hasattr(metric, "labels"):
+            original = metric.labels
+            monkeypatch.setattr(
+                metric,
+                "labels",
+                lambda *a, _name=name, _original=original, **k: (
+                    lookups.append(_name) or _original(*a, **k)
+                ),
+            )
+    second = request()
+    second.time_start = time.time()
+    rec.on_received(second)
+    rec.on_started(second)
+    rec.on_finished(second, "succeeded", None)
+    assert lookups == []
+    assert (
+        value(registry, "celery_task_started_total", queue="briefings", task="briefing_compile")
+        == 2
+    )
+    assert value(registry, "celery_tasks_active", queue="briefings") == 0
+    assert value(registry, "celery_tasks_reserved", queue="briefings") == 0
