@@ -13,9 +13,9 @@ under a millisecond.
 
 Labelled children are cached per (queue, task), the per-queue gauges included,
 so a delivery costs dict lookups and a few increments: no ``labels()`` call
-after the first delivery of a pair. Health-check deliveries are left out: readiness
-measures them. Handlers never raise into Celery: a failure is logged, once a
-minute at most, and skipped.
+after the first delivery of a pair. Health-check deliveries are left out:
+readiness measures them. Handlers never raise into Celery: a failure is logged,
+once a minute at most, and skipped.
 """
 
 from __future__ import annotations

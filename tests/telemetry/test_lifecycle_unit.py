@@ -135,16 +135,17 @@ def test_a_known_pair_records_without_looking_up_labels(monkeypatch: Any) -> Non
     rec.on_started(first)
     rec.on_finished(first, "succeeded", None)
     lookups: list[str] = []
+
+    def counted(name: str, labels: Any) -> Any:
+        def lookup(*values: str) -> Any:
+            lookups.append(name)
+            return labels(*values)
+
+        return lookup
+
     for name, metric in vars(rec.metrics).items():
         if hasattr(metric, "labels"):
-            original = metric.labels
-            monkeypatch.setattr(
-                metric,
-                "labels",
-                lambda *a, _name=name, _original=original, **k: (
-                    lookups.append(_name) or _original(*a, **k)
-                ),
-            )
+            monkeypatch.setattr(metric, "labels", counted(name, metric.labels))
     second = request()
     second.time_start = time.time()
     rec.on_received(second)
