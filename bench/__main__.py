@@ -20,6 +20,9 @@ bench/results/latest.json under those keys.
   second while it drains against the same worker unscraped (with an A/A
   control), and writes bench/results/hammer.json.
 
+Each drain session is bracketed by a CPU-speed check (:mod:`bench.steadiness`),
+kept in its verdict.
+
 ``--smoke`` is CI's run: N=200, one pair, 400 tasks for memory, no speed
 judgement, only that the harness works.
 """
@@ -35,7 +38,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench import memory, producer, profile, scrape, spans
+from bench import memory, producer, profile, scrape, spans, steadiness
 from bench.drain import Drainer, Variant, default_workdir, interleaved, summarize
 from bench.sink import DiscardingSink
 from bench.verdict import CONTROLS, print_verdict, verdict
@@ -101,8 +104,15 @@ def everything_on(sink: DiscardingSink) -> Variant:
 
 
 def drain_table(
-    drainer: Drainer, sink: DiscardingSink, suite: str, tasks: list[str], n: int, pairs: int
+    drainer: Drainer,
+    sink: DiscardingSink,
+    suite: str,
+    tasks: list[str],
+    n: int,
+    pairs: int,
+    steadiness_samples: int,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Each task's rows and verdict; the verdict records how steady the CPUs were at both ends."""
     baseline, build_variants = DRAIN_SUITES[suite]
     print(
         f"{'task':<11}{'variant':<9}{'tasks/s':>9}{'ratio':>8}{'95% CI':>16}{'min':>7}{'max':>7}{'CPU-us/task':>13}{'cpu ratio':>10}"
@@ -110,9 +120,11 @@ def drain_table(
     results: dict[str, Any] = {}
     verdicts: dict[str, Any] = {}
     for task in tasks:
+        before = steadiness.measure(steadiness_samples)
         rows = summarize(
             interleaved(drainer, build_variants(sink), task, n, pairs), baseline=baseline
         )
+        after = steadiness.measure(steadiness_samples)
         results[task] = rows
         for row in rows:
             low, high = row["ratio_ci95"]  # type: ignore[misc]
@@ -127,6 +139,9 @@ def drain_table(
                 )
             )
         verdicts[task] = verdict(task, rows, CONTROLS[suite])
+        verdicts[task]["steadiness"] = {"before": before, "after": after}
+        print(f"{task}: before, {steadiness.describe(before)}")
+        print(f"{task}: after, {steadiness.describe(after)}")
         print_verdict(task, verdicts[task])
     return results, verdicts
 
@@ -144,6 +159,12 @@ def main() -> int:
     parser.add_argument("--profile-n", type=int, default=20_000)
     parser.add_argument("--tasks", default="bench_noop,bench_cpu")
     parser.add_argument(
+        "--steadiness-samples",
+        type=int,
+        default=20,
+        help="CPU-speed loops per CPU, before and after each session",
+    )
+    parser.add_argument(
         "--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://localhost:6379/12")
     )
     parser.add_argument(
@@ -159,6 +180,7 @@ def main() -> int:
         args.n = HAMMER_N if args.suite == "hammer" else DRAIN_N
     if args.smoke:
         args.n, args.pairs, args.memory_n, args.scrapes, args.producer_n = 200, 1, 400, 50, 200
+        args.steadiness_samples = 3
     drainer = Drainer(args.redis_url, default_workdir())
     sink = DiscardingSink()
     run = {
@@ -185,7 +207,13 @@ def main() -> int:
         suite = "drain" if args.suite == "all" else args.suite
         report.update(n=args.n, pairs=args.pairs, suite=suite)
         results, verdicts = drain_table(
-            drainer, sink, suite, args.tasks.split(","), args.n, args.pairs
+            drainer,
+            sink,
+            suite,
+            args.tasks.split(","),
+            args.n,
+            args.pairs,
+            args.steadiness_samples,
         )
         # Per task, so the no-op and CPU-task sessions may be run one at a time.
         report.setdefault("drain", {}).update(results)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -60,6 +61,12 @@ def test_bench_smoke_run_writes_every_variant(tmp_path: Path) -> None:
         "all_on": "goal",
     }
     assert "bench_noop: session " in done.stdout
+    # The session is bracketed by a CPU-speed check of every CPU
+    for end in ("before", "after"):
+        check = verdict["steadiness"][end]
+        assert check["samples"] == 3 and check["spread"] >= 1.0
+        assert len(check["cpus"]) == len(os.sched_getaffinity(0))
+    assert "bench_noop: before, CPU speed: loop cpu" in done.stdout
     # And the scrape, producer, span-cost and memory figures are there too
     assert [row["handlers"] for row in report["spans"]["sets"]][:2] == ["none", "lean"]
     assert [row["variant"] for row in report["producer"]] == ["plain", "installed", "traced"]
