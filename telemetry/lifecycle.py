@@ -13,7 +13,8 @@ under a millisecond.
 
 Labelled children are cached per (queue, task), the per-queue gauges included,
 so a delivery costs dict lookups and a few increments: no ``labels()`` call
-after the first delivery of a pair. Health-check deliveries are left out:
+after the first delivery of a pair. A delivery finds its series once, at its
+first callback, and keeps it on the request. Health-check deliveries are left out:
 readiness measures them. Handlers never raise into Celery: a failure is logged,
 once a minute at most, and skipped.
 """
@@ -118,6 +119,13 @@ class DeliveryRecorder:
             self.metrics.tasks_active.labels(queue)
             self.metrics.tasks_reserved.labels(queue)
 
+    def _series_of(self, request: Any) -> TaskSeries:
+        """The delivery's series, looked up once and kept on the request."""
+        series: TaskSeries | None = getattr(request, "_jp_series", None)
+        if series is None:
+            series = request._jp_series = self.series(*self._labels(request))
+        return series
+
     def _labels(self, request: Any) -> tuple[str, str]:
         labels: tuple[str, str] | None = getattr(request, "_jp_labels", None)
         if labels is None:
@@ -136,20 +144,24 @@ class DeliveryRecorder:
 
     @guarded
     def on_received(self, request: Any) -> None:
-        if request.type == HEALTH_TASK or getattr(request, "_jp_received", False):
-            return
-        request._jp_received = True
-        series = self.series(*self._labels(request))
-        series.received.inc()
-        series.reserved.inc()
+        if request.type != HEALTH_TASK:
+            self._receive(request)
+
+    def _receive(self, request: Any) -> TaskSeries:
+        """Counts the receipt once per delivery, whichever callback comes first."""
+        series = self._series_of(request)
+        if not getattr(request, "_jp_received", False):
+            request._jp_received = True
+            series.received.inc()
+            series.reserved.inc()
+        return series
 
     @guarded
     def on_started(self, request: Any) -> None:
         if request.type == HEALTH_TASK:
             return
-        self.on_received(request)
+        series = self._receive(request)
         request._jp_started_at = time.monotonic()
-        series = self.series(*self._labels(request))
         series.started.inc()
         series.reserved.dec()
         series.active.inc()
@@ -161,9 +173,7 @@ class DeliveryRecorder:
     def on_finished(self, request: Any, outcome: str, exception: BaseException | None) -> None:
         if request.type == HEALTH_TASK:
             return
-        self.on_received(request)  # revoked at receipt: Celery sends no task_received
-        queue, task = self._labels(request)
-        series = self.series(queue, task)
+        series = self._receive(request)  # revoked at receipt: Celery sends no task_received
         started_at = getattr(request, "_jp_started_at", None)
         if started_at is None:
             series.reserved.dec()
@@ -172,6 +182,7 @@ class DeliveryRecorder:
             series.runtime.observe(time.monotonic() - started_at, self._exemplar(request))
         series.finished[outcome].inc()
         if outcome == FAILED and exception is not None:
+            queue, task = self._labels(request)
             self.metrics.task_exceptions.labels(queue, task, type(exception).__name__).inc()
 
     @guarded

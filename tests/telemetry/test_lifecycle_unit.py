@@ -158,3 +158,32 @@ def test_a_known_pair_records_without_looking_up_labels(monkeypatch: Any) -> Non
     )
     assert value(registry, "celery_tasks_active", queue="briefings") == 0
     assert value(registry, "celery_tasks_reserved", queue="briefings") == 0
+
+
+def test_a_delivery_looks_up_its_series_once(monkeypatch: Any) -> None:
+    """Given a delivery that is received, started and finished, then its (queue, task)
+    series is found once and reused by the later callbacks."""
+    rec, registry = recorder()
+    found: list[tuple[str, str]] = []
+    series = rec.series
+
+    def counted(queue: str, task: str) -> Any:
+        found.append((queue, task))
+        return series(queue, task)
+
+    monkeypatch.setattr(rec, "series", counted)
+    delivery = request()
+    rec.on_received(delivery)
+    rec.on_started(delivery)
+    rec.on_finished(delivery, "succeeded", None)
+    assert found == [("briefings", "briefing_compile")]
+    assert (
+        value(
+            registry,
+            "celery_task_finished_total",
+            queue="briefings",
+            task="briefing_compile",
+            outcome="succeeded",
+        )
+        == 1
+    )
