@@ -99,6 +99,25 @@ class WorkerTelemetry:
 
 current: WorkerTelemetry | None = None
 
+#: Attempts at reading Celery's active requests from another thread.
+BUSY_READ_ATTEMPTS = 5
+
+
+def busy_requests(active: Iterable[Any]) -> int:
+    """Requests executing now, health checks aside, read from a scrape or probe thread.
+
+    Celery's ``active_requests`` is a WeakSet the main process's thread changes
+    on every start and finish. Iterating it while that thread adds or discards
+    raises ``RuntimeError`` (set changed size); the read is then retried.
+    """
+    for attempt in range(BUSY_READ_ATTEMPTS):
+        try:
+            return sum(1 for request in active if request.type != HEALTH_TASK)
+        except RuntimeError:
+            if attempt == BUSY_READ_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
 
 def _enabled() -> bool:
     return bool(settings_of(app).telemetry_enabled)
@@ -185,9 +204,7 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
     concurrency = getattr(getattr(consumer, "controller", None), "concurrency", None)
     if concurrency is not None:
         metrics.worker_pool_processes.set(concurrency)
-    metrics.worker_pool_busy.set_function(
-        lambda: sum(1 for r in worker_state.active_requests if r.type != HEALTH_TASK)
-    )
+    metrics.worker_pool_busy.set_function(lambda: busy_requests(worker_state.active_requests))
     task_consumer = getattr(consumer, "task_consumer", None)
     for queue in getattr(task_consumer, "queues", ()) or ():
         if queue.name in telemetry.recorder.queues:
@@ -237,8 +254,7 @@ def _start_readiness(telemetry: WorkerTelemetry, hostname: str, concurrency: int
         )
 
     def pool_saturated() -> bool:
-        busy = sum(1 for r in worker_state.active_requests if r.type != HEALTH_TASK)
-        return busy >= concurrency
+        return busy_requests(worker_state.active_requests) >= concurrency
 
     health = HealthTaskCheck(publish_health_check, pool_saturated, metrics)
     checks: list[Check] = [
