@@ -1,0 +1,64 @@
+"""The worker's kombu Redis channel, on a real Redis."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import redis
+from kombu import Connection, Producer
+
+from telemetry.lifecycle import HEALTH_TASK
+from tests.conftest import redis_url
+from worker.celery_app import app
+from worker.deadletters.transport import Channel, Transport
+
+QUEUE = "transport-test"
+
+
+def test_tasks_published_consumed_and_acked_share_one_client(
+    redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given 20 task messages published, consumed and acknowledged, then the channel
+    builds one redis-py client for all of it (plus kombu's own for polling), not one per call."""
+    with app.connection_for_write() as connection:
+        channel = connection.default_channel
+        assert isinstance(channel, Channel)
+        built: list[Any] = []
+        client_class = channel.Client
+
+        def counted(**kwargs: Any) -> Any:
+            built.append(kwargs)
+            return client_class(**kwargs)
+
+        monkeypatch.setattr(channel, "Client", counted)
+        producer = Producer(channel)
+        sent = [app.send_task(HEALTH_TASK, queue=QUEUE, producer=producer).id for _ in range(20)]
+        queue = connection.SimpleQueue(QUEUE, channel=channel)
+        received = []
+        for _ in range(20):
+            message = queue.get(timeout=5)
+            received.append(message.headers["id"])
+            message.ack()
+        assert sorted(received) == sorted(sent)
+        assert len(built) <= 2
+        assert redis_client.hlen("unacked") == 0
+
+
+def test_a_new_pool_gets_a_new_client_and_a_given_client_is_used_as_is(
+    redis_client: redis.Redis,
+) -> None:
+    with Connection(redis_url(), transport=Transport) as connection:
+        channel = connection.default_channel
+        with channel.conn_or_acquire() as first, channel.conn_or_acquire() as second:
+            assert first is second and first.connection_pool is channel.pool
+        old_pool = channel.pool
+        channel._pool = None  # what kombu's _disconnect_pools leaves for a reconnect
+        with channel.conn_or_acquire() as third:
+            assert third is not first
+            assert third.connection_pool is channel.pool and channel.pool is not old_pool
+            assert third.ping()
+        given = redis.Redis.from_url(redis_url())
+        with channel.conn_or_acquire(given) as passed:
+            assert passed is given
+        given.close()
