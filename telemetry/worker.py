@@ -16,6 +16,7 @@ With ``TELEMETRY_ENABLED=false`` every receiver returns at once. With
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -110,13 +111,10 @@ def busy_requests(active: Iterable[Any]) -> int:
     on every start and finish. Iterating it while that thread adds or discards
     raises ``RuntimeError`` (set changed size); the read is then retried.
     """
-    for attempt in range(BUSY_READ_ATTEMPTS):
-        try:
+    for _ in range(BUSY_READ_ATTEMPTS - 1):
+        with contextlib.suppress(RuntimeError):
             return sum(1 for request in active if request.type != HEALTH_TASK)
-        except RuntimeError:
-            if attempt == BUSY_READ_ATTEMPTS - 1:
-                raise
-    raise AssertionError("unreachable")
+    return sum(1 for request in active if request.type != HEALTH_TASK)
 
 
 def _enabled() -> bool:

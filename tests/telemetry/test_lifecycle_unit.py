@@ -38,6 +38,17 @@ def value(registry: CollectorRegistry, name: str, **labels: str) -> float | None
     return registry.get_sample_value(name, labels)
 
 
+def succeeded(registry: CollectorRegistry) -> float | None:
+    """Finished successfully, for the briefing task ``request()`` makes by default."""
+    return value(
+        registry,
+        "celery_task_finished_total",
+        queue="briefings",
+        task="briefing_compile",
+        outcome="succeeded",
+    )
+
+
 def test_one_delivery_counts_once_whatever_reports_it() -> None:
     rec, registry = recorder()
     req = request()
@@ -49,16 +60,7 @@ def test_one_delivery_counts_once_whatever_reports_it() -> None:
         value(registry, "celery_task_received_total", queue="briefings", task="briefing_compile")
         == 1
     )
-    assert (
-        value(
-            registry,
-            "celery_task_finished_total",
-            queue="briefings",
-            task="briefing_compile",
-            outcome="succeeded",
-        )
-        == 1
-    )
+    assert succeeded(registry) == 1
     assert value(registry, "celery_tasks_active", queue="briefings") == 0
     assert value(registry, "celery_tasks_reserved", queue="briefings") == 0
 
@@ -177,13 +179,4 @@ def test_a_delivery_looks_up_its_series_once(monkeypatch: Any) -> None:
     rec.on_started(delivery)
     rec.on_finished(delivery, "succeeded", None)
     assert found == [("briefings", "briefing_compile")]
-    assert (
-        value(
-            registry,
-            "celery_task_finished_total",
-            queue="briefings",
-            task="briefing_compile",
-            outcome="succeeded",
-        )
-        == 1
-    )
+    assert succeeded(registry) == 1
