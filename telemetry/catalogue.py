@@ -2,7 +2,9 @@
 
 Metrics are recorded in the worker's main process (see ``telemetry.lifecycle``),
 so one ordinary ``CollectorRegistry`` serves them: prometheus-client's
-multiprocess mode would drop exemplars, which the histograms carry.
+multiprocess mode would drop exemplars, which the histograms carry. The
+per-delivery families are plain numbers behind a collector
+(``telemetry.task_series``); the rest are prometheus-client metrics.
 Construct :class:`WorkerMetrics` with the registry to register into; tests
 pass a fresh one.
 """
@@ -10,6 +12,8 @@ pass a fresh one.
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from telemetry.task_series import TASK_LABELS, Family, TaskFamilies, TaskSeriesCollector
 
 #: Task execution time. Time limits default to 300/360 s and may be raised, so
 #: the buckets run from 5 ms to 1 h (the contract asks for at least 30 min).
@@ -24,7 +28,30 @@ BROKER_PING_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2
 HEALTH_ROUNDTRIP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 OUTCOMES = ("succeeded", "failed", "retried", "requeued", "rejected", "revoked")
-TASK_LABELS = ("queue", "task")
+
+#: The per-(queue, task) families, recorded on every delivery: plain numbers
+#: behind a collector (see ``telemetry.task_series`` for why).
+TASK_FAMILIES = TaskFamilies(
+    received=Family("celery_task_received", "Task deliveries the worker took from the broker."),
+    started=Family("celery_task_started", "Task executions started in a pool process."),
+    finished=Family(
+        "celery_task_finished",
+        "Task deliveries ended, by outcome; every delivery ends in exactly one.",
+    ),
+    runtime=Family(
+        "celery_task_runtime_seconds",
+        "Execution time of every task that ran, measured in the main process from start to outcome.",
+        RUNTIME_BUCKETS,
+    ),
+    queue_wait=Family(
+        "celery_task_queue_wait_seconds",
+        "Time from publish to start, minus any ETA or countdown delay.",
+        QUEUE_WAIT_BUCKETS,
+    ),
+    active=Family("celery_tasks_active", "Tasks executing now."),
+    reserved=Family("celery_tasks_reserved", "Tasks received and not started yet."),
+    outcomes=OUTCOMES,
+)
 
 
 class WorkerMetrics:
@@ -38,53 +65,13 @@ class WorkerMetrics:
             TASK_LABELS,
             registry=registry,
         )
-        self.task_received = Counter(
-            "celery_task_received",
-            "Task deliveries the worker took from the broker.",
-            TASK_LABELS,
-            registry=registry,
-        )
-        self.task_started = Counter(
-            "celery_task_started",
-            "Task executions started in a pool process.",
-            TASK_LABELS,
-            registry=registry,
-        )
-        self.task_finished = Counter(
-            "celery_task_finished",
-            "Task deliveries ended, by outcome; every delivery ends in exactly one.",
-            (*TASK_LABELS, "outcome"),
-            registry=registry,
-        )
         self.task_exceptions = Counter(
             "celery_task_exceptions",
             "Failed task deliveries by exception class name.",
             (*TASK_LABELS, "exception"),
             registry=registry,
         )
-        self.task_runtime = Histogram(
-            "celery_task_runtime_seconds",
-            "Execution time of every task that ran, measured in the main process from start to outcome.",
-            TASK_LABELS,
-            buckets=RUNTIME_BUCKETS,
-            registry=registry,
-        )
-        self.task_queue_wait = Histogram(
-            "celery_task_queue_wait_seconds",
-            "Time from publish to start, minus any ETA or countdown delay.",
-            TASK_LABELS,
-            buckets=QUEUE_WAIT_BUCKETS,
-            registry=registry,
-        )
-        self.tasks_active = Gauge(
-            "celery_tasks_active", "Tasks executing now.", ("queue",), registry=registry
-        )
-        self.tasks_reserved = Gauge(
-            "celery_tasks_reserved",
-            "Tasks received and not started yet.",
-            ("queue",),
-            registry=registry,
-        )
+        self.tasks = TaskSeriesCollector(TASK_FAMILIES, registry)
         self.queue_depth = Gauge(
             "celery_queue_depth",
             "Messages waiting in Redis, summed over priority sub-lists.",

@@ -11,24 +11,22 @@ outcome, for every outcome that ran (the pool hands back a runtime only for
 successes). It therefore includes the pool's result hand-off, typically well
 under a millisecond.
 
-Labelled children are cached per (queue, task), the per-queue gauges included,
-so a delivery costs dict lookups and a few increments: no ``labels()`` call
-after the first delivery of a pair. A delivery finds its series once, at its
-first callback, and keeps it on the request. Health-check deliveries are left out:
-readiness measures them. Handlers never raise into Celery: a failure is logged,
-once a minute at most, and skipped.
+A delivery finds its (queue, task) series once, at its first callback, and keeps
+it on the request; the series are plain numbers (``telemetry.task_series``), so
+the later callbacks are attribute increments. Health-check deliveries are left
+out: readiness measures them. Handlers never raise into Celery: a failure is
+logged, once a minute at most, and skipped.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
-from telemetry.catalogue import OUTCOMES, WorkerMetrics
+from telemetry.catalogue import WorkerMetrics
+from telemetry.task_series import TaskSeries
 from worker.lifecycle import FAILED, REJECTED
 
 logger = logging.getLogger("telemetry.lifecycle")
@@ -42,39 +40,18 @@ OTHER_QUEUE = "other"
 UNKNOWN_TASK = "unknown"
 ERROR_LOG_INTERVAL_SECONDS = 60.0
 
-F = TypeVar("F", bound=Callable[..., None])
-
-
-def guarded(method: F) -> F:
-    """Telemetry never breaks a task: log (rate-limited) and skip on its own failure."""
-
-    @functools.wraps(method)
-    def wrapper(self: DeliveryRecorder, *args: Any, **kwargs: Any) -> None:
-        try:
-            method(self, *args, **kwargs)
-        except Exception as exc:
-            now = time.monotonic()
-            if now - self._last_error_log >= ERROR_LOG_INTERVAL_SECONDS:
-                self._last_error_log = now
-                logger.warning("task metrics skipped an event: %s: %s", type(exc).__name__, exc)
-
-    return wrapper  # type: ignore[return-value]
-
-
-@dataclass(frozen=True)
-class TaskSeries:
-    received: Any
-    started: Any
-    finished: dict[str, Any]
-    runtime: Any
-    queue_wait: Any
-    #: The queue's gauges, shared by every task of the queue.
-    reserved: Any
-    active: Any
+#: Distinct (routing key, task name) pairs remembered for the series lookup; past
+#: it, new pairs are looked up by label each time (never seen in practice).
+MAX_DELIVERY_KEYS = 10_000
 
 
 class DeliveryRecorder:
-    """A ``worker.lifecycle.DeliveryObserver`` writing the task metrics of the contract."""
+    """A ``worker.lifecycle.DeliveryObserver`` writing the task metrics of the contract.
+
+    The three callbacks run on every delivery in the main process, so they are
+    kept flat: the series is found once per delivery from its raw routing key and
+    task name, then kept on the request; each callback catches its own failure.
+    """
 
     def __init__(
         self, metrics: WorkerMetrics, queues: Iterable[str], is_registered: Callable[[str], bool]
@@ -82,7 +59,7 @@ class DeliveryRecorder:
         self.metrics = metrics
         self.queues = frozenset(queues)
         self.is_registered = is_registered
-        self._series: dict[tuple[str, str], TaskSeries] = {}
+        self._by_delivery: dict[tuple[Any, Any], TaskSeries] = {}
         self._last_error_log = float("-inf")
 
     def queue_label(self, queue: str | None) -> str:
@@ -92,22 +69,7 @@ class DeliveryRecorder:
         return task if task and self.is_registered(task) else UNKNOWN_TASK
 
     def series(self, queue: str, task: str) -> TaskSeries:
-        key = (queue, task)
-        found = self._series.get(key)
-        if found is None:
-            m = self.metrics
-            found = self._series[key] = TaskSeries(
-                received=m.task_received.labels(queue, task),
-                started=m.task_started.labels(queue, task),
-                finished={
-                    outcome: m.task_finished.labels(queue, task, outcome) for outcome in OUTCOMES
-                },
-                runtime=m.task_runtime.labels(queue, task),
-                queue_wait=m.task_queue_wait.labels(queue, task),
-                reserved=m.tasks_reserved.labels(queue),
-                active=m.tasks_active.labels(queue),
-            )
-        return found
+        return self.metrics.tasks.series(queue, task)
 
     def prime(self, tasks: Iterable[str], route: Callable[[str], str]) -> None:
         """Start at zero: every (registered task x routed queue) and every queue's depth."""
@@ -116,87 +78,100 @@ class DeliveryRecorder:
                 self.series(self.queue_label(route(task)), task)
         for queue in self.queues:
             self.metrics.queue_depth.labels(queue).set(0)
-            self.metrics.tasks_active.labels(queue)
-            self.metrics.tasks_reserved.labels(queue)
+            self.metrics.tasks.queue(queue)
 
-    def _series_of(self, request: Any) -> TaskSeries:
-        """The delivery's series, looked up once and kept on the request."""
-        series: TaskSeries | None = getattr(request, "_jp_series", None)
+    def on_received(self, request: Any) -> None:
+        try:
+            if request.type != HEALTH_TASK and getattr(request, "_jp_series", None) is None:
+                self._receive(request)
+        except Exception as exc:
+            self._skip(exc)
+
+    def on_started(self, request: Any) -> None:
+        try:
+            series: TaskSeries | None = getattr(request, "_jp_series", None)
+            if series is None:
+                if request.type == HEALTH_TASK:
+                    return
+                series = self._receive(request)
+            request._jp_started_at = time.monotonic()
+            series.started += 1
+            gauges = series.gauges
+            gauges.reserved -= 1
+            gauges.active += 1
+            if PUBLISHED_AT_HEADER in (request.request_dict or ()):
+                wait = queue_wait_seconds(request)
+                if wait is not None:
+                    series.queue_wait.observe(wait, self._trace_id(request))
+        except Exception as exc:
+            self._skip(exc)
+
+    def on_finished(self, request: Any, outcome: str, exception: BaseException | None) -> None:
+        try:
+            series: TaskSeries | None = getattr(request, "_jp_series", None)
+            if series is None:
+                if request.type == HEALTH_TASK:
+                    return
+                series = self._receive(request)  # revoked at receipt: never announced
+            started_at: float | None = getattr(request, "_jp_started_at", None)
+            if started_at is None:
+                series.gauges.reserved -= 1
+            else:
+                series.gauges.active -= 1
+                series.runtime.observe(time.monotonic() - started_at, self._trace_id(request))
+            series.finished[outcome] += 1
+            if outcome == FAILED and exception is not None:
+                queue, task = self._labels(request)
+                self.metrics.task_exceptions.labels(queue, task, type(exception).__name__).inc()
+        except Exception as exc:
+            self._skip(exc)
+
+    def on_dead_lettered(self, queue: str, task: str | None, reason: str, refused: bool) -> None:
+        try:
+            queue_label = self.queue_label(queue)
+            self.metrics.messages_dead_lettered.labels(queue_label, reason).inc()
+            if refused:
+                series = self.series(queue_label, self.task_label(task))
+                series.received += 1
+                series.finished[REJECTED] += 1
+        except Exception as exc:
+            self._skip(exc)
+
+    def _receive(self, request: Any) -> TaskSeries:
+        """Counts the receipt and keeps the series on the request."""
+        key = ((request.delivery_info or {}).get("routing_key"), request.type)
+        series = self._by_delivery.get(key)
         if series is None:
-            series = request._jp_series = self.series(*self._labels(request))
+            series = self.series(*self._labels(request))
+            if len(self._by_delivery) < MAX_DELIVERY_KEYS:
+                self._by_delivery[key] = series
+        request._jp_series = series
+        series.received += 1
+        series.gauges.reserved += 1
         return series
 
     def _labels(self, request: Any) -> tuple[str, str]:
-        labels: tuple[str, str] | None = getattr(request, "_jp_labels", None)
-        if labels is None:
-            info = request.delivery_info or {}
-            labels = (self.queue_label(info.get("routing_key")), self.task_label(request.type))
-            request._jp_labels = labels
-        return labels
+        info = request.delivery_info or {}
+        return self.queue_label(info.get("routing_key")), self.task_label(request.type)
 
     @staticmethod
-    def _exemplar(request: Any) -> dict[str, str] | None:
-        """The delivery's exemplar, parsed once and kept on the request."""
-        if not hasattr(request, "_jp_exemplar"):
-            request._jp_exemplar = trace_exemplar(request)
-        exemplar: dict[str, str] | None = request._jp_exemplar
-        return exemplar
+    def _trace_id(request: Any) -> str | None:
+        """The delivery's exemplar trace id, parsed once and kept on the request."""
+        if not hasattr(request, "_jp_trace_id"):
+            request._jp_trace_id = sampled_trace_id(request)
+        trace_id: str | None = request._jp_trace_id
+        return trace_id
 
-    @guarded
-    def on_received(self, request: Any) -> None:
-        if request.type != HEALTH_TASK:
-            self._receive(request)
-
-    def _receive(self, request: Any) -> TaskSeries:
-        """Counts the receipt once per delivery, whichever callback comes first."""
-        series = self._series_of(request)
-        if not getattr(request, "_jp_received", False):
-            request._jp_received = True
-            series.received.inc()
-            series.reserved.inc()
-        return series
-
-    @guarded
-    def on_started(self, request: Any) -> None:
-        if request.type == HEALTH_TASK:
-            return
-        series = self._receive(request)
-        request._jp_started_at = time.monotonic()
-        series.started.inc()
-        series.reserved.dec()
-        series.active.inc()
-        wait = queue_wait_seconds(request)
-        if wait is not None:
-            series.queue_wait.observe(wait, self._exemplar(request))
-
-    @guarded
-    def on_finished(self, request: Any, outcome: str, exception: BaseException | None) -> None:
-        if request.type == HEALTH_TASK:
-            return
-        series = self._receive(request)  # revoked at receipt: Celery sends no task_received
-        started_at = getattr(request, "_jp_started_at", None)
-        if started_at is None:
-            series.reserved.dec()
-        else:
-            series.active.dec()
-            series.runtime.observe(time.monotonic() - started_at, self._exemplar(request))
-        series.finished[outcome].inc()
-        if outcome == FAILED and exception is not None:
-            queue, task = self._labels(request)
-            self.metrics.task_exceptions.labels(queue, task, type(exception).__name__).inc()
-
-    @guarded
-    def on_dead_lettered(self, queue: str, task: str | None, reason: str, refused: bool) -> None:
-        queue_label = self.queue_label(queue)
-        self.metrics.messages_dead_lettered.labels(queue_label, reason).inc()
-        if refused:
-            series = self.series(queue_label, self.task_label(task))
-            series.received.inc()
-            series.finished[REJECTED].inc()
+    def _skip(self, exc: Exception) -> None:
+        """Telemetry never breaks a task: log (once a minute at most) and skip the event."""
+        now = time.monotonic()
+        if now - self._last_error_log >= ERROR_LOG_INTERVAL_SECONDS:
+            self._last_error_log = now
+            logger.warning("task metrics skipped an event: %s: %s", type(exc).__name__, exc)
 
 
-def trace_exemplar(request: Any) -> dict[str, str] | None:
-    """``{"trace_id": ...}`` from the message's W3C ``traceparent``, if it is sampled.
+def sampled_trace_id(request: Any) -> str | None:
+    """The trace id of the message's W3C ``traceparent``, if it is sampled: the exemplar.
 
     Parsed directly (``00-<32 hex trace id>-<16 hex span id>-<2 hex flags>``):
     no OpenTelemetry call on the hot path, and it works with export disabled.
@@ -212,7 +187,7 @@ def trace_exemplar(request: Any) -> dict[str, str] | None:
         return None
     if not sampled or trace_id == INVALID_TRACE_ID:
         return None
-    return {"trace_id": trace_id.lower()}
+    return trace_id.lower()
 
 
 def queue_wait_seconds(request: Any) -> float | None:

@@ -150,6 +150,9 @@ class HealthTaskCheck:
                 self._waiting.pop(task_id, None)
 
     # worker.lifecycle.DeliveryObserver: only health-check completions matter here.
+    def on_received(self, request: Any) -> None:
+        return
+
     def on_started(self, request: Any) -> None:
         return
 

@@ -203,6 +203,9 @@ class MainProcessSpans:
     def __init__(self, tracer: trace.Tracer) -> None:
         self.tracer = tracer
 
+    def on_received(self, request: Any) -> None:
+        return
+
     def on_started(self, request: Any) -> None:
         return
 

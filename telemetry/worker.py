@@ -5,7 +5,8 @@ before the pool forks): build the registry and
 metrics, bind the HTTP port (a taken port is one line and a non-zero exit),
 register the delivery recorder and start every series at zero.
 ``worker_ready``: identity, pool and consumed-queue gauges; start the queue
-poller and the readiness probe; start serving; count event-loop ticks for ``/livez``.
+poller and the readiness probe; start serving; a timer on the consumer's event loop
+marks it alive for ``/livez``.
 ``worker_process_init`` (each pool process): close the inherited socket.
 ``worker_shutting_down`` (SIGTERM): /readyz turns 503 at once.
 ``worker_shutdown``: stop polling, probing and serving.
@@ -27,7 +28,6 @@ import celery
 from celery.concurrency import get_implementation
 from celery.concurrency.prefork import TaskPool as PreforkPool
 from celery.signals import (
-    task_received,
     worker_process_init,
     worker_ready,
     worker_shutdown,
@@ -63,6 +63,8 @@ from worker.deadletters.records import deadletter_key
 from worker.redis_client import broker_redis
 
 DIRECT_SUFFIX = ".dq2"
+#: How often the consumer's event loop marks itself alive for /livez.
+LIVENESS_TICK_SECONDS = 1.0
 #: The depth poll must never hang a thread on a dead broker.
 QUEUE_POLL_SOCKET_TIMEOUT = 1.0
 
@@ -209,7 +211,9 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
             metrics.worker_consumed_queue.labels(queue.name).set(1)
     hub = getattr(getattr(consumer, "controller", None), "hub", None)
     if hub is not None:
-        hub.on_tick.add(telemetry.liveness.tick)
+        # A timer, not an on_tick callback: the loop iterates several times per
+        # task, and a stuck loop runs no timers either.
+        hub.call_repeatedly(LIVENESS_TICK_SECONDS, telemetry.liveness.tick)
     consumed = {
         q.name
         for q in getattr(task_consumer, "queues", ()) or ()
@@ -312,11 +316,6 @@ def _on_worker_process_init(**_: Any) -> None:
     current = None
 
 
-def _on_task_received(request: Any = None, **_: Any) -> None:
-    if current is not None and current.server is not None and request is not None:
-        current.recorder.on_received(request)
-
-
 def _on_worker_shutdown(**_: Any) -> None:
     global current
     if current is not None:
@@ -338,7 +337,6 @@ def _on_worker_shutdown(**_: Any) -> None:
 SIGNAL_HANDLERS = (
     (worker_ready, _on_worker_ready),
     (worker_process_init, _on_worker_process_init),
-    (task_received, _on_task_received),
     (worker_shutting_down, _on_worker_shutting_down),
     (worker_shutdown, _on_worker_shutdown),
 )

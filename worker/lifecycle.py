@@ -23,6 +23,9 @@ SUCCEEDED, FAILED, RETRIED, REQUEUED, REJECTED, REVOKED = (
 
 
 class DeliveryObserver(Protocol):
+    def on_received(self, request: Any) -> None:
+        """A delivery became a Request: the worker took it from the broker."""
+
     def on_started(self, request: Any) -> None:
         """The pool accepted the request; it is executing."""
 

@@ -1,9 +1,9 @@
 """The worker's Request: dead letters (see ``worker.deadletters.request``) plus lifecycle events.
 
-Every delivery that becomes a Request ends in exactly one outcome, announced to
-``worker.lifecycle`` observers once, whichever of Celery's callbacks gets there
-first (a hard time limit, for instance, reaches both ``on_timeout`` and
-``on_failure``).
+Every delivery that becomes a Request is announced to ``worker.lifecycle``
+observers as received when it is built. It ends in exactly one outcome, announced
+once, whichever of Celery's callbacks gets there first (a hard time limit, for
+instance, reaches both ``on_timeout`` and ``on_failure``).
 
 ``create_request_cls`` builds a per-task subclass whose ``on_success`` replaces
 ours, so ``__init_subclass__`` wraps that generated method instead.
@@ -37,6 +37,8 @@ class JobpilotRequest(DeadLetteringRequest):
             args, kwargs = getattr(self, "_args", None) or (), getattr(self, "_kwargs", None) or {}
             self._argsrepr = self._request_dict["argsrepr"] = f"<{len(args)} args>"
             self._kwargsrepr = self._request_dict["kwargsrepr"] = f"<{len(kwargs)} kwargs>"
+        for observer in lifecycle.observers:
+            observer.on_received(self)
 
     def info(self, safe: bool = False) -> dict[str, Any]:
         """What ``celery inspect active|reserved`` replies: argument counts, not values."""

@@ -83,8 +83,11 @@ def substitute_variables(expr: str) -> str:
 def declared_metrics() -> dict[str, tuple[str, ...]]:
     """Every metric the worker declares, by family name, with its label names."""
     metrics = WorkerMetrics(CollectorRegistry())
-    return {
+    declared = {
         metric._name: tuple(metric._labelnames)
         for metric in vars(metrics).values()
         if isinstance(metric, MetricWrapperBase)
     }
+    for family in metrics.tasks.describe():
+        declared[family.name] = tuple(family._labelnames)  # type: ignore[attr-defined]
+    return declared

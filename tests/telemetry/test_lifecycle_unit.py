@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics.exposition import generate_latest
 
 from telemetry.catalogue import WorkerMetrics
-from telemetry.lifecycle import DeliveryRecorder, queue_wait_seconds, trace_exemplar
+from telemetry.lifecycle import DeliveryRecorder, queue_wait_seconds, sampled_trace_id
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 
@@ -104,12 +104,10 @@ def test_a_failing_handler_never_raises() -> None:
 
 
 def test_exemplars_come_from_sampled_traceparents_only() -> None:
-    assert trace_exemplar(request(traceparent=f"00-{TRACE_ID}-00f067aa0ba902b7-01")) == {
-        "trace_id": TRACE_ID
-    }
-    assert trace_exemplar(request(traceparent=f"00-{TRACE_ID}-00f067aa0ba902b7-00")) is None
-    assert trace_exemplar(request(traceparent="00-" + "0" * 32 + "-00f067aa0ba902b7-01")) is None
-    assert trace_exemplar(request(traceparent="garbage")) is None
+    assert sampled_trace_id(request(traceparent=f"00-{TRACE_ID}-00f067aa0ba902b7-01")) == TRACE_ID
+    assert sampled_trace_id(request(traceparent=f"00-{TRACE_ID}-00f067aa0ba902b7-00")) is None
+    assert sampled_trace_id(request(traceparent="00-" + "0" * 32 + "-00f067aa0ba902b7-01")) is None
+    assert sampled_trace_id(request(traceparent="garbage")) is None
 
 
 def test_runtime_exemplar_is_rendered_in_openmetrics() -> None:
@@ -129,13 +127,10 @@ def test_queue_wait_subtracts_the_eta_delay() -> None:
     assert queue_wait_seconds(request()) is None
 
 
-def test_a_known_pair_records_without_looking_up_labels(monkeypatch: Any) -> None:
-    """Given a (queue, task) pair already seen, when another delivery of it runs,
-    then every series is updated through cached children: no ``labels()`` call."""
+def test_a_delivery_makes_no_labels_call(monkeypatch: Any) -> None:
+    """Given a delivery that is received, started and succeeds, then no prometheus-client
+    ``labels()`` lookup runs: the per-delivery series are plain numbers."""
     rec, registry = recorder()
-    first = request()
-    rec.on_started(first)
-    rec.on_finished(first, "succeeded", None)
     lookups: list[str] = []
 
     def counted(name: str, labels: Any) -> Any:
@@ -148,15 +143,24 @@ def test_a_known_pair_records_without_looking_up_labels(monkeypatch: Any) -> Non
     for name, metric in vars(rec.metrics).items():
         if hasattr(metric, "labels"):
             monkeypatch.setattr(metric, "labels", counted(name, metric.labels))
-    second = request()
-    second.time_start = time.time()
-    rec.on_received(second)
-    rec.on_started(second)
-    rec.on_finished(second, "succeeded", None)
+    delivery = request(**{"x-jobpilot-published-at": time.time() - 1})
+    delivery.time_start = time.time()
+    rec.on_received(delivery)
+    rec.on_started(delivery)
+    rec.on_finished(delivery, "succeeded", None)
     assert lookups == []
     assert (
         value(registry, "celery_task_started_total", queue="briefings", task="briefing_compile")
-        == 2
+        == 1
+    )
+    assert (
+        value(
+            registry,
+            "celery_task_queue_wait_seconds_count",
+            queue="briefings",
+            task="briefing_compile",
+        )
+        == 1
     )
     assert value(registry, "celery_tasks_active", queue="briefings") == 0
     assert value(registry, "celery_tasks_reserved", queue="briefings") == 0
