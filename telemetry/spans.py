@@ -32,6 +32,8 @@ from billiard.exceptions import WorkerLostError
 from celery.exceptions import TimeLimitExceeded
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import (
     NonRecordingSpan,
     SpanContext,
@@ -42,6 +44,7 @@ from opentelemetry.trace import (
 )
 
 from telemetry.lifecycle import HEALTH_TASK, TRACEPARENT_HEADER, TRACEPARENT_LENGTH
+from telemetry.task_span import RANDOM_TRACE_ID, Send, TaskSpan, start_task_span
 
 logger = logging.getLogger("telemetry.spans")
 
@@ -59,6 +62,8 @@ MAX_ARGS_LENGTH = 256
 INSTRUMENTATION = "jobpilot.telemetry"
 #: Producer spans whose publish never completed are ended after this many.
 MAX_OPEN_PUBLISHES = 1000
+#: Sampled, and (W3C level 2) a random trace id.
+KNOWN_FLAGS = TraceFlags.SAMPLED | RANDOM_TRACE_ID
 STATE_OUTCOMES = {
     "SUCCESS": "succeeded",
     "FAILURE": "failed",
@@ -67,8 +72,8 @@ STATE_OUTCOMES = {
 }
 
 
-def parent_context(traceparent: Any) -> otel_context.Context | None:
-    """A remote parent from ``00-<trace id>-<span id>-<flags>``, or None if malformed."""
+def remote_parent(traceparent: Any) -> SpanContext | None:
+    """The remote parent in ``00-<trace id>-<span id>-<flags>``, or None if malformed."""
     if not isinstance(traceparent, str) or len(traceparent) != TRACEPARENT_LENGTH:
         return None
     try:
@@ -81,8 +86,15 @@ def parent_context(traceparent: Any) -> otel_context.Context | None:
         return None
     if not trace_id or not span_id:
         return None
-    span_context = SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags & 1))
-    return trace.set_span_in_context(NonRecordingSpan(span_context))
+    return SpanContext(
+        trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags & KNOWN_FLAGS)
+    )
+
+
+def parent_context(traceparent: Any) -> otel_context.Context | None:
+    """A context holding the remote parent, for ``Tracer.start_span``; None if malformed."""
+    parent = remote_parent(traceparent)
+    return None if parent is None else trace.set_span_in_context(NonRecordingSpan(parent))
 
 
 def format_traceparent(span_context: SpanContext) -> str:
@@ -133,23 +145,34 @@ class ProducerSpans:
 
 
 class ConsumerSpans:
-    """``task_prerun``/``task_postrun`` (+ failure, retry) receivers in a pool process."""
+    """``task_prerun``/``task_postrun`` (+ failure, retry) receivers in a pool process.
 
-    def __init__(self, tracer: trace.Tracer, record_args: bool = False) -> None:
-        self.tracer = tracer
+    The ``run`` span is a :class:`telemetry.task_span.TaskSpan`, sampled by the
+    provider's sampler and sent with ``send`` when it ends (None: not exported).
+    """
+
+    def __init__(
+        self, provider: TracerProvider, send: Send | None, record_args: bool = False
+    ) -> None:
+        self.provider = provider
+        self.send = send
         self.record_args = record_args
-        self._running: dict[str, tuple[trace.Span, object]] = {}
+        self.scope = InstrumentationScope(INSTRUMENTATION)
+        #: task id -> [span, context token, outcome set by a failure or retry]
+        self._running: dict[str, list[Any]] = {}
 
     def on_task_prerun(self, task_id: str | None = None, task: Any = None, **_: Any) -> None:
         if task_id is None or task is None or task.name == HEALTH_TASK:
             return
         request = task.request
         delivery = getattr(request, "delivery_info", None) or {}
-        span = self.tracer.start_span(
+        span = start_task_span(
+            self.provider,
+            self.scope,
+            self.send,
             f"run/{task.name}",
-            context=parent_context(getattr(request, TRACEPARENT_HEADER, None)),
-            kind=SpanKind.CONSUMER,
-            attributes={
+            remote_parent(getattr(request, TRACEPARENT_HEADER, None)),
+            {
                 SYSTEM: "celery",
                 DESTINATION: str(delivery.get("routing_key") or ""),
                 OPERATION: "process",
@@ -164,7 +187,7 @@ class ConsumerSpans:
                 TASK_KWARGS, repr(getattr(request, "kwargs", None))[:MAX_ARGS_LENGTH]
             )
         token = otel_context.attach(trace.set_span_in_context(span))
-        self._running[task_id] = (span, token)
+        self._running[task_id] = [span, token, None]
 
     def on_task_failure(
         self, task_id: str | None = None, exception: BaseException | None = None, **_: Any
@@ -175,12 +198,12 @@ class ConsumerSpans:
         span = entry[0]
         span.record_exception(exception)
         span.set_status(Status(StatusCode.ERROR, type(exception).__name__))
-        span.set_attribute(TASK_OUTCOME, "failed")
+        entry[2] = "failed"
 
     def on_task_retry(self, request: Any = None, reason: Any = None, **_: Any) -> None:
         entry = self._running.get(str(getattr(request, "id", "") or ""))
         if entry is not None:
-            entry[0].set_attribute(TASK_OUTCOME, "retried")
+            entry[2] = "retried"
             if reason is not None:
                 entry[0].add_event("retry", {"reason": type(reason).__name__})
 
@@ -190,11 +213,11 @@ class ConsumerSpans:
         entry = self._running.pop(task_id or "", None)
         if entry is None:
             return
-        span, token = entry
-        if span.is_recording() and not (getattr(span, "attributes", None) or {}).get(TASK_OUTCOME):
-            span.set_attribute(TASK_OUTCOME, STATE_OUTCOMES.get(str(state), "failed"))
+        span, token, outcome = entry
+        if isinstance(span, TaskSpan):
+            span.record(TASK_OUTCOME, outcome or STATE_OUTCOMES.get(str(state), "failed"))
         span.end()
-        otel_context.detach(token)  # type: ignore[arg-type]
+        otel_context.detach(token)
 
 
 class MainProcessSpans:

@@ -14,14 +14,13 @@ from celery.signals import (
     task_postrun,
     task_prerun,
     task_retry,
-    worker_process_shutdown,
 )
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
 from telemetry.client_spans import install_client_spans
+from telemetry.span_relay import SpanRelay
 from telemetry.spans import INSTRUMENTATION, ConsumerSpans, ProducerSpans
-from telemetry.tracing import CollectorState, flush_within
 
 
 class ProducerWiring:
@@ -48,22 +47,24 @@ class ProducerWiring:
 
 
 class PoolProcessWiring:
-    """Consumer and producer spans in a pool process, flushed (bounded) when it exits."""
+    """Consumer and producer spans in a pool process.
+
+    Its provider hands each span to the export process as it ends
+    (``telemetry.span_relay``), so an exiting pool process has nothing to flush.
+    """
 
     def __init__(
-        self, provider: TracerProvider, state: CollectorState, record_args: bool = False
+        self, provider: TracerProvider, relay: SpanRelay | None, record_args: bool = False
     ) -> None:
         self.provider = provider
-        self.state = state
         tracer = provider.get_tracer(INSTRUMENTATION)
-        self.consumer = ConsumerSpans(tracer, record_args)
+        self.consumer = ConsumerSpans(provider, relay.send if relay else None, record_args)
         self.producer = ProducerWiring(tracer)
         self.pairs: tuple[tuple[Any, Any, str], ...] = (
             (task_prerun, self.consumer.on_task_prerun, "jobpilot.trace.prerun"),
             (task_failure, self.consumer.on_task_failure, "jobpilot.trace.failure"),
             (task_retry, self.consumer.on_task_retry, "jobpilot.trace.retry"),
             (task_postrun, self.consumer.on_task_postrun, "jobpilot.trace.postrun"),
-            (worker_process_shutdown, self.on_worker_process_shutdown, "jobpilot.trace.exit"),
         )
 
     def connect(self) -> None:
@@ -76,6 +77,3 @@ class PoolProcessWiring:
         for signal, _, uid in self.pairs:
             signal.disconnect(dispatch_uid=uid)
         self.producer.disconnect()
-
-    def on_worker_process_shutdown(self, **_: Any) -> None:
-        flush_within(self.provider, self.state)

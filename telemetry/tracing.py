@@ -1,27 +1,37 @@
-"""Tracer providers from the standard ``OTEL_*`` variables, prefork-correct.
+"""Tracer providers and exporters from the standard ``OTEL_*`` variables, prefork-correct.
 
-* Pool processes install the global provider in ``worker_process_init``: it can
-  be set once per process and is inherited through fork, so the main process
-  never installs one globally.
-* The main process builds a provider instance it keeps to itself, for the few
-  spans only it can record (hard time limits, revocations, lost pool processes).
-* Any other process gets one from ``telemetry.install(app)``, unless it already
-  has an SDK provider, which is then reused.
+In a worker, nothing exports from the processes that run tasks:
+
+* the main process starts the worker's span export process
+  (``telemetry.span_relay``, ``telemetry.export_process``) before the pool forks,
+  and keeps a provider to itself for the few spans only it can record (hard
+  time limits, revocations, lost pool processes);
+* each pool process installs the global provider in ``worker_process_init`` (it
+  can be set once per process and is inherited through fork); every span it
+  ends goes to the export process at once, and the ``run`` spans are lean
+  (``telemetry.task_span``);
+* the export process exports with :func:`exporter_from_environment`, behind
+  :class:`GuardedExporter`.
+
+Any other process gets a provider that exports itself from
+``telemetry.install(app)`` (:func:`build_provider`), unless it already has an
+SDK provider, which is then reused.
 
 Variables: ``OTEL_SERVICE_NAME`` (default ``jobpilot-worker``),
 ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_TRACES_SAMPLER``/``_ARG``,
 ``OTEL_EXPORTER_OTLP_ENDPOINT``/``_PROTOCOL`` (HTTP/protobuf by default),
 ``OTEL_TRACES_EXPORTER=otlp|console|none`` (``none`` still creates spans and
-propagates context), ``OTEL_SDK_DISABLED=true`` (no tracing at all) and
-``OTEL_BSP_SCHEDULE_DELAY`` (1000 ms here when unset).
+propagates context, and starts no export process), ``OTEL_SDK_DISABLED=true``
+(no tracing at all) and ``OTEL_BSP_*`` (``OTEL_BSP_SCHEDULE_DELAY`` is 1000 ms
+here when unset).
 
 Flushes are bounded at 2 s: the SDK's ``force_flush`` ignores its timeout, so it
 runs on a helper thread joined for at most that long, and the exporter's own
-timeout is 1 s. Processes share a "collector unreachable until T" value, set
-by any process whose export failed; while it is set (30 s), exit flushes are
-skipped and batches are dropped without a network attempt, so a dead collector
-costs one attempt per 30 s across all processes, and up to 30 s of spans are
-dropped after it recovers.
+timeout is 1 s. After a failed export, a "collector unreachable until T" value
+(:class:`CollectorState`, shared by forked processes) makes batches drop without
+a network attempt for 30 s, and exit flushes are skipped meanwhile: a dead
+collector costs one attempt per 30 s, and up to 30 s of spans are dropped
+after it recovers.
 """
 
 from __future__ import annotations
@@ -33,7 +43,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -74,11 +84,11 @@ def service_version() -> str:
 
 
 class CollectorState:
-    """The shared "unreachable until" time, in memory every pool process inherits."""
+    """The shared "unreachable until" time, in memory that forked processes inherit."""
 
     def __init__(self) -> None:
         self._until = multiprocessing.Value("d", 0.0, lock=False)
-        # Shared too: pool processes recycled every task still log once a minute in all.
+        # Shared too: forked processes log once a minute between them.
         self._last_log = multiprocessing.Value("d", 0.0, lock=False)
 
     def mark_unreachable(self, reason: str) -> None:
@@ -191,7 +201,8 @@ def exporter_from_environment() -> SpanExporter | None:
     raise SettingsError("OTEL_EXPORTER_OTLP_PROTOCOL", "must be http/protobuf or grpc")
 
 
-def build_provider(state: CollectorState, worker_hostname: str | None = None) -> TracerProvider:
+def worker_resource(worker_hostname: str | None = None) -> Resource:
+    """This process's resource: ``OTEL_SERVICE_NAME``/``OTEL_RESOURCE_ATTRIBUTES`` over our defaults."""
     attributes: dict[str, Any] = {
         "service.version": service_version(),
         "service.instance.id": f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
@@ -201,24 +212,40 @@ def build_provider(state: CollectorState, worker_hostname: str | None = None) ->
         attributes["service.name"] = DEFAULT_SERVICE_NAME
     if worker_hostname:
         attributes["celery.worker.hostname"] = worker_hostname
-    provider = TracerProvider(resource=Resource.create(attributes))
+    return Resource.create(attributes)
+
+
+def schedule_delay_millis() -> float | None:
+    """The batch processor's delay: ``OTEL_BSP_SCHEDULE_DELAY`` (the SDK reads it), else ours."""
+    return None if os.environ.get("OTEL_BSP_SCHEDULE_DELAY") else DEFAULT_SCHEDULE_DELAY_MILLIS
+
+
+def build_provider(state: CollectorState, worker_hostname: str | None = None) -> TracerProvider:
+    """A provider that exports from this process: for producers (``telemetry.install``)."""
+    provider = TracerProvider(resource=worker_resource(worker_hostname))
     quiet_export_failures()
     exporter = exporter_from_environment()
     if exporter is not None:
-        delay = None if os.environ.get("OTEL_BSP_SCHEDULE_DELAY") else DEFAULT_SCHEDULE_DELAY_MILLIS
         provider.add_span_processor(
-            BatchSpanProcessor(GuardedExporter(exporter, state), schedule_delay_millis=delay)
+            BatchSpanProcessor(
+                GuardedExporter(exporter, state), schedule_delay_millis=schedule_delay_millis()
+            )
         )
     return provider
+
+
+def bounded(call: Callable[[], object], seconds: float) -> bool:
+    """Run ``call`` on a helper thread joined for at most ``seconds``; True if it finished."""
+    helper = threading.Thread(target=call, name="span-flush", daemon=True)
+    helper.start()
+    helper.join(seconds)
+    return not helper.is_alive()
 
 
 def flush_within(
     provider: TracerProvider, state: CollectorState, seconds: float = FLUSH_TIMEOUT_SECONDS
 ) -> bool:
-    """Flush on a helper thread joined for at most ``seconds``; skipped while the collector is down."""
+    """Flush (bounded, see :func:`bounded`); skipped while the collector is down."""
     if not state.reachable():
         return False
-    flusher = threading.Thread(target=provider.force_flush, name="span-flush", daemon=True)
-    flusher.start()
-    flusher.join(seconds)
-    return not flusher.is_alive()
+    return bounded(provider.force_flush, seconds)

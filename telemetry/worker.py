@@ -54,13 +54,15 @@ from telemetry.readiness import (
     required_checks,
 )
 from telemetry.server import Liveness, RenderCache, TelemetryServer
+from telemetry.span_relay import ExportProcess, relayed_provider
 from telemetry.spans import INSTRUMENTATION, MainProcessSpans
 from telemetry.trace_wiring import PoolProcessWiring, ProducerWiring
-from telemetry.tracing import CollectorState, build_provider, flush_within, sdk_disabled
+from telemetry.tracing import exporter_from_environment, sdk_disabled
 from worker import lifecycle, routing
 from worker.celery_app import app, settings_of
 from worker.deadletters.records import deadletter_key
 from worker.redis_client import broker_redis
+from worker.settings import SettingsError
 
 DIRECT_SUFFIX = ".dq2"
 #: How often the consumer's event loop marks itself alive for /livez.
@@ -88,7 +90,7 @@ class WorkerTelemetry:
         self.liveness = Liveness(settings_of(app).liveness_timeout)
         self.threads: list[PollingThread] = []
         self.forwarder = PublishForwarder(self._count_publish)
-        self.collector = CollectorState()
+        self.export: ExportProcess | None = None
         self.main_provider: TracerProvider | None = None
         self.main_spans: MainProcessSpans | None = None
         self.producer_spans: ProducerWiring | None = None
@@ -170,7 +172,17 @@ def _start_main_process_tracing(telemetry: WorkerTelemetry, sender: Any) -> None
     globally, since the global one is inherited through fork and can be set only
     once; pool processes install theirs. Solo and threads pools run tasks here,
     so the main process installs the global provider and the task spans."""
-    provider = telemetry.main_provider = build_provider(telemetry.collector, telemetry.hostname)
+    settings = settings_of(app)
+    try:
+        exporter = exporter_from_environment()
+    except SettingsError as exc:
+        raise SystemExit(str(exc)) from None  # one line and a non-zero exit, as for settings
+    if exporter is not None:
+        exporter.shutdown()
+        telemetry.export = ExportProcess(settings.log_level, settings.log_format)
+        telemetry.export.start()
+    provider, relay = relayed_provider(telemetry.export, telemetry.hostname)
+    telemetry.main_provider = provider
     tracer = provider.get_tracer(INSTRUMENTATION)
     telemetry.main_spans = MainProcessSpans(tracer)
     lifecycle.add_observer(telemetry.main_spans)
@@ -179,7 +191,7 @@ def _start_main_process_tracing(telemetry: WorkerTelemetry, sender: Any) -> None
         telemetry.producer_spans.connect()
     else:
         trace.set_tracer_provider(provider)
-        PoolProcessWiring(provider, telemetry.collector, settings_of(app).trace_task_args).connect()
+        PoolProcessWiring(provider, relay, settings.trace_task_args).connect()
 
 
 def _forks_pool_processes(sender: Any) -> bool:
@@ -310,9 +322,11 @@ def _on_worker_process_init(**_: Any) -> None:
     if current.producer_spans is not None:
         current.producer_spans.disconnect()
         # The global provider lives in pool processes only, set once after fork.
-        provider = build_provider(current.collector, current.hostname)
+        if current.export is not None:
+            current.export.in_pool_process()
+        provider, relay = relayed_provider(current.export, current.hostname)
         trace.set_tracer_provider(provider)
-        PoolProcessWiring(provider, current.collector, settings.trace_task_args).connect()
+        PoolProcessWiring(provider, relay, settings.trace_task_args).connect()
     current = None
 
 
@@ -325,8 +339,8 @@ def _on_worker_shutdown(**_: Any) -> None:
             current.probe.stop()
         if current.server is not None:
             current.server.stop()
-        if current.main_provider is not None:
-            flush_within(current.main_provider, current.collector)
+        if current.export is not None:
+            current.export.stop()
         lifecycle.remove_observer(current.recorder)
         if current.health_check is not None:
             lifecycle.remove_observer(current.health_check)

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
+from telemetry.span_relay import is_export_process
 from worker.command import worker_command
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,9 +105,13 @@ class WorkerProcess:
         wait_until(seen, timeout, interval=0.05, message=f"{text!r} in the worker log")
         return self.log()
 
-    def pool_pids(self) -> list[int]:
+    def child_pids(self) -> list[int]:
         children = Path(f"/proc/{self.pid}/task/{self.pid}/children")
         return [int(p) for p in children.read_text().split()] if children.exists() else []
+
+    def pool_pids(self) -> list[int]:
+        """The prefork pool's processes: the children but the span export process."""
+        return [pid for pid in self.child_pids() if not is_export_process(pid)]
 
     def stop(self, timeout: float = 20.0) -> int | None:
         """Warm shutdown (SIGTERM), escalating to SIGKILL of the whole group."""

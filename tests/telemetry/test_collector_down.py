@@ -95,7 +95,7 @@ def test_memory_stays_flat_while_spans_cannot_be_exported(
     worker = start_worker(env)
     # Warm up: every cache and buffer reaches its steady size
     drain_seconds(3000)
-    before = {pid: rss_kib(pid) for pid in [worker.pid, *worker.pool_pids()]}
+    before = {pid: rss_kib(pid) for pid in [worker.pid, *worker.child_pids()]}
     drain_seconds(2000)
     after = {pid: rss_kib(pid) for pid in before}
     growth = {pid: after[pid] - before[pid] for pid in before}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import urllib.request
 from collections.abc import Callable
 
@@ -11,8 +12,9 @@ import pytest
 from tests.support.otlp_receiver import OtlpReceiver
 from tests.support.scrape import sample_sum, scrape
 from tests.support.tracing import publish_from_a_producer, traced_env
-from tests.support.worker_process import WorkerProcess, wait_until
+from tests.support.worker_process import ROOT, WorkerProcess, wait_until
 from worker.celery_app import app
+from worker.command import worker_command
 
 pytestmark = pytest.mark.integration
 
@@ -234,3 +236,36 @@ def test_tracing_runs_without_metrics(
     with pytest.raises(OSError):
         urllib.request.urlopen(worker.metrics_url, timeout=2)
     assert "serving /metrics" not in worker.log()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "line"),
+    [
+        (
+            "OTEL_TRACES_EXPORTER",
+            "zipkin",
+            "settings: OTEL_TRACES_EXPORTER: must be otlp, console or none",
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+            "http/xml",
+            "settings: OTEL_EXPORTER_OTLP_PROTOCOL: must be http/protobuf or grpc",
+        ),
+    ],
+)
+def test_a_bad_exporter_variable_is_one_line_and_a_non_zero_exit(
+    worker_env: dict[str, str], variable: str, value: str, line: str
+) -> None:
+    done = subprocess.run(
+        worker_command(["default"], 1, "--without-mingle"),
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", **worker_env, variable: value},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert [x for x in (done.stdout + done.stderr).splitlines() if x.startswith("settings:")] == [
+        line
+    ]
+    assert "Traceback" not in done.stderr
