@@ -39,8 +39,9 @@ from pathlib import Path
 from typing import Any
 
 from bench import memory, producer, profile, scrape, spans, steadiness
-from bench.drain import Drainer, Variant, default_workdir, interleaved, summarize
+from bench.drain import Drainer, Variant, default_workdir, summarize
 from bench.sink import DiscardingSink
+from bench.sliced import SLICE_SIZE, sliced
 from bench.verdict import CONTROLS, print_verdict, verdict
 
 RESULTS = Path(__file__).with_name("results") / "latest.json"
@@ -104,12 +105,12 @@ def everything_on(sink: DiscardingSink) -> Variant:
 
 
 def drain_table(
-    drainer: Drainer,
     sink: DiscardingSink,
     suite: str,
     tasks: list[str],
     n: int,
     pairs: int,
+    slice_size: int,
     steadiness_samples: int,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Each task's rows and verdict; the verdict records how steady the CPUs were at both ends."""
@@ -121,9 +122,8 @@ def drain_table(
     verdicts: dict[str, Any] = {}
     for task in tasks:
         before = steadiness.measure(steadiness_samples)
-        rows = summarize(
-            interleaved(drainer, build_variants(sink), task, n, pairs), baseline=baseline
-        )
+        runs = sliced(build_variants(sink), task, n, pairs, default_workdir(), slice_size)
+        rows = summarize(runs, baseline=baseline)
         after = steadiness.measure(steadiness_samples)
         results[task] = rows
         for row in rows:
@@ -153,6 +153,9 @@ def main() -> int:
         "--n", type=int, default=None, help="tasks per drain: 10,000, or 40,000 for hammer"
     )
     parser.add_argument("--pairs", type=int, default=15)
+    parser.add_argument(
+        "--slice", type=int, default=SLICE_SIZE, help="tasks per turn in the drain sessions"
+    )
     parser.add_argument("--memory-n", type=int, default=100_000)
     parser.add_argument("--scrapes", type=int, default=1000)
     parser.add_argument("--producer-n", type=int, default=5000)
@@ -205,14 +208,14 @@ def main() -> int:
         spans.print_table(report["spans"])
     if args.suite in ("all", "drain", "hammer"):
         suite = "drain" if args.suite == "all" else args.suite
-        report.update(n=args.n, pairs=args.pairs, suite=suite)
+        report.update(n=args.n, pairs=args.pairs, slice=args.slice, suite=suite)
         results, verdicts = drain_table(
-            drainer,
             sink,
             suite,
             args.tasks.split(","),
             args.n,
             args.pairs,
+            args.slice,
             args.steadiness_samples,
         )
         # Per task, so the no-op and CPU-task sessions may be run one at a time.

@@ -25,6 +25,7 @@ from pathlib import Path
 import redis
 
 from bench.hammer import Hammer
+from telemetry.span_relay import is_export_process
 from worker.command import worker_command
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,17 +74,42 @@ def process_cpu_seconds(pid: int) -> float:
     return (utime + stime + cutime + cstime) / CLOCK_TICKS
 
 
-def pool_pids(pid: int) -> list[int]:
-    """The worker's pool processes: the main process's children."""
+def child_pids(pid: int) -> list[int]:
+    """The worker's pool processes (and its span export process): the main process's children."""
     return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def role(pid: int) -> str:
+    """``export`` for the worker's span export process, ``child`` for a pool process."""
+    return "export" if is_export_process(pid) else "child"
 
 
 def tree_cpu_seconds(pid: int) -> float:
     total = process_cpu_seconds(pid)
-    for child in pool_pids(pid):
+    for child in child_pids(pid):
         with contextlib.suppress(FileNotFoundError):
             total += process_cpu_seconds(child)
     return total
+
+
+#: A worker has settled once its whole tree used at most this much CPU over one
+#: window: start-up work (imports in the export process, the first readiness
+#: probe) is then done, and not charged to the first tasks.
+QUIET_CPU_SECONDS = 0.02
+QUIET_WINDOW_SECONDS = 0.5
+SETTLE_TIMEOUT_SECONDS = 20.0
+
+
+def settle(pids: Sequence[int]) -> None:
+    """Wait until every worker tree in ``pids`` is quiet (or the timeout passes)."""
+    deadline = time.monotonic() + SETTLE_TIMEOUT_SECONDS
+    before = [tree_cpu_seconds(pid) for pid in pids]
+    while time.monotonic() < deadline:
+        time.sleep(QUIET_WINDOW_SECONDS)
+        after = [tree_cpu_seconds(pid) for pid in pids]
+        if all(b - a <= QUIET_CPU_SECONDS for a, b in zip(before, after, strict=True)):
+            return
+        before = after
 
 
 class Drainer:
@@ -147,6 +173,7 @@ class Drainer:
         hammer = Hammer(metrics_url, variant.hammer_per_second or 1.0)
         try:
             self._wait_ready(worker, log_path)
+            settle([worker.pid])
             cpu_before = tree_cpu_seconds(worker.pid)
             with hammer if variant.hammer_per_second else contextlib.nullcontext():
                 started = time.perf_counter()
@@ -197,20 +224,6 @@ def bootstrap_interval(
     rng = random.Random(seed)
     medians = sorted(statistics.median(rng.choices(ratios, k=len(ratios))) for _ in range(rounds))
     return medians[int(0.025 * rounds)], medians[int(0.975 * rounds) - 1]
-
-
-def interleaved(
-    drainer: Drainer, variants: Sequence[Variant], task: str, n: int, pairs: int
-) -> dict[str, list[Run]]:
-    """``pairs`` rounds; each round runs every variant once, in a shuffled order."""
-    runs: dict[str, list[Run]] = {v.name: [] for v in variants}
-    rng = random.Random(11)
-    for _ in range(pairs):
-        order = list(variants)
-        rng.shuffle(order)
-        for variant in order:
-            runs[variant.name].append(drainer.run(variant, task, n))
-    return runs
 
 
 def summarize(runs: dict[str, list[Run]], baseline: str) -> list[dict[str, object]]:

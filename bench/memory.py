@@ -1,9 +1,9 @@
-"""Memory over a long drain: RSS of the main process and each pool process at N/2 and at N.
+"""Memory over a long drain: RSS of each process of a worker at N/2 and at N.
 
 One worker with everything on (metrics, readiness, tracing exported to a
 discarding endpoint) and ``worker_max_tasks_per_child`` unset drains N no-op
 tasks (100,000 by default). RSS (``VmRSS`` from ``/proc/<pid>/status``) is read
-from the main process and every pool process as the count of finished tasks
+from the main process, every pool process and the span export process as the count of finished tasks
 crosses N/2 and again at N. A process holds when its growth between the two is
 within 2% of its RSS at N/2, or 2 MiB, whichever is larger. The same pool
 processes must serve the whole drain, or the comparison would mean nothing.
@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench.drain import Drainer, Variant, pool_pids
+from bench.drain import Drainer, Variant, child_pids, role
 
 MIB = 1024 * 1024
 ALLOWED_FRACTION = 0.02
@@ -30,8 +30,8 @@ def rss_bytes(pid: int) -> int:
 
 
 def tree_rss(pid: int) -> dict[str, int]:
-    """RSS by role: ``main`` and ``child-<pid>`` for each pool process."""
-    return {"main": rss_bytes(pid), **{f"child-{c}": rss_bytes(c) for c in pool_pids(pid)}}
+    """RSS by process: ``main``, ``child-<pid>`` for each pool process, ``export-<pid>``."""
+    return {"main": rss_bytes(pid), **{f"{role(c)}-{c}": rss_bytes(c) for c in child_pids(pid)}}
 
 
 def measure(drainer: Drainer, variant: Variant, n: int) -> dict[str, Any]:
@@ -50,14 +50,14 @@ def measure(drainer: Drainer, variant: Variant, n: int) -> dict[str, Any]:
             f"pool processes changed during the drain: {sorted(half)} -> {sorted(full)}"
         )
     processes = []
-    for role in sorted(half):
-        growth = full[role] - half[role]
-        allowed = max(ALLOWED_FRACTION * half[role], ALLOWED_BYTES)
+    for name in sorted(half):
+        growth = full[name] - half[name]
+        allowed = max(ALLOWED_FRACTION * half[name], ALLOWED_BYTES)
         processes.append(
             {
-                "process": "main" if role == "main" else "child",
-                "rss_half_mib": round(half[role] / MIB, 2),
-                "rss_full_mib": round(full[role] / MIB, 2),
+                "process": name.partition("-")[0],
+                "rss_half_mib": round(half[name] / MIB, 2),
+                "rss_full_mib": round(full[name] / MIB, 2),
                 "growth_mib": round(growth / MIB, 2),
                 "allowed_mib": round(allowed / MIB, 2),
                 "holds": growth <= allowed,

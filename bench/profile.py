@@ -25,7 +25,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.drain import Drainer, Variant, pool_pids
+from bench.drain import Drainer, Variant, child_pids
 
 TASK = "bench_noop"
 SAMPLE_RATE = 250
@@ -88,7 +88,7 @@ def measure(drainer: Drainer, variant: Variant, n: int) -> dict[str, Any]:
         """One recorder per process: the main process and each pool process."""
         if recorders:
             return
-        for target in [pid, *pool_pids(pid)]:
+        for target in [pid, *child_pids(pid)]:
             recorders.append(
                 subprocess.Popen(
                     [py_spy, "record", "--pid", str(target), "--nonblocking", "--rate", str(SAMPLE_RATE),

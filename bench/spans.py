@@ -7,24 +7,32 @@ process would push: the headers and properties Celery builds for the message
 
 * ``none``: the signals with no span receiver, the floor;
 * ``lean``: this project's :class:`telemetry.spans.ConsumerSpans`, connected by
-  :class:`telemetry.trace_wiring.PoolProcessWiring` as in a pool process;
+  :class:`telemetry.trace_wiring.PoolProcessWiring` as in a pool process, with a
+  relay sending each span's row on a socket pair (``telemetry.span_relay``);
 * ``upstream``: OpenTelemetry's ``CeleryInstrumentor``, when
   ``opentelemetry-instrumentation-celery`` is installed.
 
-Every set runs on one SDK provider whose batch processor hands its spans to an
-exporter that encodes them as OTLP protobuf and drops the bytes: the worker's
-work minus the POST. A round times ``TASKS_PER_ROUND`` tasks per set, in a
-shuffled order, with the batch processor's flush inside the timed region; CPU
-time is ``time.process_time`` (all threads). Figures are medians over the
-rounds: ``added_us_per_task`` is a set's cost above ``none``, span and encoding;
-``encode_us_per_span`` times the encoding alone, over 512-span batches, and
-``handler_us_per_task`` is what remains for the handlers and the SDK's span.
+``upstream`` runs on an SDK provider whose batch processor hands its spans to an
+exporter that encodes them as OTLP protobuf and drops the bytes: what a pool
+process does with them, minus the POST. ``lean`` leaves that encoding to the
+worker's export process; its socket is read back outside the timed region. A
+round times ``TASKS_PER_ROUND`` tasks per set, in a shuffled order, with the
+batch processor's flush inside the timed region; CPU time is
+``time.process_time`` (all threads). Figures are medians over the rounds:
+
+* ``added_us_per_task``: what a set costs the task's own process, above ``none``;
+* ``encode_us_per_span``: OTLP protobuf encoding of the set's spans, in 512-span
+  batches, in the process ``encoded_in`` names (for ``lean``, the export
+  process, which first decodes the rows);
+* ``handler_us_per_task``: the task's process's cost without OTLP encoding.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import random
+import socket
 import statistics
 import time
 import uuid
@@ -35,18 +43,13 @@ from typing import Any
 from celery.signals import task_postrun, task_prerun
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import (
-    BatchSpanProcessor,
-    SimpleSpanProcessor,
-    SpanExporter,
-    SpanExportResult,
-)
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from bench.tasks import bench_noop
 from telemetry.lifecycle import TRACEPARENT_HEADER
+from telemetry.span_codec import SpanDecoder
+from telemetry.span_relay import MAX_DATAGRAM_BYTES, SOCKET_BUFFER_BYTES, DropCounter, SpanRelay
 from telemetry.trace_wiring import PoolProcessWiring
-from telemetry.tracing import CollectorState
 from worker.celery_app import app
 
 TASKS_PER_ROUND = 2000
@@ -69,6 +72,10 @@ class EncodingDiscarder(SpanExporter):
         return None
 
 
+def no_datagrams() -> list[bytes]:
+    return []
+
+
 @dataclass(frozen=True)
 class HandlerSet:
     """Connects and disconnects one set of span receivers."""
@@ -76,12 +83,41 @@ class HandlerSet:
     name: str
     connect: Callable[[], None]
     disconnect: Callable[[], None]
+    #: Reads back what the set sent to an export process (outside the timing).
+    sent: Callable[[], list[bytes]] = no_datagrams
+
+    @property
+    def encoded_in(self) -> str:
+        return "pool process" if self.sent is no_datagrams else "export process"
+
+
+class SocketRelay:
+    """A relay on a socket pair, as a pool process has one; the other end is read back here."""
+
+    def __init__(self, provider: TracerProvider) -> None:
+        self.sender, self.receiver = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sender.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER_BYTES)
+        self.sender.setblocking(False)
+        self.receiver.setblocking(False)
+        self.drops = DropCounter()
+        self.relay = SpanRelay(self.sender, provider.resource, self.drops)
+
+    def datagrams(self) -> list[bytes]:
+        """Everything sent so far; fails if the buffer ever overflowed."""
+        received = []
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                received.append(self.receiver.recv(MAX_DATAGRAM_BYTES))
+        if self.drops.count:
+            raise RuntimeError(f"the relay dropped {self.drops.count} spans: raise its buffer")
+        return received
 
 
 def lean_set(provider: TracerProvider) -> HandlerSet:
     """The receivers a pool process connects, wired as the worker wires them."""
-    wiring = PoolProcessWiring(provider, CollectorState())
-    return HandlerSet("lean", wiring.connect, wiring.disconnect)
+    relay = SocketRelay(provider)
+    wiring = PoolProcessWiring(provider, relay.relay)
+    return HandlerSet("lean", wiring.connect, wiring.disconnect, relay.datagrams)
 
 
 def nothing_set(provider: TracerProvider) -> HandlerSet:
@@ -167,13 +203,16 @@ def cpu_us_per_task(handlers: HandlerSet, provider: TracerProvider, count: int) 
         return (time.process_time() - started) / count * 1e6
     finally:
         handlers.disconnect()
+        handlers.sent()
 
 
-def recorded_spans(factory: Callable[[TracerProvider], HandlerSet | None]) -> list[ReadableSpan]:
-    """The spans ``ENCODE_BATCH`` tasks make under a handler set, on a provider of its own."""
-    exporter = InMemorySpanExporter()
+def recorded_spans(factory: Callable[[TracerProvider], HandlerSet | None]) -> list[bytes]:
+    """What ``ENCODE_BATCH`` tasks send under a handler set, on a provider of its own, as
+    the datagrams an export process reads: SDK spans through a relay on the provider,
+    the set's own rows through its relay."""
     provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    provider_relay = SocketRelay(provider)
+    provider.add_span_processor(provider_relay.relay)
     handlers = factory(provider)
     if handlers is None:
         return []
@@ -182,14 +221,27 @@ def recorded_spans(factory: Callable[[TracerProvider], HandlerSet | None]) -> li
         run_tasks(ENCODE_BATCH)
     finally:
         handlers.disconnect()
-    return list(exporter.get_finished_spans())
+    return provider_relay.datagrams() + handlers.sent()
 
 
-def encode_us_per_span(batch: Sequence[ReadableSpan]) -> float:
-    """CPU µs per span of encoding ``batch`` as one OTLP protobuf request."""
+def decoded(datagrams: Sequence[bytes]) -> list[ReadableSpan]:
+    decoder = SpanDecoder()
+    return [span for datagram in datagrams for span in decoder.decode(datagram)]
+
+
+def encode_us_per_span(datagrams: Sequence[bytes], decode: bool) -> float:
+    """CPU µs per span of encoding the spans as one OTLP protobuf request; with
+    ``decode``, decoding the rows is timed too (the export process's work)."""
+    spans = [] if decode else decoded(datagrams)
     started = time.process_time()
-    encode_spans(batch).SerializeToString()
-    return (time.process_time() - started) / len(batch) * 1e6
+    if decode:
+        spans = decoded(datagrams)
+    encode_spans(spans).SerializeToString()
+    return (time.process_time() - started) / len(spans) * 1e6
+
+
+def attribute_count(datagrams: Sequence[bytes]) -> int:
+    return len(decoded(datagrams[:1])[0].attributes or {}) if datagrams else 0
 
 
 FACTORIES: dict[str, Callable[[TracerProvider], HandlerSet | None]] = {
@@ -218,24 +270,31 @@ def measure(rounds: int, tasks_per_round: int = TASKS_PER_ROUND) -> dict[str, An
         for handlers in order:
             timings[handlers.name].append(cpu_us_per_task(handlers, provider, tasks_per_round))
             if handlers.name in encodings:
-                encodings[handlers.name].append(encode_us_per_span(samples[handlers.name]))
+                encodings[handlers.name].append(
+                    encode_us_per_span(
+                        samples[handlers.name], handlers.encoded_in == "export process"
+                    )
+                )
     provider.shutdown()
     floor = statistics.median(timings["none"])
     rows = []
-    for name, series in timings.items():
-        spans = len(samples[name]) / ENCODE_BATCH
+    for handlers in sets:
+        name, series = handlers.name, timings[handlers.name]
+        spans = len(decoded(samples[name])) / ENCODE_BATCH
         encode = statistics.median(encodings[name]) if name in encodings else 0.0
         added = statistics.median(series) - floor
+        in_pool = handlers.encoded_in == "pool process"
         rows.append(
             {
                 "handlers": name,
                 "spans_per_task": spans,
-                "attributes_per_span": len(samples[name][0].attributes or {}) if spans else 0,
+                "attributes_per_span": attribute_count(samples[name]),
                 "cpu_us_per_task_median": statistics.median(series),
                 "cpu_us_per_task_min": min(series),
                 "added_us_per_task": added,
                 "encode_us_per_span": encode,
-                "handler_us_per_task": added - spans * encode,
+                "encoded_in": handlers.encoded_in,
+                "handler_us_per_task": added - spans * encode if in_pool else added,
             }
         )
     return {
@@ -249,13 +308,14 @@ def measure(rounds: int, tasks_per_round: int = TASKS_PER_ROUND) -> dict[str, An
 def print_table(result: dict[str, Any]) -> None:
     print(
         f"{'handlers':<10}{'spans/task':>11}{'attrs':>6}{'CPU-us/task':>13}{'min':>8}{'added':>8}"
-        f"{'encode/span':>13}{'handlers only':>15}"
+        f"{'encode/span':>13}{'encoded in':>16}{'handlers only':>15}"
     )
     for row in result["sets"]:
         print(
             f"{row['handlers']:<10}{row['spans_per_task']:>11.1f}{row['attributes_per_span']:>6}"
             f"{row['cpu_us_per_task_median']:>13.1f}{row['cpu_us_per_task_min']:>8.1f}"
             f"{row['added_us_per_task']:>8.1f}{row['encode_us_per_span']:>13.1f}"
+            f"{row['encoded_in'] if row['spans_per_task'] else '':>16}"
             f"{row['handler_us_per_task']:>15.1f}"
         )
     if not result["upstream_installed"]:

@@ -75,7 +75,8 @@ def test_bench_smoke_run_writes_every_variant(tmp_path: Path) -> None:
     assert set(render) == {200, 800} and render[800]["size_bytes"] > render[200]["size_bytes"] > 0
     assert [row["round_trips"] for row in report["scrape"]["depth_poll"]] == [1, 1]
     roles = [row["process"] for row in report["memory"]["processes"]]
-    assert sorted(roles) == ["child", "child", "main"] and report["memory"]["tasks"] == 400
+    assert sorted(roles) == ["child", "child", "export", "main"]
+    assert report["memory"]["tasks"] == 400
 
 
 def test_bench_hammer_smoke_scrapes_while_draining(tmp_path: Path) -> None:

@@ -1,0 +1,40 @@
+"""Sliced drain sessions: turns, staging and a short real round."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from bench.drain import STAGING, Variant
+from bench.redis_server import PrivateRedis
+from bench.sliced import SlicedSession, slice_sizes
+
+OFF = {"TELEMETRY_ENABLED": "false"}
+
+
+def test_turns_cover_every_message_once() -> None:
+    assert slice_sizes(10_000, 500) == [500] * 20
+    assert slice_sizes(1_200, 500) == [500, 500, 200]
+    assert slice_sizes(200, 500) == [200]
+
+
+@pytest.mark.integration
+def test_a_round_drains_every_slice_in_every_variant(tmp_path: Path) -> None:
+    """Given two variants and 60 messages in turns of 25, when a round runs, then the
+    turns hold 60 distinct messages and each variant drained all of them."""
+    variants = (Variant("off", OFF), Variant("off_aa", OFF))
+    with PrivateRedis() as server:
+        session = SlicedSession(server, variants, "bench_noop", 60, tmp_path, slice_size=25)
+        client = server.client()
+        ids: list[str] = []
+        for dump in session.slices:
+            client.restore(STAGING, 0, dump, replace=True)
+            ids += [json.loads(m)["headers"]["id"] for m in client.lrange(STAGING, 0, -1)]
+        client.delete(STAGING)
+        assert len(ids) == len(set(ids)) == 60
+        runs = session.round(random.Random(1))
+    assert set(runs) == {"off", "off_aa"}
+    assert all(run.tasks == 60 and run.seconds > 0 and run.cpu_seconds > 0 for run in runs.values())
