@@ -1,18 +1,22 @@
 """Where "everything on" spends its CPU: a py-spy profile of a worker draining no-op tasks.
 
 One ``all_on`` drain of N no-op tasks runs while ``py-spy record --nonblocking``
-samples the main process and each pool process (one recorder per process). Each sample's
-stack is attributed to an area by the frames it holds:
+samples the main process, each pool process and the span export process (one
+recorder per process). Each sample's stack is attributed to an area by the
+frames it holds:
 
 * ``tracing``: any frame from the OpenTelemetry SDK or its OTLP exporter, or
-  from ``telemetry/`` span and exporter code (``spans``, ``trace_wiring``,
+  from ``telemetry/`` span and exporter code (``spans``, ``task_span``,
+  ``span_codec``, ``span_relay``, ``export_process``, ``trace_wiring``,
   ``tracing``, ``client_spans``);
 * ``metrics``: any frame from ``prometheus_client`` or the rest of ``telemetry/``;
 * ``celery``: everything else (Celery, kombu, billiard, redis-py, the task).
 
 py-spy leaves out idle threads (waiting in ``select``, on a lock, ...), so the
 shares are of busy CPU. The busiest leaf functions of the telemetry areas are
-listed too.
+listed too. The same summary is kept per role (``main``, ``child`` for the pool
+processes together, ``export``), with the role's busy CPU per task: its samples
+over the sampling rate, over N.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.drain import Drainer, Variant, child_pids
+from bench.drain import Drainer, Variant, child_pids, role
 
 TASK = "bench_noop"
 SAMPLE_RATE = 250
@@ -33,8 +37,9 @@ SAMPLE_RATE = 250
 #: (``opentelemetry/sdk/trace/__init__.py`` shows as ``trace/__init__.py``).
 TRACING_MODULES = (
     "opentelemetry", "trace/__init__.py", "trace/export", "_shared_internal", "trace_encoder",
-    "trace_exporter", "telemetry/spans.py", "telemetry/trace_wiring.py", "telemetry/tracing.py",
-    "telemetry/client_spans.py",
+    "trace_exporter", "telemetry/spans.py", "telemetry/task_span.py", "telemetry/span_codec.py",
+    "telemetry/span_relay.py", "telemetry/export_process.py", "telemetry/trace_wiring.py",
+    "telemetry/tracing.py", "telemetry/client_spans.py",
 )  # fmt: skip
 METRICS_MODULES = ("prometheus_client", "telemetry/")
 FRAME = re.compile(r"^(?P<function>.+?) \((?P<file>[^:]+)(?::\d+)?\)$")
@@ -83,12 +88,14 @@ def measure(drainer: Drainer, variant: Variant, n: int) -> dict[str, Any]:
         raise SystemExit("profile: py-spy is not installed (pip install py-spy)")
     workdir = Path(tempfile.mkdtemp(prefix="jobpilot-profile-"))
     recorders: list[subprocess.Popen[bytes]] = []
+    roles: dict[int, str] = {}
 
     def start_recording(_done: int, pid: int) -> None:
-        """One recorder per process: the main process and each pool process."""
+        """One recorder per process: the main, pool and export processes."""
         if recorders:
             return
-        for target in [pid, *child_pids(pid)]:
+        roles.update({pid: "main"} | {child: role(child) for child in child_pids(pid)})
+        for target in roles:
             recorders.append(
                 subprocess.Popen(
                     [py_spy, "record", "--pid", str(target), "--nonblocking", "--rate", str(SAMPLE_RATE),
@@ -101,13 +108,23 @@ def measure(drainer: Drainer, variant: Variant, n: int) -> dict[str, Any]:
     run = drainer.run(variant, TASK, n, on_progress=start_recording)
     for recorder in recorders:
         recorder.wait(30)  # py-spy writes its file once its process has exited
-    raw = "\n".join(path.read_text() for path in sorted(workdir.glob("*.txt")))
+    raws = {pid: (workdir / f"{pid}.txt").read_text() for pid in roles}
+    by_role = {
+        name: "\n".join(raws[pid] for pid in roles if roles[pid] == name)
+        for name in sorted(set(roles.values()))
+    }
+    per_role = {}
+    for name, raw in by_role.items():
+        summary = summarize(raw, top=6)
+        summary["busy_cpu_us_per_task"] = round(summary["busy_samples"] / SAMPLE_RATE / n * 1e6, 1)
+        per_role[name] = summary
     return {
         "variant": variant.name,
         "tasks": n,
         "tasks_per_second": round(run.rate, 1),
         "processes_sampled": len(recorders),
-    } | summarize(raw)
+        "roles": per_role,
+    } | summarize("\n".join(raws.values()))
 
 
 def print_table(figures: dict[str, Any]) -> None:
@@ -118,3 +135,9 @@ def print_table(figures: dict[str, Any]) -> None:
     )
     for row in figures["top_telemetry_leaves"]:
         print(f"  {row['share']:>6.1%}  {row['leaf']}")
+    for name, summary in figures["roles"].items():
+        share = summary["share"]
+        print(
+            f"  {name}: {summary['busy_cpu_us_per_task']:.0f} busy CPU-us per task; celery "
+            f"{share['celery']:.1%}, metrics {share['metrics']:.1%}, tracing {share['tracing']:.1%}"
+        )
