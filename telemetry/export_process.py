@@ -26,11 +26,11 @@ import time
 
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
+from telemetry.log_throttle import LogThrottle
 from telemetry.span_codec import SpanDecodeError, SpanDecoder
 from telemetry.span_relay import MAX_DATAGRAM_BYTES, SHUTDOWN
 from telemetry.tracing import (
     FLUSH_TIMEOUT_SECONDS,
-    LOG_INTERVAL_SECONDS,
     CollectorState,
     GuardedExporter,
     bounded,
@@ -56,7 +56,8 @@ class Reader:
         self.processor = processor
         self.decoder = SpanDecoder()
         self.buffer = bytearray(MAX_DATAGRAM_BYTES)
-        self._last_error_log = float("-inf")
+        self.view = memoryview(self.buffer)
+        self._log = LogThrottle()
         receiver.setblocking(False)
 
     def read_waiting(self) -> bool:
@@ -66,7 +67,7 @@ class Reader:
                 size, _, flags, _ = self.receiver.recvmsg_into([self.buffer])
             except BlockingIOError:
                 return True
-            datagram = bytes(self.buffer[:size])
+            datagram = self.view[:size].tobytes()  # one copy, not a slice and a copy
             if datagram == SHUTDOWN:
                 return False
             try:
@@ -80,9 +81,7 @@ class Reader:
                 self.processor.on_end(span)
 
     def _log_malformed(self, exc: SpanDecodeError) -> None:
-        now = time.monotonic()
-        if now - self._last_error_log >= LOG_INTERVAL_SECONDS:
-            self._last_error_log = now
+        if self._log.due():
             logger.warning("dropped a malformed span datagram: %s", exc)
 
 

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from telemetry.catalogue import WorkerMetrics
+from telemetry.log_throttle import LogThrottle
 from telemetry.task_series import TaskSeries
 from worker.lifecycle import FAILED, REJECTED
 
@@ -34,11 +35,11 @@ logger = logging.getLogger("telemetry.lifecycle")
 PUBLISHED_AT_HEADER = "x-jobpilot-published-at"
 TRACEPARENT_HEADER = "traceparent"
 TRACEPARENT_LENGTH = 55
-INVALID_TRACE_ID = "0" * 32
+#: The W3C trace-flags bit of a sampled trace.
+SAMPLED_FLAG = 0x01
 HEALTH_TASK = "health_check_task"
 OTHER_QUEUE = "other"
 UNKNOWN_TASK = "unknown"
-ERROR_LOG_INTERVAL_SECONDS = 60.0
 
 #: Distinct (routing key, task name) pairs remembered for the series lookup; past
 #: it, new pairs are looked up by label each time (never seen in practice).
@@ -60,7 +61,7 @@ class DeliveryRecorder:
         self.queues = frozenset(queues)
         self.is_registered = is_registered
         self._by_delivery: dict[tuple[Any, Any], TaskSeries] = {}
-        self._last_error_log = float("-inf")
+        self._log = LogThrottle()
 
     def queue_label(self, queue: str | None) -> str:
         return queue if queue in self.queues else OTHER_QUEUE
@@ -164,30 +165,37 @@ class DeliveryRecorder:
 
     def _skip(self, exc: Exception) -> None:
         """Telemetry never breaks a task: log (once a minute at most) and skip the event."""
-        now = time.monotonic()
-        if now - self._last_error_log >= ERROR_LOG_INTERVAL_SECONDS:
-            self._last_error_log = now
+        if self._log.due():
             logger.warning("task metrics skipped an event: %s: %s", type(exc).__name__, exc)
 
 
-def sampled_trace_id(request: Any) -> str | None:
-    """The trace id of the message's W3C ``traceparent``, if it is sampled: the exemplar.
+def parse_traceparent(traceparent: Any) -> tuple[int, int, int] | None:
+    """(trace id, span id, flags) of a W3C ``00-<32 hex>-<16 hex>-<2 hex>``; None if malformed.
 
-    Parsed directly (``00-<32 hex trace id>-<16 hex span id>-<2 hex flags>``):
-    no OpenTelemetry call on the hot path, and it works with export disabled.
+    Parsed directly: no OpenTelemetry call on the hot path, and it works with
+    export disabled. Zero ids are left for the caller to judge.
     """
-    parent = (request.request_dict or {}).get(TRACEPARENT_HEADER)
-    if not isinstance(parent, str) or len(parent) != TRACEPARENT_LENGTH:
+    if not isinstance(traceparent, str) or len(traceparent) != TRACEPARENT_LENGTH:
         return None
-    trace_id, flags = parent[3:35], parent[53:55]
     try:
-        sampled = int(flags, 16) & 1
-        int(trace_id, 16)
+        return (
+            int(traceparent[3:35], 16),
+            int(traceparent[36:52], 16),
+            int(traceparent[53:55], 16),
+        )
     except ValueError:
         return None
-    if not sampled or trace_id == INVALID_TRACE_ID:
+
+
+def sampled_trace_id(request: Any) -> str | None:
+    """The trace id of the message's ``traceparent``, if it is sampled: the exemplar."""
+    parsed = parse_traceparent((request.request_dict or {}).get(TRACEPARENT_HEADER))
+    if parsed is None:
         return None
-    return trace_id.lower()
+    trace_id, _, flags = parsed
+    if not flags & SAMPLED_FLAG or not trace_id:
+        return None
+    return f"{trace_id:032x}"
 
 
 def queue_wait_seconds(request: Any) -> float | None:

@@ -33,12 +33,12 @@ import redis
 
 from telemetry.catalogue import WorkerMetrics
 from telemetry.lifecycle import PUBLISHED_AT_HEADER
+from telemetry.log_throttle import LogThrottle
 
 logger = logging.getLogger("telemetry.queues")
 
 KOMBU_SEP = "\x06\x16"
 KOMBU_PRIORITY_STEPS = (0, 3, 6, 9)
-ERROR_LOG_INTERVAL_SECONDS = 60.0
 _PUBLISHED_AT = re.compile(rb'"' + re.escape(PUBLISHED_AT_HEADER.encode()) + rb'":\s*([0-9.eE+-]+)')
 
 
@@ -87,7 +87,7 @@ class QueuePoller:
         self.metrics = metrics
         self.clock = clock
         self.round_trips = 0
-        self._last_error_log = float("-inf")
+        self._log = LogThrottle()
 
     def read(self) -> tuple[dict[str, QueueReading], int]:
         """One round trip: the reading per queue and the dead-letter list's length."""
@@ -119,9 +119,7 @@ class QueuePoller:
         try:
             readings, deadletters = self.read()
         except (redis.RedisError, OSError) as exc:
-            now = time.monotonic()
-            if now - self._last_error_log >= ERROR_LOG_INTERVAL_SECONDS:
-                self._last_error_log = now
+            if self._log.due():
                 logger.warning("queue depth poll failed: %s", type(exc).__name__)
             return False
         for queue, reading in readings.items():

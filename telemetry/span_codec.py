@@ -55,9 +55,6 @@ class DecodedResource(Resource):
     def __hash__(self) -> int:
         return self._hash
 
-    def __eq__(self, other: object) -> bool:
-        return super().__eq__(other)
-
 
 class SpanDecodeError(ValueError):
     """A datagram that is not a resource line and a list of well-formed rows."""

@@ -42,6 +42,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 
+from telemetry.log_throttle import LogThrottle
 from telemetry.span_codec import encode, resource_line, row_of
 from telemetry.tracing import worker_resource
 
@@ -59,7 +60,6 @@ STOP_TIMEOUT_SECONDS = 2.0
 #: Restarts back off from 1 s to a minute while the export process keeps dying young.
 RESTART_DELAY_SECONDS = 1.0
 MAX_RESTART_DELAY_SECONDS = 60.0
-DROP_LOG_INTERVAL_SECONDS = 60.0
 #: The module the export process runs, which also tells it apart from pool processes.
 EXPORT_MODULE = "telemetry.export_process"
 
@@ -73,13 +73,11 @@ class DropCounter:
 
     def __init__(self) -> None:
         self._dropped = multiprocessing.Value("q", 0, lock=False)
-        self._last_log = multiprocessing.Value("d", 0.0, lock=False)
+        self._log = LogThrottle()
 
     def dropped(self, reason: str) -> None:
         self._dropped.value += 1
-        now = time.time()
-        if now - self._last_log.value >= DROP_LOG_INTERVAL_SECONDS:
-            self._last_log.value = now
+        if self._log.due():
             logger.warning(
                 "spans dropped before export: %d so far (last: %s)", self._dropped.value, reason
             )

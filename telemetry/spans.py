@@ -43,7 +43,7 @@ from opentelemetry.trace import (
     TraceFlags,
 )
 
-from telemetry.lifecycle import HEALTH_TASK, TRACEPARENT_HEADER, TRACEPARENT_LENGTH
+from telemetry.lifecycle import HEALTH_TASK, TRACEPARENT_HEADER, parse_traceparent
 from telemetry.task_span import RANDOM_TRACE_ID, Send, TaskSpan, start_task_span
 
 logger = logging.getLogger("telemetry.spans")
@@ -74,16 +74,10 @@ STATE_OUTCOMES = {
 
 def remote_parent(traceparent: Any) -> SpanContext | None:
     """The remote parent in ``00-<trace id>-<span id>-<flags>``, or None if malformed."""
-    if not isinstance(traceparent, str) or len(traceparent) != TRACEPARENT_LENGTH:
+    parsed = parse_traceparent(traceparent)
+    if parsed is None:
         return None
-    try:
-        trace_id, span_id, flags = (
-            int(traceparent[3:35], 16),
-            int(traceparent[36:52], 16),
-            int(traceparent[53:55], 16),
-        )
-    except ValueError:
-        return None
+    trace_id, span_id, flags = parsed
     if not trace_id or not span_id:
         return None
     return SpanContext(

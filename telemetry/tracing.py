@@ -56,6 +56,7 @@ from opentelemetry.sdk.trace.export import (
     SpanExportResult,
 )
 
+from telemetry.log_throttle import LogThrottle
 from worker.settings import SettingsError
 
 logger = logging.getLogger("telemetry.tracing")
@@ -68,7 +69,6 @@ FLUSH_TIMEOUT_SECONDS = 2.0
 EXPORT_TIMEOUT_SECONDS = 1.0
 #: After a failed export, exit flushes are skipped for this long.
 UNREACHABLE_BACKOFF_SECONDS = 30.0
-LOG_INTERVAL_SECONDS = 60.0
 TRUE_VALUES = ("true", "1", "yes")
 
 
@@ -89,13 +89,11 @@ class CollectorState:
     def __init__(self) -> None:
         self._until = multiprocessing.Value("d", 0.0, lock=False)
         # Shared too: forked processes log once a minute between them.
-        self._last_log = multiprocessing.Value("d", 0.0, lock=False)
+        self._log = LogThrottle()
 
     def mark_unreachable(self, reason: str) -> None:
         self._until.value = time.time() + UNREACHABLE_BACKOFF_SECONDS
-        now = time.time()
-        if now - self._last_log.value >= LOG_INTERVAL_SECONDS:
-            self._last_log.value = now
+        if self._log.due():
             logger.warning(
                 "span export failed (%s); spans are dropped until the collector answers", reason
             )
@@ -136,19 +134,12 @@ class GuardedExporter(SpanExporter):
 class OncePerInterval(logging.Filter):
     """Lets a logger's warnings through at most once per interval (the SDK logs every failure)."""
 
-    def __init__(self, interval: float = LOG_INTERVAL_SECONDS) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.interval = interval
-        self._last = float("-inf")
+        self._log = LogThrottle()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.WARNING:
-            return True
-        now = time.monotonic()
-        if now - self._last < self.interval:
-            return False
-        self._last = now
-        return True
+        return record.levelno < logging.WARNING or self._log.due()
 
 
 NOISY_EXPORT_LOGGERS = (

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from telemetry.tracing import LOG_INTERVAL_SECONDS, UNREACHABLE_BACKOFF_SECONDS
+from telemetry.log_throttle import LOG_INTERVAL_SECONDS
+from telemetry.tracing import UNREACHABLE_BACKOFF_SECONDS
 from tests.support.otlp_receiver import OtlpReceiver
 from tests.support.tracing import traced_env
 from tests.support.worker_process import WorkerProcess, free_port
