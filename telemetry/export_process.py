@@ -1,10 +1,13 @@
 """The worker's span export process: ``python -m telemetry.export_process --fd N --parent PID``.
 
 The worker's main process starts it (``telemetry.span_relay.ExportProcess``) and
-every process of the worker sends it finished spans as datagrams. It rebuilds
-them as SDK spans (``telemetry.span_codec``) and exports them with the SDK's
-batch processor and the exporter the ``OTEL_*`` variables choose, behind the
-same collector-down guard as any other exporter here (``telemetry.tracing``).
+every process of the worker sends it finished spans as datagrams of rows
+(``telemetry.span_codec``). It exports them with the exporter the ``OTEL_*``
+variables choose, behind the same collector-down guard as any other exporter
+here (``telemetry.tracing``): for OTLP/HTTP, the default, it builds the request
+body from the rows itself and posts batches with the exporter's HTTP client
+(:class:`RequestSink`); any other exporter gets SDK spans rebuilt from the rows,
+through the SDK's batch processor (:class:`SdkSink`).
 
 It runs ``NICE_INCREMENT`` below the worker's CPU priority: OTLP encoding and
 HTTP take the cycles the tasks leave idle instead of sitting on their path.
@@ -23,16 +26,21 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Callable
+from typing import Protocol
 
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from telemetry.log_throttle import LogThrottle
+from telemetry.otlp_request import OtlpRequest
 from telemetry.span_codec import SpanDecodeError, SpanDecoder
 from telemetry.span_relay import MAX_DATAGRAM_BYTES, SHUTDOWN
 from telemetry.tracing import (
     FLUSH_TIMEOUT_SECONDS,
+    Batching,
     CollectorState,
     GuardedExporter,
+    batching_from_environment,
     bounded,
     exporter_from_environment,
     quiet_export_failures,
@@ -46,15 +54,124 @@ NICE_INCREMENT = 10
 #: How often the socket is read (and the worker checked for): at most this much
 #: latency before a span joins its batch; 65 spans queue meanwhile at 1,300 a second.
 READ_INTERVAL_SECONDS = 0.05
+#: A batch is posted once its rows reach this size, well under a collector's
+#: default 4 MiB limit on a request body.
+MAX_REQUEST_BYTES = 2 << 20
+
+
+class Sink(Protocol):
+    """Where the export process puts what it reads."""
+
+    def add(self, datagram: bytes) -> None:
+        """Take a datagram's spans; :class:`SpanDecodeError` when it is malformed."""
+
+    def tick(self) -> None:
+        """Called after each read of the socket: export what is due."""
+
+    def close(self) -> None:
+        """Export what is left and shut the exporter down, within ``FLUSH_TIMEOUT_SECONDS``."""
+
+
+class SdkSink:
+    """Any exporter: SDK spans rebuilt from the rows, through the SDK's batch processor."""
+
+    def __init__(self, exporter: SpanExporter, state: CollectorState) -> None:
+        self.decoder = SpanDecoder()
+        self.processor = BatchSpanProcessor(
+            GuardedExporter(exporter, state), schedule_delay_millis=schedule_delay_millis()
+        )
+
+    def add(self, datagram: bytes) -> None:
+        for span in self.decoder.decode(datagram):
+            self.processor.on_end(span)
+
+    def tick(self) -> None:
+        return  # the batch processor's thread exports
+
+    def close(self) -> None:
+        processor = self.processor
+        bounded(lambda: (processor.force_flush(), processor.shutdown()), FLUSH_TIMEOUT_SECONDS)  # type: ignore[no-untyped-call]
+
+
+class RequestSink:
+    """The OTLP/HTTP exporter: request bodies built from the rows (``telemetry.otlp_request``),
+    posted in batches by the exporter's own HTTP client.
+
+    The exporter's public ``export`` takes SDK spans only, and encoding those is
+    what costs; its client posts a serialized request with everything the
+    exporter was configured with from the ``OTEL_*`` variables (endpoint,
+    headers, compression, timeout, retries). A batch is posted when it holds
+    ``max_spans`` spans or ``MAX_REQUEST_BYTES`` of rows, or ``delay_seconds``
+    after its first span. While a post is in flight the socket buffers what
+    the worker sends, as the batch processor's queue would.
+    """
+
+    def __init__(
+        self,
+        post: Callable[[bytes], bool],
+        shutdown: Callable[[], object],
+        state: CollectorState,
+        batching: Batching,
+    ) -> None:
+        self.request = OtlpRequest()
+        self._post = post
+        self._shutdown = shutdown
+        self._state = state
+        self._batching = batching
+        self._due: float | None = None
+
+    @classmethod
+    def of(cls, exporter: SpanExporter, state: CollectorState) -> RequestSink | None:
+        """A sink posting through ``exporter``'s client; None for any other exporter."""
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        client = getattr(exporter, "_client", None)
+        export = getattr(client, "export", None)
+        if not isinstance(exporter, OTLPSpanExporter) or not callable(export):
+            return None
+        return cls(
+            lambda body: bool(export(body).success),
+            exporter.shutdown,
+            state,
+            batching_from_environment(),
+        )
+
+    def add(self, datagram: bytes) -> None:
+        self.request.add(datagram)
+        if self.request.spans >= self._batching.max_spans or self.request.size >= MAX_REQUEST_BYTES:
+            self.flush()
+        elif self._due is None:
+            self._due = time.monotonic() + self._batching.delay_seconds
+
+    def tick(self) -> None:
+        if self._due is not None and time.monotonic() >= self._due:
+            self.flush()
+
+    def flush(self) -> None:
+        self._due = None
+        if self.request.spans:
+            body = self.request.take()
+            self._state.attempt(lambda: self._post(body))
+
+    def close(self) -> None:
+        bounded(self._flush_and_shut_down, FLUSH_TIMEOUT_SECONDS)
+
+    def _flush_and_shut_down(self) -> None:
+        self.flush()
+        self._shutdown()
+
+
+def sink_for(exporter: SpanExporter) -> Sink:
+    state = CollectorState()
+    return RequestSink.of(exporter, state) or SdkSink(exporter, state)
 
 
 class Reader:
-    """Reads every datagram waiting on the socket and hands their spans to the processor."""
+    """Reads every datagram waiting on the socket and hands it to the sink."""
 
-    def __init__(self, receiver: socket.socket, processor: BatchSpanProcessor) -> None:
+    def __init__(self, receiver: socket.socket, sink: Sink) -> None:
         self.receiver = receiver
-        self.processor = processor
-        self.decoder = SpanDecoder()
+        self.sink = sink
         self.buffer = bytearray(MAX_DATAGRAM_BYTES)
         self.view = memoryview(self.buffer)
         self._log = LogThrottle()
@@ -73,39 +190,31 @@ class Reader:
             try:
                 if flags & socket.MSG_TRUNC:
                     raise SpanDecodeError("truncated datagram")
-                spans = self.decoder.decode(datagram)
+                self.sink.add(datagram)
             except SpanDecodeError as exc:
                 self._log_malformed(exc)
-                continue
-            for span in spans:
-                self.processor.on_end(span)
 
     def _log_malformed(self, exc: SpanDecodeError) -> None:
         if self._log.due():
             logger.warning("dropped a malformed span datagram: %s", exc)
 
 
-def serve(receiver: socket.socket, processor: BatchSpanProcessor, parent: int) -> None:
+def serve(receiver: socket.socket, sink: Sink, parent: int) -> None:
     """Read what is waiting every ``READ_INTERVAL_SECONDS`` until told to stop or orphaned.
 
     Polling rather than blocking in ``recv`` is deliberate: a sender wakes a
     process blocked on the socket, once per span, and pays for that wake-up on
     the task's path. Queued datagrams wait at most one interval.
     """
-    reader = Reader(receiver, processor)
+    reader = Reader(receiver, sink)
     while reader.read_waiting():
+        sink.tick()
         if os.getppid() != parent:
             logger.warning("the worker is gone; flushing and exiting")
             reader.read_waiting()
             return
         time.sleep(READ_INTERVAL_SECONDS)
     reader.read_waiting()  # anything sent after the shutdown message
-
-
-def build_processor(exporter: SpanExporter) -> BatchSpanProcessor:
-    return BatchSpanProcessor(
-        GuardedExporter(exporter, CollectorState()), schedule_delay_millis=schedule_delay_millis()
-    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,11 +234,11 @@ def main(argv: list[str] | None = None) -> int:
     receiver = socket.socket(fileno=args.fd)
     if exporter is None:
         return 0
-    processor = build_processor(exporter)
+    sink = sink_for(exporter)
     try:
-        serve(receiver, processor, args.parent)
+        serve(receiver, sink, args.parent)
     finally:
-        bounded(lambda: (processor.force_flush(), processor.shutdown()), FLUSH_TIMEOUT_SECONDS)  # type: ignore[no-untyped-call]
+        sink.close()
     return 0
 
 

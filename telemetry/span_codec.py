@@ -19,7 +19,8 @@ malformed datagram is a :class:`SpanDecodeError`.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from opentelemetry.sdk.resources import Resource
@@ -132,6 +133,50 @@ def row_of(span: ReadableSpan) -> list[Any]:
     )
 
 
+#: A row as :func:`checked_row` returns it.
+Row = tuple[Any, ...]
+
+
+@contextmanager
+def refused_as_decode_errors() -> Iterator[None]:
+    """Whatever a malformed datagram makes decoding raise, raised as a :class:`SpanDecodeError`."""
+    try:
+        yield
+    except SpanDecodeError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError) as exc:
+        raise SpanDecodeError(f"{type(exc).__name__}: {exc}") from None
+
+
+def split(datagram: bytes) -> tuple[bytes, list[Any]]:
+    """A datagram's resource line and its rows, not yet checked."""
+    line, newline, body = datagram.partition(b"\n")
+    if not newline:
+        raise SpanDecodeError("no resource line")
+    rows = json.loads(body.decode())  # a str skips json's encoding detection
+    if not isinstance(rows, list):
+        raise SpanDecodeError("the rows are not a list")
+    return line, rows
+
+
+def checked_row(fields: Any) -> Row:
+    """The row's fields, once their count and types are those of :data:`ROW`."""
+    if not isinstance(fields, list) or len(fields) != len(ROW):
+        raise SpanDecodeError(f"a row must have {len(ROW)} fields")
+    (name, trace_id, span_id, flags, _, _, _, kind, start, end, status_code, description,
+     attributes, events, links, _, _) = fields  # fmt: skip
+    for number in (trace_id, span_id, flags, kind, start, end, status_code):
+        if type(number) is not int:  # JSON makes no int subclass but bool
+            raise SpanDecodeError("ids, flags, kind, times and status must be integers")
+    if not isinstance(attributes, dict) or not isinstance(name, str):
+        raise SpanDecodeError("a span needs a name and an attribute object")
+    if description is not None and not isinstance(description, str):
+        raise SpanDecodeError("a status description must be a string")
+    if not isinstance(events, list) or not isinstance(links, list):
+        raise SpanDecodeError("events and links must be lists")
+    return tuple(fields)
+
+
 class SpanDecoder:
     """Rebuilds SDK spans; keeps one Resource and scope object per distinct value."""
 
@@ -140,21 +185,13 @@ class SpanDecoder:
         self._scopes: dict[tuple[str, str | None], InstrumentationScope] = {}
 
     def decode(self, datagram: bytes) -> list[ReadableSpan]:
-        line, newline, body = datagram.partition(b"\n")
-        if not newline:
-            raise SpanDecodeError("no resource line")
-        try:
-            resource = self._resource(line)
-            rows = json.loads(body)
-            if not isinstance(rows, list):
-                raise SpanDecodeError("the rows are not a list")
-            return [self._span(fields, resource) for fields in rows]
-        except SpanDecodeError:
-            raise
-        except (ValueError, TypeError, KeyError, IndexError, RecursionError) as exc:
-            raise SpanDecodeError(f"{type(exc).__name__}: {exc}") from None
+        with refused_as_decode_errors():
+            line, rows = split(datagram)
+            resource = self.resource(line)
+            return [self.span(checked_row(fields), resource) for fields in rows]
 
-    def _resource(self, line: bytes) -> Resource:
+    def resource(self, line: bytes) -> Resource:
+        """The resource of a datagram's first line, decoded once per distinct line."""
         found = self._resources.get(line)
         if found is None:
             if len(self._resources) >= MAX_CACHED:
@@ -165,17 +202,11 @@ class SpanDecoder:
             found = self._resources[line] = DecodedResource(attributes)
         return found
 
-    def _span(self, fields: Any, resource: Resource) -> ReadableSpan:
-        if not isinstance(fields, list) or len(fields) != len(ROW):
-            raise SpanDecodeError(f"a row must have {len(ROW)} fields")
+    def span(self, fields: Row, resource: Resource) -> ReadableSpan:
+        """The SDK span of a row that :func:`checked_row` returned."""
         (name, trace_id, span_id, flags, trace_state, parent_id, parent_remote, kind, start,
          end, status_code, status_description, attributes, events, links, scope_name,
          scope_version) = fields  # fmt: skip
-        numbers = (trace_id, span_id, flags, kind, start, end, status_code)
-        if not all(isinstance(n, int) and not isinstance(n, bool) for n in numbers):
-            raise SpanDecodeError("ids, flags, kind, times and status must be integers")
-        if not isinstance(attributes, dict) or not isinstance(name, str):
-            raise SpanDecodeError("a span needs a name and an attribute object")
         state = TraceState.from_header([trace_state]) if trace_state else None
         context = SpanContext(trace_id, span_id, False, TraceFlags(flags), state)
         parent = (
@@ -184,7 +215,7 @@ class SpanDecoder:
             else None
         )
         return ReadableSpan(
-            name=str(name),
+            name=name,
             context=context,
             parent=parent,
             resource=resource,
@@ -195,10 +226,10 @@ class SpanDecoder:
             status=Status(StatusCode(status_code), status_description),
             start_time=start,
             end_time=end,
-            instrumentation_scope=self._scope(str(scope_name), scope_version),
+            instrumentation_scope=self.scope(str(scope_name), scope_version),
         )
 
-    def _scope(self, name: str, version: str | None) -> InstrumentationScope:
+    def scope(self, name: str, version: str | None) -> InstrumentationScope:
         found = self._scopes.get((name, version))
         if found is None:
             if len(self._scopes) >= MAX_CACHED:

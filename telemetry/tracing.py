@@ -44,8 +44,9 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -63,6 +64,7 @@ logger = logging.getLogger("telemetry.tracing")
 
 DEFAULT_SERVICE_NAME = "jobpilot-worker"
 DEFAULT_SCHEDULE_DELAY_MILLIS = 1000
+DEFAULT_MAX_EXPORT_BATCH_SIZE = 512
 FLUSH_TIMEOUT_SECONDS = 2.0
 #: Below the flush bound, so an exiting process learns of a failure (and shares
 #: it) before it exits; the exporter retries within this deadline.
@@ -70,6 +72,7 @@ EXPORT_TIMEOUT_SECONDS = 1.0
 #: After a failed export, exit flushes are skipped for this long.
 UNREACHABLE_BACKOFF_SECONDS = 30.0
 TRUE_VALUES = ("true", "1", "yes")
+_Number = TypeVar("_Number", int, float)
 
 
 def sdk_disabled() -> bool:
@@ -102,6 +105,20 @@ class CollectorState:
         until: float = self._until.value
         return time.time() >= until
 
+    def attempt(self, export: Callable[[], bool]) -> bool:
+        """Run ``export`` unless the collector is known to be down; a failure marks it down."""
+        if not self.reachable():
+            # Dropped without a try: one process retries per backoff period.
+            return False
+        try:
+            succeeded = export()
+        except Exception as exc:
+            self.mark_unreachable(type(exc).__name__)
+            return False
+        if not succeeded:
+            self.mark_unreachable("export failed")
+        return succeeded
+
 
 class GuardedExporter(SpanExporter):
     """Wraps an exporter: failures are remembered across processes and logged once a minute."""
@@ -111,18 +128,9 @@ class GuardedExporter(SpanExporter):
         self.state = state
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        if not self.state.reachable():
-            # Dropped without a try: one process retries per backoff period.
-            return SpanExportResult.FAILURE
-        try:
-            result = self.inner.export(spans)
-        except Exception as exc:
-            self.state.mark_unreachable(type(exc).__name__)
-            return SpanExportResult.FAILURE
-        if result is not SpanExportResult.SUCCESS:
-            self.state.mark_unreachable("export failed")
-            return SpanExportResult.FAILURE
-        return SpanExportResult.SUCCESS
+        if self.state.attempt(lambda: self.inner.export(spans) is SpanExportResult.SUCCESS):
+            return SpanExportResult.SUCCESS
+        return SpanExportResult.FAILURE
 
     def shutdown(self) -> None:
         self.inner.shutdown()
@@ -163,6 +171,7 @@ def exporter_from_environment() -> SpanExporter | None:
     name = os.environ.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() or "otlp"
     if name == "none":
         return None
+    batching_from_environment()  # refused here, at the worker's start, when unusable
     if name == "console":
         return ConsoleSpanExporter()
     if name != "otlp":
@@ -209,6 +218,38 @@ def worker_resource(worker_hostname: str | None = None) -> Resource:
 def schedule_delay_millis() -> float | None:
     """The batch processor's delay: ``OTEL_BSP_SCHEDULE_DELAY`` (the SDK reads it), else ours."""
     return None if os.environ.get("OTEL_BSP_SCHEDULE_DELAY") else DEFAULT_SCHEDULE_DELAY_MILLIS
+
+
+@dataclass(frozen=True)
+class Batching:
+    """When the export process posts a batch: at ``max_spans`` or ``delay_seconds`` after its first."""
+
+    max_spans: int
+    delay_seconds: float
+
+
+def batching_from_environment() -> Batching:
+    """``OTEL_BSP_MAX_EXPORT_BATCH_SIZE`` (default 512) and ``OTEL_BSP_SCHEDULE_DELAY`` (ms)."""
+    return Batching(
+        max_spans=_positive("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", int, DEFAULT_MAX_EXPORT_BATCH_SIZE),
+        delay_seconds=_positive(
+            "OTEL_BSP_SCHEDULE_DELAY", float, float(DEFAULT_SCHEDULE_DELAY_MILLIS)
+        )
+        / 1000,
+    )
+
+
+def _positive(variable: str, parse: Callable[[str], _Number], default: _Number) -> _Number:
+    raw = os.environ.get(variable, "").strip()
+    if not raw:
+        return default
+    try:
+        value = parse(raw)
+    except ValueError:
+        value = parse("0")
+    if not value > 0:
+        raise SettingsError(variable, f"must be a positive number, not {raw!r}")
+    return value
 
 
 def build_provider(state: CollectorState, worker_hostname: str | None = None) -> TracerProvider:

@@ -251,6 +251,11 @@ def test_tracing_runs_without_metrics(
             "http/xml",
             "settings: OTEL_EXPORTER_OTLP_PROTOCOL: must be http/protobuf or grpc",
         ),
+        (
+            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+            "lots",
+            "settings: OTEL_BSP_MAX_EXPORT_BATCH_SIZE: must be a positive number, not 'lots'",
+        ),
     ],
 )
 def test_a_bad_exporter_variable_is_one_line_and_a_non_zero_exit(
