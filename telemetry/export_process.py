@@ -98,9 +98,14 @@ class RequestSink:
     posted in batches by the exporter's own HTTP client.
 
     The exporter's public ``export`` takes SDK spans only, and encoding those is
-    what costs; its client posts a serialized request with everything the
-    exporter was configured with from the ``OTEL_*`` variables (endpoint,
-    headers, compression, timeout, retries). A batch is posted when it holds
+    what costs. Its client, the private ``_client`` of
+    opentelemetry-exporter-otlp-proto-http 1.45, posts a serialized request with
+    everything the exporter was configured with from the ``OTEL_*`` variables
+    (endpoint, headers, compression, timeout, retries). Where an exporter has no
+    such client, :meth:`of` returns None and the export process falls back to
+    :class:`SdkSink`; a test fails if the installed exporter loses it. The
+    exporter's self-metrics (off unless ``OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED``)
+    are not recorded on this path. A batch is posted when it holds
     ``max_spans`` spans or ``MAX_REQUEST_BYTES`` of rows, or ``delay_seconds``
     after its first span. While a post is in flight the socket buffers what
     the worker sends, as the batch processor's queue would.
