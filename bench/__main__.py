@@ -1,6 +1,6 @@
-"""``python -m bench [--suite all|drain|scrape|producer|spans|memory|profile|hammer] [--n N] [--pairs P] [--tasks ...]``.
+"""``python -m bench [--suite all|drain|scrape|producer|spans|export|memory|profile|hammer] [--n N] [--pairs P] [--tasks ...]``.
 
-``all`` (the default) runs ``scrape``, ``producer``, ``spans``, ``drain``,
+``all`` (the default) runs ``scrape``, ``producer``, ``spans``, ``export``, ``drain``,
 ``memory`` and ``profile`` and prints their tables; results are merged into
 bench/results/latest.json under those keys.
 
@@ -11,6 +11,8 @@ bench/results/latest.json under those keys.
   with it, and with it and tracing (:mod:`bench.producer`);
 * ``spans`` times the consumer span handlers in-process: none, this project's
   and upstream's ``CeleryInstrumentor``, plus OTLP encoding (:mod:`bench.spans`);
+* ``export`` measures the span export process's CPU per span, request bodies
+  built from rows against the SDK's path (:mod:`bench.export`);
 * ``memory`` drains ``--memory-n`` tasks with everything on and compares RSS at
   half-way and at the end (:mod:`bench.memory`);
 * ``profile`` samples an everything-on worker draining ``--profile-n`` no-op
@@ -38,7 +40,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench import memory, producer, profile, scrape, spans, steadiness
+from bench import export, memory, producer, profile, scrape, spans, steadiness
 from bench.drain import Drainer, Variant, default_workdir, summarize
 from bench.sink import DiscardingSink
 from bench.sliced import SLICE_SIZE, sliced
@@ -97,7 +99,7 @@ def hammer_variants() -> tuple[Variant, ...]:
 
 
 DRAIN_SUITES = {"drain": ("off", variants), "hammer": ("metrics", lambda _sink: hammer_variants())}
-SUITES = ("all", "drain", "scrape", "producer", "spans", "memory", "profile", "hammer")
+SUITES = ("all", "drain", "scrape", "producer", "spans", "export", "memory", "profile", "hammer")
 
 
 def everything_on(sink: DiscardingSink) -> Variant:
@@ -160,6 +162,7 @@ def main() -> int:
     parser.add_argument("--scrapes", type=int, default=1000)
     parser.add_argument("--producer-n", type=int, default=5000)
     parser.add_argument("--profile-n", type=int, default=20_000)
+    parser.add_argument("--export-spans", type=int, default=export.SPANS)
     parser.add_argument("--tasks", default="bench_noop,bench_cpu")
     parser.add_argument(
         "--steadiness-samples",
@@ -183,6 +186,7 @@ def main() -> int:
         args.n = HAMMER_N if args.suite == "hammer" else DRAIN_N
     if args.smoke:
         args.n, args.pairs, args.memory_n, args.scrapes, args.producer_n = 200, 1, 400, 50, 200
+        args.export_spans = 400
         args.steadiness_samples = 3
     drainer = Drainer(args.redis_url, default_workdir())
     sink = DiscardingSink()
@@ -206,6 +210,9 @@ def main() -> int:
     if args.suite in ("all", "spans"):
         report["spans"] = spans.measure(args.pairs)
         spans.print_table(report["spans"])
+    if args.suite in ("all", "export"):
+        report["export"] = export.measure(args.pairs, args.export_spans)
+        export.print_table(report["export"])
     if args.suite in ("all", "drain", "hammer"):
         suite = "drain" if args.suite == "all" else args.suite
         report.update(n=args.n, pairs=args.pairs, slice=args.slice, suite=suite)

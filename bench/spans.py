@@ -207,8 +207,10 @@ def cpu_us_per_task(handlers: HandlerSet, provider: TracerProvider, count: int) 
         handlers.sent()
 
 
-def recorded_spans(factory: Callable[[TracerProvider], HandlerSet | None]) -> list[bytes]:
-    """What ``ENCODE_BATCH`` tasks send under a handler set, on a provider of its own, as
+def recorded_spans(
+    factory: Callable[[TracerProvider], HandlerSet | None], tasks: int = ENCODE_BATCH
+) -> list[bytes]:
+    """What ``tasks`` tasks send under a handler set, on a provider of its own, as
     the datagrams an export process reads: SDK spans through a relay on the provider,
     the set's own rows through its relay."""
     provider = TracerProvider()
@@ -219,7 +221,7 @@ def recorded_spans(factory: Callable[[TracerProvider], HandlerSet | None]) -> li
         return []
     handlers.connect()
     try:
-        run_tasks(ENCODE_BATCH)
+        run_tasks(tasks)
     finally:
         handlers.disconnect()
     return provider_relay.datagrams() + handlers.sent()

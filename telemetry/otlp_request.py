@@ -34,6 +34,7 @@ from opentelemetry.trace import SpanContext, SpanKind, StatusCode
 from telemetry.span_codec import (
     MAX_CACHED,
     Row,
+    SpanDecodeError,
     SpanDecoder,
     checked_row,
     refused_as_decode_errors,
@@ -46,6 +47,8 @@ INT64 = range(-(1 << 63), 1 << 63)
 #: The OTLP span flags the SDK sets: whether the parent was remote is known, and if it was.
 HAS_IS_REMOTE = trace_pb2.SpanFlags.SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK
 IS_REMOTE = trace_pb2.SpanFlags.SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK
+STATUS_CODES = frozenset(code.value for code in StatusCode)
+ERROR = StatusCode.ERROR.value
 KIND = {kind.value: getattr(trace_pb2.Span, f"SPAN_KIND_{kind.name}") for kind in SpanKind}
 #: A row's resource line, scope name and scope version.
 Origin = tuple[bytes, str, str | None]
@@ -100,7 +103,9 @@ class OtlpRequest:
     def _plain_span(self, fields: Row) -> bytes | None:
         (name, trace_id, span_id, _, trace_state, parent_id, parent_remote, kind, start, end,
          status_code, status_description, attributes, events, links, _, _) = fields  # fmt: skip
-        if events or links or trace_state or (status_description and status_code != 2):
+        if status_code not in STATUS_CODES:
+            raise SpanDecodeError(f"no status code {status_code}")
+        if events or links or trace_state or (status_description and status_code != ERROR):
             return None
         pieces = [self._head(name, kind)]
         for key, value in attributes.items():
@@ -117,9 +122,7 @@ class OtlpRequest:
                 start_time_unix_nano=start,
                 end_time_unix_nano=end,
                 status=trace_pb2.Status(
-                    code=cast(
-                        "trace_pb2.Status.StatusCode.ValueType", StatusCode(status_code).value
-                    ),
+                    code=cast("trace_pb2.Status.StatusCode.ValueType", status_code),
                     message=status_description,
                 ),
                 flags=HAS_IS_REMOTE | (IS_REMOTE if has_parent and parent_remote else 0),

@@ -1,0 +1,123 @@
+"""What the span export process spends per span (``python -m bench --suite export``).
+
+A real export process (``python -m telemetry.export_process``) reads the rows of
+``run`` spans from a socket pair and posts them to the discarding OTLP/HTTP sink,
+with the export path chosen per run:
+
+* ``request``: the request body built from the rows and posted by the
+  exporter's client (``telemetry.export_process.RequestSink``), what the worker
+  does with OTLP/HTTP;
+* ``sdk``: SDK spans rebuilt from the rows, through the SDK's batch processor
+  and ``OTLPSpanExporter.export`` (``SdkSink``), what it does with any other
+  exporter, and did with OTLP/HTTP before.
+
+The rows are the ones a pool process sends: this project's handlers run around
+real task signals (``bench.spans``), one fresh task id per span. Each run feeds
+``SPANS`` rows at about ``RATE`` a second, as a busy worker sends them, and
+reads the process's CPU time (``/proc/<pid>/stat``) from once it is idle after
+start-up to once its last batch is posted. Runs alternate the paths in a shuffled order per round; figures
+are medians over rounds, and ``ratio`` is request over sdk, measured per round.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+from bench.drain import ROOT, process_cpu_seconds, settle
+from bench.sink import DiscardingSink
+from bench.spans import lean_set, recorded_spans
+from telemetry.export_process import READ_INTERVAL_SECONDS
+from telemetry.span_relay import SHUTDOWN, SOCKET_BUFFER_BYTES
+from telemetry.tracing import DEFAULT_SCHEDULE_DELAY_MILLIS
+
+PATHS = ("request", "sdk")
+SPANS = 20_000
+RATE = 2_000
+EXIT_TIMEOUT_SECONDS = 10.0
+
+
+def run_once(path: str, datagrams: list[bytes], sink: DiscardingSink) -> float:
+    """CPU-µs per span of one export process fed ``datagrams`` on ``path``."""
+    sender, receiver = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sender.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER_BYTES)
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "bench.export_path", path),
+            *("--fd", str(receiver.fileno()), "--parent", str(os.getpid())),
+        ],
+        cwd=ROOT,
+        pass_fds=(receiver.fileno(),),
+        env={**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint},
+    )
+    try:
+        settle([process.pid])  # imported and idle in its read loop
+        started = process_cpu_seconds(process.pid)
+        per_read = int(RATE * READ_INTERVAL_SECONDS)
+        for first in range(0, len(datagrams), per_read):
+            for datagram in datagrams[first : first + per_read]:
+                sender.send(datagram)
+            time.sleep(READ_INTERVAL_SECONDS)
+        time.sleep(DEFAULT_SCHEDULE_DELAY_MILLIS / 1000)  # the last batch is due
+        settle([process.pid])  # and posted
+        spent = process_cpu_seconds(process.pid) - started
+        sender.send(SHUTDOWN)
+        process.wait(EXIT_TIMEOUT_SECONDS)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        sender.close()
+        receiver.close()
+    return spent / len(datagrams) * 1e6
+
+
+def measure(rounds: int, spans: int = SPANS) -> dict[str, Any]:
+    datagrams = recorded_spans(lean_set, spans)
+    sink = DiscardingSink()
+    samples: dict[str, list[float]] = {path: [] for path in PATHS}
+    ratios = []
+    rng = random.Random(7)
+    for _ in range(rounds):
+        order = list(PATHS)
+        rng.shuffle(order)
+        for path in order:
+            samples[path].append(run_once(path, datagrams, sink))
+        ratios.append(samples["request"][-1] / samples["sdk"][-1])
+    return {
+        "rounds": rounds,
+        "spans": len(datagrams),
+        "rate_per_second": RATE,
+        "paths": [
+            {
+                "path": path,
+                "cpu_us_per_span_median": statistics.median(samples[path]),
+                "cpu_us_per_span_min": min(samples[path]),
+                "cpu_us_per_span_max": max(samples[path]),
+            }
+            for path in PATHS
+        ],
+        "ratio_median": statistics.median(ratios),
+        "ratio_min": min(ratios),
+        "ratio_max": max(ratios),
+        "posts": sink.requests,
+    }
+
+
+def print_table(result: dict[str, Any]) -> None:
+    print(f"export process, {result['spans']} run spans at {result['rate_per_second']}/s")
+    print(f"{'path':<8}{'CPU-us/span':>13}{'min':>8}{'max':>8}")
+    for row in result["paths"]:
+        print(
+            f"{row['path']:<8}{row['cpu_us_per_span_median']:>13.1f}"
+            f"{row['cpu_us_per_span_min']:>8.1f}{row['cpu_us_per_span_max']:>8.1f}"
+        )
+    print(
+        f"request/sdk {result['ratio_median']:.3f} "
+        f"(min {result['ratio_min']:.3f}, max {result['ratio_max']:.3f})"
+    )
