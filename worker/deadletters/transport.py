@@ -26,6 +26,7 @@ from functools import cached_property
 from queue import Empty
 from typing import Any
 
+import redis
 from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
 
@@ -49,6 +50,14 @@ class Channel(kombu_redis.Channel):
         if client:
             yield client
             return
+        if self._pool is None and getattr(self.connection, "client", None) is None:
+            # Closing after a broker fault, the transport has let go of its connection
+            # and no pool can be built. kombu's own client would fail here with an
+            # AttributeError that nothing catches, and the worker would exit. A
+            # connection error is what the callers (restoring unacked messages, acks
+            # while the hub closes) handle; those messages come back once their
+            # visibility timeout passes.
+            raise redis.exceptions.ConnectionError("the broker connection is closed")
         shared = self._shared_client
         if shared is None or shared.connection_pool is not self.pool:
             shared = self._shared_client = self._create_client()

@@ -62,3 +62,20 @@ def test_a_new_pool_gets_a_new_client_and_a_given_client_is_used_as_is(
         with channel.conn_or_acquire(given) as passed:
             assert passed is given
         given.close()
+
+
+def test_a_closed_connection_is_a_connection_error_not_a_crash(redis_client: redis.Redis) -> None:
+    """Given a channel whose transport has let go of its connection, as after a broker
+    fault, when kombu restores or acks through it, then it gets a connection error, which
+    its callers handle, instead of an AttributeError that stops the worker."""
+    connection = Connection(redis_url(), transport=Transport)
+    channel = connection.default_channel
+    with channel.conn_or_acquire() as client:
+        assert client.ping()
+    channel._pool = None
+    channel.connection.client = None  # the state a broker SIGKILL left in CI
+    with pytest.raises(redis.exceptions.ConnectionError), channel.conn_or_acquire():
+        pass
+    connection.release()
+    with pytest.raises(redis.exceptions.ConnectionError), channel.conn_or_acquire():
+        pass
