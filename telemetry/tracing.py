@@ -244,10 +244,10 @@ def _positive(variable: str, parse: Callable[[str], _Number], default: _Number) 
     if not raw:
         return default
     try:
-        value = parse(raw)
+        value: _Number | None = parse(raw)
     except ValueError:
-        value = parse("0")
-    if not value > 0:
+        value = None
+    if value is None or not value > 0:
         raise SettingsError(variable, f"must be a positive number, not {raw!r}")
     return value
 

@@ -5,18 +5,15 @@ End to end (a real export process, real OTLP/HTTP receiver) in test_span_relay.p
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import pytest
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import (
     ConsoleSpanExporter,
     SimpleSpanProcessor,
-    SpanExporter,
-    SpanExportResult,
 )
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from telemetry.export_process import RequestSink, SdkSink, sink_for
 from telemetry.span_codec import encode, resource_line, row_of
@@ -24,22 +21,15 @@ from telemetry.tracing import Batching, CollectorState, batching_from_environmen
 from worker.settings import SettingsError
 
 
-class Keep(SpanExporter):
-    def __init__(self) -> None:
-        self.spans: list[ReadableSpan] = []
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        self.spans.extend(spans)
-        return SpanExportResult.SUCCESS
-
-
 def datagram(count: int, name: str = "work") -> bytes:
-    kept = Keep()
+    kept = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(kept))
     for _ in range(count):
         provider.get_tracer("t").start_span(name).end()
-    return encode(resource_line(provider.resource), [row_of(span) for span in kept.spans])
+    return encode(
+        resource_line(provider.resource), [row_of(span) for span in kept.get_finished_spans()]
+    )
 
 
 class Posts:
@@ -113,11 +103,11 @@ def test_after_a_failed_post_batches_are_dropped_without_a_try() -> None:
 
 
 def test_other_exporters_get_sdk_spans() -> None:
-    kept = Keep()
+    kept = InMemorySpanExporter()
     spans = SdkSink(kept, CollectorState())
     spans.add(datagram(3, "console"))
     spans.close()
-    assert [span.name for span in kept.spans] == ["console"] * 3
+    assert [span.name for span in kept.get_finished_spans()] == ["console"] * 3
 
 
 @pytest.mark.parametrize(

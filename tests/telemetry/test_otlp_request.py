@@ -11,7 +11,8 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.span import TraceState
 
@@ -31,18 +32,9 @@ RUN_ATTRIBUTES = {
 }
 
 
-class Keep(SpanExporter):
-    def __init__(self) -> None:
-        self.spans: list[ReadableSpan] = []
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        self.spans.extend(spans)
-        return SpanExportResult.SUCCESS
-
-
 def make_spans(service: str, scope: str, **variant: Any) -> list[ReadableSpan]:
     """Spans of one process: run spans (plain) and, with ``variant``, one of another shape."""
-    kept = Keep()
+    kept = InMemorySpanExporter()
     provider = TracerProvider(resource=Resource.create({"service.name": service}))
     provider.add_span_processor(SimpleSpanProcessor(kept))
     tracer = provider.get_tracer(scope, "1.0")
@@ -58,7 +50,7 @@ def make_spans(service: str, scope: str, **variant: Any) -> list[ReadableSpan]:
         for name, value in variant.items():
             getattr(span, name)(*value)
         span.end()
-    return kept.spans
+    return list(kept.get_finished_spans())
 
 
 def datagram(spans: Sequence[ReadableSpan]) -> bytes:

@@ -8,7 +8,8 @@ import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.span import TraceState
 
@@ -18,18 +19,9 @@ from telemetry.spans import parent_context
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
-class Keep(SpanExporter):
-    def __init__(self) -> None:
-        self.spans: list[ReadableSpan] = []
-
-    def export(self, spans: object) -> SpanExportResult:
-        self.spans.extend(spans)  # type: ignore[call-overload]
-        return SpanExportResult.SUCCESS
-
-
 def sdk_span() -> ReadableSpan:
     """A span using every field a row carries."""
-    kept = Keep()
+    kept = InMemorySpanExporter()
     provider = TracerProvider(resource=Resource.create({"service.name": "codec", "n": 3}))
     provider.add_span_processor(SimpleSpanProcessor(kept))
     tracer = provider.get_tracer("jobpilot.telemetry", "1.2")
@@ -45,7 +37,7 @@ def sdk_span() -> ReadableSpan:
     span.record_exception(ValueError("bad"))
     span.set_status(Status(StatusCode.ERROR, "ValueError"))
     span.end()
-    return kept.spans[0]
+    return kept.get_finished_spans()[0]
 
 
 def round_trip(span: ReadableSpan) -> ReadableSpan:

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
@@ -40,15 +41,6 @@ class FixedIds(IdGenerator):
         return 0x5678
 
 
-class Keep(SpanExporter):
-    def __init__(self) -> None:
-        self.spans: list[ReadableSpan] = []
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        self.spans.extend(spans)
-        return SpanExportResult.SUCCESS
-
-
 class RecordOnly(Sampler):
     def should_sample(self, *args: Any, **kwargs: Any) -> SamplingResult:
         return SamplingResult(Decision.RECORD_ONLY)
@@ -57,8 +49,8 @@ class RecordOnly(Sampler):
         return "RecordOnly"
 
 
-def provider_with(sampler: Sampler = ALWAYS_ON) -> tuple[TracerProvider, Keep]:
-    kept = Keep()
+def provider_with(sampler: Sampler = ALWAYS_ON) -> tuple[TracerProvider, InMemorySpanExporter]:
+    kept = InMemorySpanExporter()
     provider = TracerProvider(sampler=sampler, id_generator=FixedIds())
     provider.add_span_processor(SimpleSpanProcessor(kept))
     return provider, kept
@@ -105,7 +97,7 @@ def test_the_same_operations_give_the_same_otlp_span(monkeypatch: pytest.MonkeyP
         attributes=dict(ATTRIBUTES),
     )
     exercise(sdk)
-    started = kept.spans[0].start_time
+    started = kept.get_finished_spans()[0].start_time
     monkeypatch.setattr(task_span.time, "time_ns", lambda: started)
     rows: list[Any] = []
     ours = lean(provider, SAMPLED_PARENT, rows)
@@ -114,7 +106,8 @@ def test_the_same_operations_give_the_same_otlp_span(monkeypatch: pytest.MonkeyP
     assert len(rows) == 1
     [decoded] = SpanDecoder().decode(encode(resource_line(provider.resource), rows))
     assert (
-        encode_spans([decoded]).SerializeToString() == encode_spans(kept.spans).SerializeToString()
+        encode_spans([decoded]).SerializeToString()
+        == encode_spans(kept.get_finished_spans()).SerializeToString()
     )
 
 
@@ -140,7 +133,7 @@ def test_the_sampler_decides_as_for_an_sdk_span(sampler: Sampler, traceparent: s
     assert ours.get_span_context() == sdk.get_span_context()
     sdk.end()
     ours.end()
-    assert len(rows) == len(kept.spans)
+    assert len(rows) == len(kept.get_finished_spans())
 
 
 def test_a_span_without_an_exporter_still_carries_the_context() -> None:
