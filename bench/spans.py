@@ -46,9 +46,9 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from bench.tasks import bench_noop
+from telemetry.encoded_spans import DatagramDecoder
 from telemetry.lifecycle import TRACEPARENT_HEADER
 from telemetry.otlp_request import OtlpRequest
-from telemetry.span_codec import SpanDecoder
 from telemetry.span_relay import MAX_DATAGRAM_BYTES, SOCKET_BUFFER_BYTES, DropCounter, SpanRelay
 from telemetry.trace_wiring import PoolProcessWiring
 from worker.celery_app import app
@@ -228,14 +228,14 @@ def recorded_spans(
 
 
 def decoded(datagrams: Sequence[bytes]) -> list[ReadableSpan]:
-    decoder = SpanDecoder()
+    decoder = DatagramDecoder()
     return [span for datagram in datagrams for span in decoder.decode(datagram)]
 
 
 def encode_us_per_span(datagrams: Sequence[bytes], export: OtlpRequest | None) -> float:
     """CPU µs per span of encoding the spans as one OTLP protobuf request: by the SDK's
     encoder in the pool process, or with ``export``, as the export process builds its
-    request body from the rows (its caches warm, as they are in a running worker)."""
+    request body from the datagrams (its caches warm, as they are in a running worker)."""
     if export is not None:
         started = time.process_time()
         for datagram in datagrams:

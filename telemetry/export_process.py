@@ -1,13 +1,14 @@
 """The worker's span export process: ``python -m telemetry.export_process --fd N --parent PID``.
 
 The worker's main process starts it (``telemetry.span_relay.ExportProcess``) and
-every process of the worker sends it finished spans as datagrams of rows
+every process of the worker sends it finished spans as datagrams: plain spans
+already OTLP protobuf (``telemetry.encoded_spans``), others as JSON rows
 (``telemetry.span_codec``). It exports them with the exporter the ``OTEL_*``
 variables choose, behind the same collector-down guard as any other exporter
 here (``telemetry.tracing``): for OTLP/HTTP, the default, it builds the request
-body from the rows itself and posts batches with the exporter's HTTP client
-(:class:`RequestSink`); any other exporter gets SDK spans rebuilt from the rows,
-through the SDK's batch processor (:class:`SdkSink`).
+body itself and posts batches with the exporter's HTTP client
+(:class:`RequestSink`); any other exporter gets SDK spans rebuilt from the
+datagrams, through the SDK's batch processor (:class:`SdkSink`).
 
 It runs ``NICE_INCREMENT`` below the worker's CPU priority: OTLP encoding and
 HTTP take the cycles the tasks leave idle instead of sitting on their path.
@@ -31,9 +32,10 @@ from typing import Protocol
 
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
+from telemetry.encoded_spans import DatagramDecoder
 from telemetry.log_throttle import LogThrottle
 from telemetry.otlp_request import OtlpRequest
-from telemetry.span_codec import SpanDecodeError, SpanDecoder
+from telemetry.span_codec import SpanDecodeError
 from telemetry.span_relay import MAX_DATAGRAM_BYTES, SHUTDOWN
 from telemetry.tracing import (
     FLUSH_TIMEOUT_SECONDS,
@@ -55,7 +57,7 @@ NICE_INCREMENT = 10
 #: latency before a span joins its batch; 65 spans queue meanwhile at 1,300 a second.
 READ_INTERVAL_SECONDS = 0.05
 MSG_TRUNC = int(socket.MSG_TRUNC)  # an int: the enum's "&" costs microseconds per datagram
-#: A batch is posted once its rows reach this size, well under a collector's
+#: A batch is posted once its datagrams reach this size, well under a collector's
 #: default 4 MiB limit on a request body.
 MAX_REQUEST_BYTES = 2 << 20
 
@@ -74,10 +76,10 @@ class Sink(Protocol):
 
 
 class SdkSink:
-    """Any exporter: SDK spans rebuilt from the rows, through the SDK's batch processor."""
+    """Any exporter: SDK spans rebuilt from the datagrams, through the SDK's batch processor."""
 
     def __init__(self, exporter: SpanExporter, state: CollectorState) -> None:
-        self.decoder = SpanDecoder()
+        self.decoder = DatagramDecoder()
         self.processor = BatchSpanProcessor(
             GuardedExporter(exporter, state), schedule_delay_millis=schedule_delay_millis()
         )
@@ -95,7 +97,7 @@ class SdkSink:
 
 
 class RequestSink:
-    """The OTLP/HTTP exporter: request bodies built from the rows (``telemetry.otlp_request``),
+    """The OTLP/HTTP exporter: request bodies built from the datagrams (``telemetry.otlp_request``),
     posted in batches by the exporter's own HTTP client.
 
     The exporter's public ``export`` takes SDK spans only, and encoding those is
@@ -107,7 +109,7 @@ class RequestSink:
     :class:`SdkSink`; a test fails if the installed exporter loses it. The
     exporter's self-metrics (off unless ``OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED``)
     are not recorded on this path. A batch is posted when it holds
-    ``max_spans`` spans or ``MAX_REQUEST_BYTES`` of rows, or ``delay_seconds``
+    ``max_spans`` spans or ``MAX_REQUEST_BYTES`` of datagrams, or ``delay_seconds``
     after its first span. While a post is in flight the socket buffers what
     the worker sends, as the batch processor's queue would.
     """

@@ -5,7 +5,8 @@
     spans = SpanDecoder().decode(datagram)           # SDK ReadableSpans, in the export process
 
 A datagram is the sending process's resource attributes as one JSON line, then
-one JSON list of rows. A row is a list, in :data:`ROW` order; events are
+one JSON list of rows. (A plain span travels in a second form, already OTLP
+protobuf: ``telemetry.encoded_spans``.) A row is a list, in :data:`ROW` order; events are
 ``[name, timestamp, attributes]``, links ``[trace id, span id, flags, attributes]``,
 ids are integers and times nanoseconds.
 

@@ -6,13 +6,14 @@
     ...
     export.stop()                                  # at worker shutdown: drained, flushed, bounded
 
-Why: exporting a span in the process that ran the task (OTLP protobuf encoding,
-then an HTTP POST from a batch thread holding the GIL) cost a pool process more
-than the span itself, on the task's own path. Here a pool process only encodes a
-span as one JSON row and sends it as one datagram on a Unix socket pair the main
-process opened before forking; the export process (``telemetry.export_process``)
-rebuilds SDK spans and exports them with the SDK's batch processor, at a lower
-CPU priority.
+Why: exporting a span in the process that ran the task (the SDK's OTLP
+protobuf encoding, then an HTTP POST from a batch thread holding the GIL) cost
+a pool process more than the span itself, on the task's own path. Here a pool
+process sends each span as one datagram on a Unix socket pair the main process
+opened before forking: a plain span (every ``run`` span) already OTLP protobuf,
+joined from cached pieces (``telemetry.encoded_spans``), any other as a JSON row
+(``telemetry.span_codec``). The export process (``telemetry.export_process``)
+batches and posts them at a lower CPU priority.
 
 What this guarantees:
 
@@ -41,9 +42,12 @@ from typing import Any
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
+from telemetry.encoded_spans import encoded_head
 from telemetry.log_throttle import LogThrottle
-from telemetry.span_codec import encode, resource_line, row_of
+from telemetry.span_codec import MAX_CACHED, encode, resource_line, row_of
+from telemetry.span_pieces import SpanPieces, envelope_parts
 from telemetry.tracing import worker_resource
 
 logger = logging.getLogger("telemetry.span_relay")
@@ -92,8 +96,11 @@ class SpanRelay(SpanProcessor):
 
     def __init__(self, sender: socket.socket, resource: Resource, drops: DropCounter) -> None:
         self._sender = sender
+        self._resource = resource
         self._line = resource_line(resource)
         self._drops = drops
+        self._pieces = SpanPieces()
+        self._heads: dict[tuple[str, str | None], bytes] = {}
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         return
@@ -104,8 +111,32 @@ class SpanRelay(SpanProcessor):
             self.send((row_of(span),))
 
     def send(self, rows: Sequence[Sequence[Any]]) -> None:
-        """Send rows (``telemetry.span_codec``) as one datagram; drop them if it cannot go now."""
-        datagram = encode(self._line, rows)
+        """Send rows (``telemetry.span_codec``): each plain span as an encoded datagram, the
+        others as one JSON datagram. What cannot go now is dropped."""
+        others = []
+        for fields in rows:
+            try:
+                span = self._pieces.plain(fields)
+            except (ValueError, OverflowError, KeyError):
+                span = None  # the export process refuses it, and says so
+            if span is None:
+                others.append(fields)
+            else:
+                self._send(self._head(fields[-2], fields[-1]) + span)
+        if others:
+            self._send(encode(self._line, others))
+
+    def _head(self, scope_name: str, scope_version: str | None) -> bytes:
+        found = self._heads.get((scope_name, scope_version))
+        if found is None:
+            if len(self._heads) >= MAX_CACHED:
+                self._heads.clear()
+            scope = InstrumentationScope(scope_name, scope_version)
+            found = encoded_head(envelope_parts(self._resource, scope))
+            self._heads[(scope_name, scope_version)] = found
+        return found
+
+    def _send(self, datagram: bytes) -> None:
         if len(datagram) > MAX_DATAGRAM_BYTES:
             self._drops.dropped(f"a span of {len(datagram)} bytes")
             return

@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from telemetry.export_process import RequestSink, SdkSink, sink_for
 from telemetry.span_codec import encode, resource_line, row_of
 from telemetry.tracing import Batching, CollectorState, batching_from_environment
+from tests.telemetry.test_encoded_spans import relayed, run_spans
 from worker.settings import SettingsError
 
 
@@ -103,11 +104,14 @@ def test_after_a_failed_post_batches_are_dropped_without_a_try() -> None:
 
 
 def test_other_exporters_get_sdk_spans() -> None:
+    """Given a JSON datagram of three spans and an encoded one, then all four are exported."""
+    encoded = relayed(run_spans)[0][0]
     kept = InMemorySpanExporter()
     spans = SdkSink(kept, CollectorState())
     spans.add(datagram(3, "console"))
+    spans.add(encoded)
     spans.close()
-    assert [span.name for span in kept.get_finished_spans()] == ["console"] * 3
+    assert [span.name for span in kept.get_finished_spans()] == ["console"] * 3 + ["run/t0"]
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.span import TraceState
 
-from telemetry import otlp_request
+from telemetry import otlp_request, span_pieces
 from telemetry.otlp_request import OtlpRequest
 from telemetry.span_codec import ROW, SpanDecodeError, SpanDecoder, encode, resource_line, row_of
 from telemetry.spans import parent_context
@@ -168,7 +168,7 @@ def test_plain_spans_skip_the_sdk_encoder_once_their_origin_is_known(
 def test_the_piece_cache_starts_over_without_changing_the_encoding(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(otlp_request, "MAX_CACHED_PIECES", 3)
+    monkeypatch.setattr(span_pieces, "MAX_CACHED_PIECES", 3)
     datagrams = [datagram(make_spans(f"service-{n % 2}", "s")) for n in range(6)]
     assert flattened(body_of(*datagrams)) == flattened(sdk_encoding(*datagrams))
 

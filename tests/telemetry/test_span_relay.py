@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
+from telemetry.encoded_spans import ENCODED
 from telemetry.span_codec import encode
 from telemetry.span_relay import DropCounter, ExportProcess, SpanRelay, relayed_provider
 from tests.support.otlp_receiver import OtlpReceiver
@@ -145,6 +146,7 @@ def test_a_malformed_datagram_is_logged_and_skipped(
             os.close(saved)
     try:
         export.sender.send(b"not a span")
+        export.sender.send(ENCODED + b"not protobuf")
         export.sender.send(encode(b"{}", [[1, 2]]))
         in_a_forked_child(export, 1, "after-garbage")
     finally:
