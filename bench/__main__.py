@@ -11,8 +11,8 @@ bench/results/latest.json under those keys.
   with it, and with it and tracing (:mod:`bench.producer`);
 * ``spans`` times the consumer span handlers in-process: none, this project's
   and upstream's ``CeleryInstrumentor``, plus OTLP encoding (:mod:`bench.spans`);
-* ``export`` measures the span export process's CPU per span, request bodies
-  built from rows against the SDK's path (:mod:`bench.export`);
+* ``export`` measures the span export process's CPU per span on its paths:
+  encoded spans, JSON rows and the SDK's (:mod:`bench.export`);
 * ``memory`` drains ``--memory-n`` tasks with everything on and compares RSS at
   half-way and at the end (:mod:`bench.memory`);
 * ``profile`` samples an everything-on worker draining ``--profile-n`` no-op

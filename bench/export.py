@@ -1,22 +1,25 @@
 """What the span export process spends per span (``python -m bench --suite export``).
 
-A real export process (``python -m telemetry.export_process``) reads the rows of
-``run`` spans from a socket pair and posts them to the discarding OTLP/HTTP sink,
-with the export path chosen per run:
+A real export process (``python -m telemetry.export_process``) reads the
+datagrams of ``run`` spans from a socket pair and posts them to the discarding
+OTLP/HTTP sink. Three paths, the worker's and the two it replaced:
 
-* ``request``: the request body built from the rows and posted by the
-  exporter's client (``telemetry.export_process.RequestSink``), what the worker
-  does with OTLP/HTTP;
-* ``sdk``: SDK spans rebuilt from the rows, through the SDK's batch processor
-  and ``OTLPSpanExporter.export`` (``SdkSink``), what it does with any other
-  exporter, and did with OTLP/HTTP before.
+* ``encoded``: spans sent already OTLP protobuf (``telemetry.encoded_spans``),
+  checked and framed into the request body, posted by the exporter's client
+  (``telemetry.export_process.RequestSink``): what the worker does with OTLP/HTTP;
+* ``rows``: the same spans as JSON rows, the request body built from them
+  (``telemetry.span_pieces`` in the export process), posted the same way;
+* ``sdk``: the same JSON rows, SDK spans rebuilt from them, through the SDK's
+  batch processor and ``OTLPSpanExporter.export`` (``SdkSink``): what the worker
+  does with any other exporter.
 
-The rows are the ones a pool process sends: this project's handlers run around
+The spans are the ones a pool process sends: this project's handlers run around
 real task signals (``bench.spans``), one fresh task id per span. Each run feeds
-``SPANS`` rows at about ``RATE`` a second, as a busy worker sends them, and
+``SPANS`` datagrams at about ``RATE`` a second, as a busy worker sends them, and
 reads the process's CPU time (``/proc/<pid>/stat``) from once it is idle after
-start-up to once its last batch is posted. Runs alternate the paths in a shuffled order per round; figures
-are medians over rounds, and ``ratio`` is request over sdk, measured per round.
+start-up to once its last batch is posted. Runs alternate the paths in a shuffled
+order per round; figures are medians over rounds, and each path's ratio is
+against ``sdk``, measured per round.
 """
 
 from __future__ import annotations
@@ -33,16 +36,28 @@ from typing import Any
 from bench.drain import ROOT, process_cpu_seconds, settle
 from bench.sink import DiscardingSink
 from bench.spans import lean_set, recorded_spans
+from telemetry.encoded_spans import DatagramDecoder
 from telemetry.export_process import READ_INTERVAL_SECONDS
+from telemetry.span_codec import encode, resource_line, row_of
 from telemetry.span_relay import SHUTDOWN, SOCKET_BUFFER_BYTES
 from telemetry.tracing import DEFAULT_SCHEDULE_DELAY_MILLIS
 
-PATHS = ("request", "sdk")
+PATHS = ("encoded", "rows", "sdk")
 SPANS = 20_000
 RATE = 2_000
 EXIT_TIMEOUT_SECONDS = 10.0
 #: Spans recorded per socket pair: its buffer holds about 6,000.
 RECORD_CHUNK = 2_000
+
+
+def as_rows(datagrams: list[bytes]) -> list[bytes]:
+    """The same spans, each as a datagram of one JSON row."""
+    decoder = DatagramDecoder()
+    return [
+        encode(resource_line(span.resource), [row_of(span)])
+        for datagram in datagrams
+        for span in decoder.decode(datagram)
+    ]
 
 
 def run_once(path: str, datagrams: list[bytes], sink: DiscardingSink) -> float:
@@ -51,7 +66,7 @@ def run_once(path: str, datagrams: list[bytes], sink: DiscardingSink) -> float:
     sender.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER_BYTES)
     process = subprocess.Popen(
         [
-            *(sys.executable, "-m", "bench.export_path", path),
+            *(sys.executable, "-m", "bench.export_path", "sdk" if path == "sdk" else "request"),
             *("--fd", str(receiver.fileno()), "--parent", str(os.getpid())),
         ],
         cwd=ROOT,
@@ -85,16 +100,19 @@ def measure(rounds: int, spans: int = SPANS) -> dict[str, Any]:
         for first in range(0, spans, RECORD_CHUNK)
         for datagram in recorded_spans(lean_set, min(RECORD_CHUNK, spans - first))
     ]
+    rows = as_rows(datagrams)
+    fed = {"encoded": datagrams, "rows": rows, "sdk": rows}
     sink = DiscardingSink()
     samples: dict[str, list[float]] = {path: [] for path in PATHS}
-    ratios = []
+    ratios: dict[str, list[float]] = {path: [] for path in PATHS}
     rng = random.Random(7)
     for _ in range(rounds):
         order = list(PATHS)
         rng.shuffle(order)
         for path in order:
-            samples[path].append(run_once(path, datagrams, sink))
-        ratios.append(samples["request"][-1] / samples["sdk"][-1])
+            samples[path].append(run_once(path, fed[path], sink))
+        for path in PATHS:
+            ratios[path].append(samples[path][-1] / samples["sdk"][-1])
     return {
         "rounds": rounds,
         "spans": len(datagrams),
@@ -105,25 +123,22 @@ def measure(rounds: int, spans: int = SPANS) -> dict[str, Any]:
                 "cpu_us_per_span_median": statistics.median(samples[path]),
                 "cpu_us_per_span_min": min(samples[path]),
                 "cpu_us_per_span_max": max(samples[path]),
+                "ratio_median": statistics.median(ratios[path]),
+                "ratio_min": min(ratios[path]),
+                "ratio_max": max(ratios[path]),
             }
             for path in PATHS
         ],
-        "ratio_median": statistics.median(ratios),
-        "ratio_min": min(ratios),
-        "ratio_max": max(ratios),
         "posts": sink.requests,
     }
 
 
 def print_table(result: dict[str, Any]) -> None:
     print(f"export process, {result['spans']} run spans at {result['rate_per_second']}/s")
-    print(f"{'path':<8}{'CPU-us/span':>13}{'min':>8}{'max':>8}")
+    print(f"{'path':<9}{'CPU-us/span':>13}{'min':>8}{'max':>8}{'vs sdk':>8}{'min':>7}{'max':>7}")
     for row in result["paths"]:
         print(
-            f"{row['path']:<8}{row['cpu_us_per_span_median']:>13.1f}"
+            f"{row['path']:<9}{row['cpu_us_per_span_median']:>13.1f}"
             f"{row['cpu_us_per_span_min']:>8.1f}{row['cpu_us_per_span_max']:>8.1f}"
+            f"{row['ratio_median']:>8.3f}{row['ratio_min']:>7.3f}{row['ratio_max']:>7.3f}"
         )
-    print(
-        f"request/sdk {result['ratio_median']:.3f} "
-        f"(min {result['ratio_min']:.3f}, max {result['ratio_max']:.3f})"
-    )

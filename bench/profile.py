@@ -7,7 +7,8 @@ frames it holds:
 
 * ``tracing``: any frame from the OpenTelemetry SDK or its OTLP exporter, or
   from ``telemetry/`` span and exporter code (``spans``, ``task_span``,
-  ``span_codec``, ``otlp_request``, ``span_relay``, ``export_process``,
+  ``span_codec``, ``span_pieces``, ``encoded_spans``, ``otlp_request``,
+  ``span_relay``, ``export_process``,
   ``trace_wiring``, ``tracing``, ``client_spans``);
 * ``metrics``: any frame from ``prometheus_client`` or the rest of ``telemetry/``;
 * ``celery``: everything else (Celery, kombu, billiard, redis-py, the task).
@@ -40,6 +41,7 @@ TRACING_MODULES = (
     "trace_exporter", "telemetry/spans.py", "telemetry/task_span.py", "telemetry/span_codec.py",
     "telemetry/span_relay.py", "telemetry/export_process.py", "telemetry/trace_wiring.py",
     "telemetry/tracing.py", "telemetry/client_spans.py", "telemetry/otlp_request.py",
+    "telemetry/span_pieces.py", "telemetry/encoded_spans.py",
 )  # fmt: skip
 METRICS_MODULES = ("prometheus_client", "telemetry/")
 FRAME = re.compile(r"^(?P<function>.+?) \((?P<file>[^:]+)(?::\d+)?\)$")
