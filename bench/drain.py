@@ -57,6 +57,8 @@ class Run:
     cpu_seconds: float
     scrapes: int = 0
     scrape_failures: int = 0
+    #: ``cpu_seconds`` by process role (``role_cpu_seconds``), where it was read.
+    cpu_seconds_by_role: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -84,12 +86,18 @@ def role(pid: int) -> str:
     return "export" if is_export_process(pid) else "child"
 
 
-def tree_cpu_seconds(pid: int) -> float:
-    total = process_cpu_seconds(pid)
+def role_cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds of a worker's processes by role: ``main`` (with the children it has
+    reaped), ``child`` (its live pool processes) and ``export`` (the span export process)."""
+    seconds = {"main": process_cpu_seconds(pid), "child": 0.0, "export": 0.0}
     for child in child_pids(pid):
         with contextlib.suppress(FileNotFoundError):
-            total += process_cpu_seconds(child)
-    return total
+            seconds[role(child)] += process_cpu_seconds(child)
+    return seconds
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    return sum(role_cpu_seconds(pid).values())
 
 
 #: A worker has settled once its whole tree used at most this much CPU over one
@@ -244,6 +252,12 @@ def summarize(runs: dict[str, list[Run]], baseline: str) -> list[dict[str, objec
                 "cpu_ratio_median": statistics.median(
                     r.cpu_us_per_task / b.cpu_us_per_task for r, b in zip(series, base, strict=True)
                 ),
+                "cpu_us_per_task_by_role_median": {
+                    role: statistics.median(
+                        r.cpu_seconds_by_role[role] / r.tasks * 1e6 for r in series
+                    )
+                    for role in series[0].cpu_seconds_by_role
+                },
                 "scrapes": sum(r.scrapes for r in series),
                 "scrape_failures": sum(r.scrape_failures for r in series),
                 "rounds": [

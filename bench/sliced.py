@@ -54,8 +54,8 @@ from bench.drain import (
     STAGING,
     Run,
     Variant,
+    role_cpu_seconds,
     settle,
-    tree_cpu_seconds,
 )
 from bench.hammer import Hammer
 from bench.redis_server import DATABASES, PrivateRedis, free_port
@@ -173,24 +173,27 @@ class SlicedSession:
             settle([worker.process.pid for worker in workers])
             for worker in workers:
                 worker.freeze()
-            cpu_before = {w.variant.name: tree_cpu_seconds(w.process.pid) for w in workers}
+            cpu_before = {w.variant.name: role_cpu_seconds(w.process.pid) for w in workers}
             for turn, dump in enumerate(self.slices):
                 order = list(workers)
                 rng.shuffle(order)
                 for worker in order:
                     self._drain_slice(worker, dump, self.sizes[turn])
-            return {
-                w.variant.name: Run(
+            runs = {}
+            for w in workers:
+                after, before = role_cpu_seconds(w.process.pid), cpu_before[w.variant.name]
+                by_role = {role: after[role] - before[role] for role in after}
+                runs[w.variant.name] = Run(
                     w.variant.name,
                     self.task,
                     sum(self.sizes),
                     w.seconds,
-                    tree_cpu_seconds(w.process.pid) - cpu_before[w.variant.name],
+                    sum(by_role.values()),
                     w.scrapes,
                     w.scrape_failures,
+                    by_role,
                 )
-                for w in workers
-            }
+            return runs
         finally:
             for worker in workers:
                 worker.stop()
