@@ -29,8 +29,9 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
+from telemetry.bounded_cache import remember
 from telemetry.span_codec import MAX_CACHED, DecodedResource, SpanDecodeError, SpanDecoder
-from telemetry.span_pieces import IS_REMOTE, KIND, Envelope
+from telemetry.span_pieces import IS_REMOTE, KIND, STATUS_CODES, Envelope
 
 #: The first byte of an encoded datagram.
 ENCODED = b"\x00"
@@ -113,9 +114,8 @@ class EncodedSpans:
         try:
             origin = self._origins.get(head)
             if origin is None:
-                origin = self._origin(
-                    head, datagram[_HEAD.size : scope_at], datagram[scope_at:span_at]
-                )
+                fields = datagram[_HEAD.size : scope_at], datagram[scope_at:span_at]
+                origin = remember(self._origins, head, _Origin(*fields), MAX_CACHED)
             message = trace_pb2.Span.FromString(span)
         except DecodeError as exc:
             raise SpanDecodeError(f"not OTLP protobuf: {exc}") from None
@@ -123,15 +123,9 @@ class EncodedSpans:
             raise SpanDecodeError("an encoded span needs a 16-byte trace id and an 8-byte span id")
         if len(message.parent_span_id) not in (0, 8):
             raise SpanDecodeError("an encoded span's parent id must have 8 bytes")
-        if message.kind not in _KIND or message.status.code not in (0, 1, 2):
+        if message.kind not in _KIND or message.status.code not in STATUS_CODES:
             raise SpanDecodeError("an encoded span's kind or status code is unknown")
         return origin, span, message
-
-    def _origin(self, head: bytes, resource_fields: bytes, scope_fields: bytes) -> _Origin:
-        if len(self._origins) >= MAX_CACHED:
-            self._origins.clear()
-        origin = self._origins[head] = _Origin(resource_fields, scope_fields)
-        return origin
 
 
 class DatagramDecoder:

@@ -26,6 +26,7 @@ from __future__ import annotations
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.resources import Resource
 
+from telemetry.bounded_cache import remember
 from telemetry.encoded_spans import ENCODED, EncodedSpans
 from telemetry.span_codec import (
     MAX_CACHED,
@@ -98,11 +99,10 @@ class OtlpRequest:
         """The envelope of a JSON row's resource line and scope."""
         found = self._envelopes.get(origin)
         if found is None:
-            if len(self._envelopes) >= MAX_CACHED:
-                self._envelopes.clear()
             line, scope_name, scope_version = origin
-            found = envelope_parts(
-                self._decoder.resource(line), self._decoder.scope(scope_name, scope_version)
+            resource, scope = (
+                self._decoder.resource(line),
+                self._decoder.scope(scope_name, scope_version),
             )
-            self._envelopes[origin] = found
+            found = remember(self._envelopes, origin, envelope_parts(resource, scope), MAX_CACHED)
         return found

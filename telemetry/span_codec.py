@@ -30,6 +30,8 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.span import TraceState
 
+from telemetry.bounded_cache import remember
+
 #: The fields of a row, in order.
 ROW = (
     "name", "trace_id", "span_id", "trace_flags", "trace_state", "parent_span_id",
@@ -195,12 +197,10 @@ class SpanDecoder:
         """The resource of a datagram's first line, decoded once per distinct line."""
         found = self._resources.get(line)
         if found is None:
-            if len(self._resources) >= MAX_CACHED:
-                self._resources.clear()
             attributes = json.loads(line)
             if not isinstance(attributes, dict):
                 raise SpanDecodeError("the resource line is not an object")
-            found = self._resources[line] = DecodedResource(attributes)
+            found = remember(self._resources, line, DecodedResource(attributes), MAX_CACHED)
         return found
 
     def span(self, fields: Row, resource: Resource) -> ReadableSpan:
@@ -233,9 +233,9 @@ class SpanDecoder:
     def scope(self, name: str, version: str | None) -> InstrumentationScope:
         found = self._scopes.get((name, version))
         if found is None:
-            if len(self._scopes) >= MAX_CACHED:
-                self._scopes.clear()
-            found = self._scopes[(name, version)] = InstrumentationScope(name, version)
+            found = remember(
+                self._scopes, (name, version), InstrumentationScope(name, version), MAX_CACHED
+            )
         return found
 
 

@@ -34,6 +34,8 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, StatusCode
 
+from telemetry.bounded_cache import remember
+
 #: Encoded pieces kept; past it the cache starts over (a message id is a new piece per span).
 MAX_CACHED_PIECES = 4096
 INT64 = range(-(1 << 63), 1 << 63)
@@ -186,16 +188,14 @@ class SpanPieces:
             return None
         # Span.attributes (9) of KeyValue: key (1), value (2)
         piece = framed(b"\x4a", framed(b"\x0a", key.encode()) + framed(b"\x12", any_value))
-        if len(self._pieces) >= MAX_CACHED_PIECES:
-            self._pieces.clear()
-        self._pieces[cache_key] = piece
-        return piece
+        return self._keep(cache_key, piece)
 
     def _head(self, name: str, kind: int) -> bytes:
         """The piece of a span's name and kind."""
         found = self._pieces.get((name, kind))
         if found is None:
-            found = self._keep((name, kind), trace_pb2.Span(name=name, kind=KIND[kind]))
+            piece = trace_pb2.Span(name=name, kind=KIND[kind]).SerializePartialToString()
+            found = self._keep((name, kind), piece)
         return found
 
     def _status(self, code: int, description: str | None) -> bytes:
@@ -203,12 +203,10 @@ class SpanPieces:
         found = self._pieces.get((code, description))
         if found is None:
             status = trace_pb2.Status(code=code, message=description)  # type: ignore[arg-type]
-            found = self._keep((code, description), trace_pb2.Span(status=status))
+            found = self._keep(
+                (code, description), trace_pb2.Span(status=status).SerializePartialToString()
+            )
         return found
 
-    def _keep(self, key: tuple[Any, ...], piece: trace_pb2.Span) -> bytes:
-        if len(self._pieces) >= MAX_CACHED_PIECES:
-            self._pieces.clear()
-        encoded: bytes = piece.SerializePartialToString()
-        self._pieces[key] = encoded
-        return encoded
+    def _keep(self, key: tuple[Any, ...], piece: bytes) -> bytes:
+        return remember(self._pieces, key, piece, MAX_CACHED_PIECES)

@@ -44,6 +44,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
+from telemetry.bounded_cache import remember
 from telemetry.encoded_spans import encoded_head
 from telemetry.log_throttle import LogThrottle
 from telemetry.span_codec import MAX_CACHED, encode, resource_line, row_of
@@ -127,13 +128,12 @@ class SpanRelay(SpanProcessor):
             self._send(encode(self._line, others))
 
     def _head(self, scope_name: str, scope_version: str | None) -> bytes:
-        found = self._heads.get((scope_name, scope_version))
+        key = (scope_name, scope_version)
+        found = self._heads.get(key)
         if found is None:
-            if len(self._heads) >= MAX_CACHED:
-                self._heads.clear()
             scope = InstrumentationScope(scope_name, scope_version)
-            found = encoded_head(envelope_parts(self._resource, scope))
-            self._heads[(scope_name, scope_version)] = found
+            head = encoded_head(envelope_parts(self._resource, scope))
+            found = remember(self._heads, key, head, MAX_CACHED)
         return found
 
     def _send(self, datagram: bytes) -> None:
