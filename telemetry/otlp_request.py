@@ -100,9 +100,8 @@ class OtlpRequest:
         found = self._envelopes.get(origin)
         if found is None:
             line, scope_name, scope_version = origin
-            resource, scope = (
-                self._decoder.resource(line),
-                self._decoder.scope(scope_name, scope_version),
+            parts = envelope_parts(
+                self._decoder.resource(line), self._decoder.scope(scope_name, scope_version)
             )
-            found = remember(self._envelopes, origin, envelope_parts(resource, scope), MAX_CACHED)
+            found = remember(self._envelopes, origin, parts, MAX_CACHED)
         return found

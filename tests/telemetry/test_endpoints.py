@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 import urllib.error
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.endpoints import fetch, readyz
 from tests.support.private_redis import PrivateRedis
 from tests.support.worker_process import ROOT, WorkerProcess, free_port, wait_until
 from worker.celery_app import app
@@ -20,21 +20,6 @@ from worker.command import worker_command
 pytestmark = pytest.mark.integration
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
-
-
-def fetch(worker: WorkerProcess, path: str, accept: str = "") -> tuple[int, bytes]:
-    url = worker.metrics_url.replace("/metrics", path)
-    request = urllib.request.Request(url, headers={"Accept": accept})
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
-
-
-def readyz(worker: WorkerProcess) -> tuple[int, dict]:  # type: ignore[type-arg]
-    status, body = fetch(worker, "/readyz")
-    return status, json.loads(body)
 
 
 @pytest.fixture

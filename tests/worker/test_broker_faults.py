@@ -10,19 +10,17 @@ process serves on, and readiness tells the truth throughout.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import sqlite3
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
+from tests.support.endpoints import readyz
 from tests.support.private_redis import PrivateRedis
 from tests.support.worker_process import SHORT_VISIBILITY, WorkerProcess, wait_until
 from tests.worker.db.test_bridge import schema_command
@@ -45,18 +43,8 @@ def broker(tmp_path: Path) -> Iterator[PrivateRedis]:
 
 def readiness(worker: WorkerProcess) -> tuple[int, bool | None]:
     """(/readyz status, the broker check's state)."""
-    url = worker.metrics_url.replace("/metrics", "/readyz")
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            status, body = response.status, response.read()
-    except urllib.error.HTTPError as error:
-        status, body = error.code, error.read()
-    except urllib.error.URLError as error:
-        assert worker.process is not None
-        raise AssertionError(
-            f"/readyz unreachable ({error.reason}); worker exit code {worker.process.poll()}"
-        ) from error
-    return status, json.loads(body)["checks"].get("broker", {}).get("up")
+    status, body = readyz(worker)
+    return status, body["checks"].get("broker", {}).get("up")
 
 
 def completed(database: str) -> int:

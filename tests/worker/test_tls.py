@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.support.endpoints import readyz
 from tests.support.tracing import run_as_producer
 from tests.support.worker_process import WorkerProcess, free_port, wait_until
 from worker.celery_app import tls_options
@@ -119,20 +120,6 @@ def test_rediss_urls_require_a_verified_certificate(
     assert tls_options(load_settings()) == {"ssl_cert_reqs": ssl.CERT_REQUIRED}  # system store
 
 
-def ready_checks(worker: WorkerProcess) -> dict[str, dict[str, object]] | None:
-    """The checks /readyz reports once it answers 200; None while it answers 503."""
-    try:
-        with urllib.request.urlopen(
-            worker.metrics_url.replace("/metrics", "/readyz"), timeout=5
-        ) as r:
-            checks: dict[str, dict[str, object]] = json.loads(r.read())["checks"]
-            return checks
-    except urllib.error.HTTPError as error:
-        if error.code == 503:
-            return None
-        raise
-
-
 def run_through(env: dict[str, str]) -> str:
     """Publish a task and wait for its result from a separate process on the TLS broker."""
     return run_as_producer(
@@ -159,8 +146,10 @@ def test_every_connection_uses_tls_and_plaintext_is_refused(
     # The worker consumes and stores results over TLS
     assert run_through(env) == "True"
     # The readiness probe reaches the broker over TLS (ready once every check's first probe is in)
-    checks = wait_until(lambda: ready_checks(worker), 20, interval=0.2, message="/readyz 200")
-    assert checks["broker"]["up"] is True
+    _, body = wait_until(
+        lambda: (r := readyz(worker))[0] == 200 and r, 20, interval=0.2, message="/readyz 200"
+    )
+    assert body["checks"]["broker"]["up"] is True
     # The depth poller reads over TLS
     with urllib.request.urlopen(worker.metrics_url, timeout=5) as response:
         metrics = response.read().decode()

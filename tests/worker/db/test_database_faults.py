@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 
 import pytest
 
+from tests.support.endpoints import readyz
 from tests.support.tcp_proxy import TcpProxy
 from tests.support.worker_process import WorkerProcess, wait_until
 from tests.worker.db.test_bridge import psql, schema_command
@@ -30,13 +28,8 @@ def proxy() -> Iterator[TcpProxy]:
 
 
 def database_up(worker: WorkerProcess) -> bool | None:
-    url = worker.metrics_url.replace("/metrics", "/readyz")
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            body = response.read()
-    except urllib.error.HTTPError as error:
-        body = error.read()
-    up: bool | None = json.loads(body)["checks"].get("database", {}).get("up")
+    _, body = readyz(worker)
+    up: bool | None = body["checks"].get("database", {}).get("up")
     return up
 
 

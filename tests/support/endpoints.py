@@ -1,0 +1,32 @@
+"""Reading a worker's HTTP endpoints in tests: any status, with its body."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+from tests.support.worker_process import WorkerProcess
+
+
+def fetch(worker: WorkerProcess, path: str, accept: str = "") -> tuple[int, bytes]:
+    """(status, body) of ``path`` on the worker's metrics port; 503 is an answer, not an error."""
+    url = worker.metrics_url.replace("/metrics", path)
+    request = urllib.request.Request(url, headers={"Accept": accept})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+    except urllib.error.URLError as error:
+        exit_code = worker.process.poll() if worker.process is not None else None
+        raise AssertionError(
+            f"{path} unreachable ({error.reason}); worker exit code {exit_code}"
+        ) from error
+
+
+def readyz(worker: WorkerProcess) -> tuple[int, dict[str, Any]]:
+    """(status, the decoded /readyz body)."""
+    status, body = fetch(worker, "/readyz")
+    return status, json.loads(body)
