@@ -1,8 +1,9 @@
-"""``python -m bench [--suite all|drain|scrape|producer|spans|export|memory|profile|hammer] [--n N] [--pairs P] [--tasks ...]``.
+"""``python -m bench [--suite all|drain|scrape|producer|spans|export|memory|profile|floor|hammer] [--n N] [--pairs P] [--tasks ...]``.
 
 ``all`` (the default) runs ``scrape``, ``producer``, ``spans``, ``export``, ``drain``,
 ``memory`` and ``profile`` and prints their tables; results are merged into
 bench/results/latest.json under those keys.
+
 
 * ``drain`` compares telemetry variants against "off", interleaved, with an A/A control;
 * ``scrape`` measures render time, exposition size, cached scrape latency and
@@ -18,6 +19,9 @@ bench/results/latest.json under those keys.
 * ``profile`` samples an everything-on worker draining ``--profile-n`` no-op
   tasks with py-spy and splits its busy CPU into Celery, metrics and tracing
   (:mod:`bench.profile`; not part of ``--smoke``);
+* ``floor`` compares the ``tracing`` variant with the same worker whose pool
+  processes run the least a ``run`` span hook can cost (:mod:`bench.floors`),
+  against off, with an A/A control, and writes bench/results/floor.json;
 * ``hammer`` compares a metrics-on worker whose /metrics is scraped 50 times a
   second while it drains against the same worker unscraped (with an A/A
   control), and writes bench/results/hammer.json.
@@ -42,6 +46,7 @@ from typing import Any
 
 from bench import export, memory, producer, profile, scrape, spans, steadiness
 from bench.drain import Drainer, Variant, default_workdir, summarize
+from bench.floors import FLOORS
 from bench.sink import DiscardingSink
 from bench.sliced import SLICE_SIZE, sliced
 from bench.verdict import CONTROLS, print_verdict, verdict
@@ -58,20 +63,22 @@ METRICS_ONLY = {
 }
 
 
+def tracing_only(sink: DiscardingSink) -> dict[str, str]:
+    """Tracing with the default sampler, every span exported to ``sink``; metrics off."""
+    return {
+        "TELEMETRY_ENABLED": "true",
+        "METRICS_ENABLED": "false",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint,
+    }
+
+
 def variants(sink: DiscardingSink) -> tuple[Variant, ...]:
     """off is the baseline; off_aa the A/A control; events the event-based anchor."""
     return (
         Variant("off", OFF),
         Variant("off_aa", OFF),
         Variant("metrics", METRICS_ONLY),
-        Variant(
-            "tracing",
-            {
-                "TELEMETRY_ENABLED": "true",
-                "METRICS_ENABLED": "false",
-                "OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint,
-            },
-        ),
+        Variant("tracing", tracing_only(sink)),
         Variant(
             "all_on",
             {
@@ -98,8 +105,45 @@ def hammer_variants() -> tuple[Variant, ...]:
     )
 
 
-DRAIN_SUITES = {"drain": ("off", variants), "hammer": ("metrics", lambda _sink: hammer_variants())}
-SUITES = ("all", "drain", "scrape", "producer", "spans", "export", "memory", "profile", "hammer")
+def floor_variants(sink: DiscardingSink) -> tuple[Variant, ...]:
+    """off is the baseline and off_aa its A/A control; tracing as in the drain suite, and
+    the same worker with each of :mod:`bench.floors`' stand-ins for its pool-process hook."""
+    floors = tuple(
+        Variant(
+            f"floor_{floor}",
+            {**tracing_only(sink), "BENCH_FLOOR": floor},
+            includes=("bench.floor_plugin",),
+        )
+        for floor in FLOORS
+    )
+    return (
+        Variant("off", OFF),
+        Variant("off_aa", OFF),
+        Variant("metrics", METRICS_ONLY),
+        Variant("tracing", tracing_only(sink)),
+        *floors,
+    )
+
+
+DRAIN_SUITES = {
+    "drain": ("off", variants),
+    "floor": ("off", floor_variants),
+    "hammer": ("metrics", lambda _sink: hammer_variants()),
+}
+#: Suites whose results go to a file of their own, named after them.
+SIDE_SUITES = ("floor", "hammer")
+SUITES = (
+    "all",
+    "drain",
+    "scrape",
+    "producer",
+    "spans",
+    "export",
+    "memory",
+    "profile",
+    "floor",
+    "hammer",
+)
 
 
 def everything_on(sink: DiscardingSink) -> Variant:
@@ -118,7 +162,7 @@ def drain_table(
     """Each task's rows and verdict; the verdict records how steady the CPUs were at both ends."""
     baseline, build_variants = DRAIN_SUITES[suite]
     print(
-        f"{'task':<11}{'variant':<9}{'tasks/s':>9}{'ratio':>8}{'95% CI':>16}{'min':>7}{'max':>7}{'CPU-us/task':>13}{'cpu ratio':>10}"
+        f"{'task':<11}{'variant':<15}{'tasks/s':>9}{'ratio':>8}{'95% CI':>16}{'min':>7}{'max':>7}{'CPU-us/task':>13}{'cpu ratio':>10}"
     )
     results: dict[str, Any] = {}
     verdicts: dict[str, Any] = {}
@@ -131,7 +175,7 @@ def drain_table(
         for row in rows:
             low, high = row["ratio_ci95"]  # type: ignore[misc]
             print(
-                f"{task:<11}{row['variant']:<9}{row['tasks_per_second_median']:>9.0f}{row['ratio_median']:>8.3f}"
+                f"{task:<11}{row['variant']:<15}{row['tasks_per_second_median']:>9.0f}{row['ratio_median']:>8.3f}"
                 f"{f'[{low:.3f}, {high:.3f}]':>16}{row['ratio_min']:>7.3f}{row['ratio_max']:>7.3f}"
                 f"{row['cpu_us_per_task_median']:>13.0f}{row['cpu_ratio_median']:>10.3f}"
                 + (
@@ -179,7 +223,7 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
     output = args.output or RESULTS.with_name(
-        "hammer.json" if args.suite == "hammer" else "latest.json"
+        f"{args.suite}.json" if args.suite in SIDE_SUITES else "latest.json"
     )
     if args.n is None:
         # The hammer suite scrapes for the whole drain: at least 30 s of it.
@@ -213,7 +257,7 @@ def main() -> int:
     if args.suite in ("all", "export"):
         report["export"] = export.measure(args.pairs, args.export_spans)
         export.print_table(report["export"])
-    if args.suite in ("all", "drain", "hammer"):
+    if args.suite in ("all", "drain", *SIDE_SUITES):
         suite = "drain" if args.suite == "all" else args.suite
         report.update(n=args.n, pairs=args.pairs, slice=args.slice, suite=suite)
         results, verdicts = drain_table(

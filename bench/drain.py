@@ -46,6 +46,12 @@ class Variant:
     args: Sequence[str] = ()
     #: Scrapes of /metrics per second while the worker drains (0: none).
     hammer_per_second: float = 0.0
+    #: Modules the worker imports besides the benchmark's tasks (``--include``).
+    includes: Sequence[str] = ()
+
+    @property
+    def include(self) -> str:
+        return ",".join(("bench.tasks", *self.includes))
 
 
 @dataclass(frozen=True)
@@ -165,7 +171,7 @@ class Drainer:
             2,
             *(
                 "--include",
-                "bench.tasks",
+                variant.include,
                 "--without-mingle",
                 "--without-gossip",
                 "--loglevel",

@@ -181,6 +181,7 @@ class SlicedSession:
                     self._drain_slice(worker, dump, self.sizes[turn])
             runs = {}
             for w in workers:
+                self._check_succeeded(w)
                 after, before = role_cpu_seconds(w.process.pid), cpu_before[w.variant.name]
                 by_role = {role: after[role] - before[role] for role in after}
                 runs[w.variant.name] = Run(
@@ -198,6 +199,18 @@ class SlicedSession:
             for worker in workers:
                 worker.stop()
 
+    def _check_succeeded(self, worker: Worker) -> None:
+        """Every task of the round succeeded: a worker whose tasks fail (unregistered,
+        raising) drains fast, and its rate means nothing."""
+        marker = f" {self.task}["
+        lines = worker.log.read_text(errors="replace").splitlines()
+        succeeded = sum(1 for line in lines if marker in line and " succeeded in " in line)
+        if succeeded != sum(self.sizes):
+            raise RuntimeError(
+                f"{worker.variant.name}: {succeeded} of {sum(self.sizes)} tasks succeeded "
+                f"(see {worker.log})"
+            )
+
     def _start(self, variant: Variant, db: int) -> Worker:
         self.server.client(db).flushdb()
         log = self.workdir / f"{variant.name}.log"
@@ -212,7 +225,7 @@ class SlicedSession:
         command = worker_command(
             [QUEUE],
             2,
-            *("--include", "bench.tasks", "--without-mingle", "--without-gossip"),
+            *("--include", variant.include, "--without-mingle", "--without-gossip"),
             *("--loglevel", "INFO"),
             *variant.args,
         )

@@ -20,7 +20,7 @@ TARGETS = {
     ("bench_noop", "all_on"): "goal",
 }
 #: The A/A control of each drain suite.
-CONTROLS = {"drain": "off_aa", "hammer": "metrics_aa"}
+CONTROLS = {"drain": "off_aa", "floor": "off_aa", "hammer": "metrics_aa"}
 
 
 def session_counts(rows: Sequence[Mapping[str, object]], control: str) -> bool | None:

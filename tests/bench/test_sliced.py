@@ -38,3 +38,13 @@ def test_a_round_drains_every_slice_in_every_variant(tmp_path: Path) -> None:
         runs = session.round(random.Random(1))
     assert set(runs) == {"off", "off_aa"}
     assert all(run.tasks == 60 and run.seconds > 0 and run.cpu_seconds > 0 for run in runs.values())
+
+
+@pytest.mark.integration
+def test_a_round_whose_tasks_do_not_succeed_is_refused(tmp_path: Path) -> None:
+    """Given messages for a task no worker knows, when a round drains them (the worker
+    dead-letters them quickly), then the round is refused instead of timed."""
+    with PrivateRedis() as server:
+        session = SlicedSession(server, (Variant("off", OFF),), "bench_unknown", 10, tmp_path, 10)
+        with pytest.raises(RuntimeError, match="off: 0 of 10 tasks succeeded"):
+            session.round(random.Random(1))
