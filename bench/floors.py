@@ -23,29 +23,16 @@ import hashlib
 import os
 from typing import Any
 
-from celery.signals import (
-    task_failure,
-    task_postrun,
-    task_prerun,
-    task_retry,
-    worker_init,
-    worker_process_init,
-)
+from celery.signals import task_postrun, task_prerun, worker_init, worker_process_init
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from telemetry.lifecycle import TRACEPARENT_HEADER
 from telemetry.spans import remote_parent
+from telemetry.trace_wiring import RUN_SPAN_RECEIVERS
 
 FLOORS = ("signals", "context")
-#: The receivers ``PoolProcessWiring`` connects for the ``run`` span.
-RUN_SPAN_RECEIVERS = (
-    (task_prerun, "jobpilot.trace.prerun"),
-    (task_failure, "jobpilot.trace.failure"),
-    (task_retry, "jobpilot.trace.retry"),
-    (task_postrun, "jobpilot.trace.postrun"),
-)
 #: Ours must run first in each pool process: it connects the receivers replaced here.
 TELEMETRY_PROCESS_INIT = "jobpilot.telemetry._on_worker_process_init"
 FLOOR_UIDS = ("bench.floor.prerun", "bench.floor.postrun")

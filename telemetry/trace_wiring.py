@@ -22,6 +22,15 @@ from telemetry.client_spans import install_client_spans
 from telemetry.span_relay import SpanRelay
 from telemetry.spans import INSTRUMENTATION, ConsumerSpans, ProducerSpans
 
+#: The ``run`` span's receivers in a pool process: (signal, dispatch uid), in the order
+#: of ``ConsumerSpans``' prerun, failure, retry and postrun handlers.
+RUN_SPAN_RECEIVERS = (
+    (task_prerun, "jobpilot.trace.prerun"),
+    (task_failure, "jobpilot.trace.failure"),
+    (task_retry, "jobpilot.trace.retry"),
+    (task_postrun, "jobpilot.trace.postrun"),
+)
+
 
 class ProducerWiring:
     """Producer spans in any process (a worker's main process too)."""
@@ -60,11 +69,15 @@ class PoolProcessWiring:
         tracer = provider.get_tracer(INSTRUMENTATION)
         self.consumer = ConsumerSpans(provider, relay.send if relay else None, record_args)
         self.producer = ProducerWiring(tracer)
-        self.pairs: tuple[tuple[Any, Any, str], ...] = (
-            (task_prerun, self.consumer.on_task_prerun, "jobpilot.trace.prerun"),
-            (task_failure, self.consumer.on_task_failure, "jobpilot.trace.failure"),
-            (task_retry, self.consumer.on_task_retry, "jobpilot.trace.retry"),
-            (task_postrun, self.consumer.on_task_postrun, "jobpilot.trace.postrun"),
+        handlers = (
+            self.consumer.on_task_prerun,
+            self.consumer.on_task_failure,
+            self.consumer.on_task_retry,
+            self.consumer.on_task_postrun,
+        )
+        self.pairs: tuple[tuple[Any, Any, str], ...] = tuple(
+            (signal, handler, uid)
+            for (signal, uid), handler in zip(RUN_SPAN_RECEIVERS, handlers, strict=True)
         )
 
     def connect(self) -> None:

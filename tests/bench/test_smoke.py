@@ -101,3 +101,17 @@ def test_bench_hammer_smoke_scrapes_while_draining(tmp_path: Path) -> None:
     assert set(rows) == {"metrics", "metrics_aa", "hammered"}
     assert rows["hammered"]["scrapes"] > 0 and rows["hammered"]["scrape_failures"] == 0
     assert rows["metrics"]["scrapes"] == 0
+
+
+def test_bench_floor_smoke_drains_every_floor_against_off(tmp_path: Path) -> None:
+    output = tmp_path / "floor.json"
+    done = run_bench(output, "--suite", "floor")
+    report = json.loads(output.read_text())
+    assert "memory" not in report and report["suite"] == "floor"
+    rows = {row["variant"]: row for row in report["drain"]["bench_noop"]}
+    assert set(rows) == {"off", "off_aa", "metrics", "tracing", "floor_signals", "floor_context"}
+    assert rows["off"]["ratio_median"] == 1.0
+    assert all(row["tasks_per_second_median"] > 0 for row in rows.values())
+    # Its metrics variant is the drain suite's, judged against the same must
+    assert set(report["verdict"]["bench_noop"]["targets"]) == {"metrics"}
+    assert "floor_context" in done.stdout
