@@ -49,7 +49,7 @@ from bench.drain import Drainer, Variant, default_workdir, summarize
 from bench.floors import FLOORS
 from bench.sink import DiscardingSink
 from bench.sliced import SLICE_SIZE, sliced
-from bench.verdict import CONTROLS, print_verdict, verdict
+from bench.verdict import CONTROLS, print_verdict, ratio_interval, verdict
 
 RESULTS = Path(__file__).with_name("results") / "latest.json"
 
@@ -173,7 +173,7 @@ def drain_table(
         after = steadiness.measure(steadiness_samples)
         results[task] = rows
         for row in rows:
-            low, high = row["ratio_ci95"]  # type: ignore[misc]
+            low, high = ratio_interval(row)
             print(
                 f"{task:<11}{row['variant']:<15}{row['tasks_per_second_median']:>9.0f}{row['ratio_median']:>8.3f}"
                 f"{f'[{low:.3f}, {high:.3f}]':>16}{row['ratio_min']:>7.3f}{row['ratio_max']:>7.3f}"

@@ -221,7 +221,9 @@ class Drainer:
         deadline = time.monotonic() + DRAIN_TIMEOUT_SECONDS
         while True:
             with self.client.pipeline() as pipe:
-                queued, unacked = pipe.llen(QUEUE).hlen("unacked").execute()
+                pipe.llen(QUEUE)
+                pipe.hlen("unacked")
+                queued, unacked = pipe.execute()
             if on_progress is not None:
                 on_progress(n - queued - unacked, worker.pid)
             if queued == 0 and unacked == 0:

@@ -131,7 +131,7 @@ class SlicedSession:
         self.workdir = workdir
         self.sizes = slice_sizes(n, slice_size)
         self.slices = self._stage(n)
-        self._events = server.client().pubsub(ignore_subscribe_messages=True)
+        self._events = server.client().pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
         self._events.subscribe(
             *(f"__keyspace@{db}__:{UNACKED}" for db in range(1, len(variants) + 1))
         )
@@ -275,7 +275,9 @@ class SlicedSession:
     @staticmethod
     def _drained(client: redis.Redis) -> bool:
         with client.pipeline(transaction=False) as pipe:
-            queued, unacked = pipe.llen(QUEUE).exists(UNACKED).execute()
+            pipe.llen(QUEUE)
+            pipe.exists(UNACKED)
+            queued, unacked = pipe.execute()
         return not queued and not unacked
 
 

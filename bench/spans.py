@@ -130,7 +130,7 @@ def upstream_set(provider: TracerProvider) -> HandlerSet | None:
         from opentelemetry.instrumentation.celery import CeleryInstrumentor
     except ImportError:
         return None
-    instrumentor = CeleryInstrumentor()
+    instrumentor = CeleryInstrumentor()  # type: ignore[no-untyped-call]
     return HandlerSet(
         "upstream",
         lambda: instrumentor.instrument(tracer_provider=provider),

@@ -9,7 +9,7 @@ the same way, and are listed in ``TARGETS``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 AA_TOLERANCE = 0.02
 MUST_RATIO = 0.97
@@ -23,18 +23,23 @@ TARGETS = {
 CONTROLS = {"drain": "off_aa", "floor": "off_aa", "hammer": "metrics_aa"}
 
 
+def ratio_interval(row: Mapping[str, object]) -> tuple[float, float]:
+    """A row's 95% interval of the ratio against the baseline: (low, high)."""
+    low, high = cast("Sequence[float]", row["ratio_ci95"])
+    return low, high
+
+
 def session_counts(rows: Sequence[Mapping[str, object]], control: str) -> bool | None:
     """Whether the A/A control's interval contains 1.0 within ``AA_TOLERANCE``; None without one."""
     for row in rows:
         if row["variant"] == control:
-            low, high = row["ratio_ci95"]  # type: ignore[misc]
-            return bool(1 - AA_TOLERANCE <= low <= 1.0 <= high <= 1 + AA_TOLERANCE)
+            low, high = ratio_interval(row)
+            return 1 - AA_TOLERANCE <= low <= 1.0 <= high <= 1 + AA_TOLERANCE
     return None
 
 
 def must_met(row: Mapping[str, object]) -> bool:
-    low, _ = row["ratio_ci95"]  # type: ignore[misc]
-    return bool(low >= MUST_RATIO)
+    return ratio_interval(row)[0] >= MUST_RATIO
 
 
 def verdict(task: str, rows: Sequence[Mapping[str, Any]], control: str) -> dict[str, Any]:
