@@ -4,7 +4,6 @@
 ``memory`` and ``profile`` and prints their tables; results are merged into
 bench/results/latest.json under those keys.
 
-
 * ``drain`` compares telemetry variants against "off", interleaved, with an A/A control;
 * ``scrape`` measures render time, exposition size, cached scrape latency and
   Redis round trips per depth poll (:mod:`bench.scrape`);
