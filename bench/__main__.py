@@ -105,8 +105,9 @@ def hammer_variants() -> tuple[Variant, ...]:
 
 
 def floor_variants(sink: DiscardingSink) -> tuple[Variant, ...]:
-    """off is the baseline and off_aa its A/A control; tracing as in the drain suite, and
-    the same worker with each of :mod:`bench.floors`' stand-ins for its pool-process hook."""
+    """The drain suite's off (the baseline), off_aa (its A/A control), metrics and tracing,
+    and the tracing worker with each of :mod:`bench.floors`' stand-ins for its pool-process hook."""
+    drain = {variant.name: variant for variant in variants(sink)}
     floors = tuple(
         Variant(
             f"floor_{floor}",
@@ -115,13 +116,7 @@ def floor_variants(sink: DiscardingSink) -> tuple[Variant, ...]:
         )
         for floor in FLOORS
     )
-    return (
-        Variant("off", OFF),
-        Variant("off_aa", OFF),
-        Variant("metrics", METRICS_ONLY),
-        Variant("tracing", tracing_only(sink)),
-        *floors,
-    )
+    return (*(drain[name] for name in ("off", "off_aa", "metrics", "tracing")), *floors)
 
 
 DRAIN_SUITES = {

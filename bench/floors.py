@@ -21,20 +21,26 @@ from __future__ import annotations
 
 import hashlib
 import os
+from contextvars import Token
 from typing import Any
 
 from celery.signals import task_postrun, task_prerun, worker_init, worker_process_init
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from telemetry.lifecycle import TRACEPARENT_HEADER
 from telemetry.spans import remote_parent
 from telemetry.trace_wiring import RUN_SPAN_RECEIVERS
+from telemetry.worker import SIGNAL_HANDLERS, receiver_uid
 
 FLOORS = ("signals", "context")
-#: Ours must run first in each pool process: it connects the receivers replaced here.
-TELEMETRY_PROCESS_INIT = "jobpilot.telemetry._on_worker_process_init"
+#: The telemetry's own process-init receiver must run first in each pool process: it
+#: connects the receivers replaced here.
+TELEMETRY_PROCESS_INIT = next(
+    receiver_uid(handler) for signal, handler in SIGNAL_HANDLERS if signal is worker_process_init
+)
 FLOOR_UIDS = ("bench.floor.prerun", "bench.floor.postrun")
 
 
@@ -45,11 +51,7 @@ def chosen_floor() -> str:
     return floor
 
 
-def _on_prerun_nothing(**_: Any) -> None:
-    return
-
-
-def _on_postrun_nothing(**_: Any) -> None:
+def _do_nothing(**_: Any) -> None:
     return
 
 
@@ -57,7 +59,7 @@ class CurrentContext:
     """The ``context`` floor: the task's trace context made current, no span recorded."""
 
     def __init__(self) -> None:
-        self._tokens: dict[str, object] = {}
+        self._tokens: dict[str, Token[Context]] = {}
 
     def on_task_prerun(self, task_id: str | None = None, task: Any = None, **_: Any) -> None:
         if task_id is None or task is None:
@@ -76,14 +78,14 @@ class CurrentContext:
     def on_task_postrun(self, task_id: str | None = None, **_: Any) -> None:
         token = self._tokens.pop(task_id or "", None)
         if token is not None:
-            otel_context.detach(token)  # type: ignore[arg-type]
+            otel_context.detach(token)
 
 
 def _on_worker_process_init(**_: Any) -> None:
     for signal, uid in RUN_SPAN_RECEIVERS:
         signal.disconnect(dispatch_uid=uid)
     if chosen_floor() == "signals":
-        prerun, postrun = _on_prerun_nothing, _on_postrun_nothing
+        prerun, postrun = _do_nothing, _do_nothing
     else:
         current = CurrentContext()
         prerun, postrun = current.on_task_prerun, current.on_task_postrun

@@ -356,12 +356,17 @@ SIGNAL_HANDLERS = (
 )
 
 
+def receiver_uid(handler: Any) -> str:
+    """The ``dispatch_uid`` a receiver of ``SIGNAL_HANDLERS`` is connected under."""
+    return f"jobpilot.telemetry.{handler.__name__}"
+
+
 def connect() -> None:
     """Connect the receivers; idempotent through ``dispatch_uid``."""
     for signal, handler in SIGNAL_HANDLERS:
-        signal.connect(handler, weak=False, dispatch_uid=f"jobpilot.telemetry.{handler.__name__}")
+        signal.connect(handler, weak=False, dispatch_uid=receiver_uid(handler))
 
 
 def disconnect() -> None:
     for signal, handler in SIGNAL_HANDLERS:
-        signal.disconnect(handler, dispatch_uid=f"jobpilot.telemetry.{handler.__name__}")
+        signal.disconnect(handler, dispatch_uid=receiver_uid(handler))
