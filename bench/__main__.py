@@ -1,4 +1,4 @@
-"""``python -m bench [--suite all|drain|scrape|producer|spans|export|memory|profile|floor|hammer] [--n N] [--pairs P] [--tasks ...]``.
+"""``python -m bench [--suite all|drain|scrape|producer|spans|export|memory|profile|floor|hammer|export_path] [--n N] [--pairs P] [--tasks ...]``.
 
 ``all`` (the default) runs ``scrape``, ``producer``, ``spans``, ``export``, ``drain``,
 ``memory`` and ``profile`` and prints their tables; results are merged into
@@ -21,6 +21,9 @@ bench/results/latest.json under those keys.
 * ``floor`` compares the ``tracing`` variant with the same worker whose pool
   processes run the least a ``run`` span hook can cost (:mod:`bench.floors`),
   against off, with an A/A control, and writes bench/results/floor.json;
+* ``export_path`` is the drain suite plus ``all_on_sdk``: everything on, with the
+  span hop on the SDK's path (:mod:`bench.sdk_path_plugin`); it writes
+  bench/results/export_path.json;
 * ``hammer`` compares a metrics-on worker whose /metrics is scraped 50 times a
   second while it drains against the same worker unscraped (with an A/A
   control), and writes bench/results/hammer.json.
@@ -119,13 +122,23 @@ def floor_variants(sink: DiscardingSink) -> tuple[Variant, ...]:
     return (*(drain[name] for name in ("off", "off_aa", "metrics", "tracing")), *floors)
 
 
+def export_path_variants(sink: DiscardingSink) -> tuple[Variant, ...]:
+    """The drain suite's variants, with all_on twice: on the encoded span path (the worker
+    as it is) and as all_on_sdk, on the SDK's path (:mod:`bench.sdk_path_plugin`)."""
+    drain = variants(sink)
+    all_on = next(v for v in drain if v.name == "all_on")
+    sdk = Variant("all_on_sdk", all_on.env, includes=("bench.sdk_path_plugin",))
+    return (*drain, sdk)
+
+
 DRAIN_SUITES = {
     "drain": ("off", variants),
+    "export_path": ("off", export_path_variants),
     "floor": ("off", floor_variants),
     "hammer": ("metrics", lambda _sink: hammer_variants()),
 }
 #: Suites whose results go to a file of their own, named after them.
-SIDE_SUITES = ("floor", "hammer")
+SIDE_SUITES = ("floor", "hammer", "export_path")
 SUITES = (
     "all",
     "drain",
@@ -137,6 +150,7 @@ SUITES = (
     "profile",
     "floor",
     "hammer",
+    "export_path",
 )
 
 
