@@ -1,4 +1,4 @@
-"""``python -m bench [--suite all|drain|scrape|producer|spans|export|memory|profile|floor|hammer|export_path] [--n N] [--pairs P] [--tasks ...]``.
+"""``python -m bench [--suite all|drain|scrape|producer|spans|export|memory|profile|hammer|export_path] [--n N] [--pairs P] [--tasks ...]``.
 
 ``all`` (the default) runs ``scrape``, ``producer``, ``spans``, ``export``, ``drain``,
 ``memory`` and ``profile`` and prints their tables; results are merged into
@@ -18,9 +18,6 @@ bench/results/latest.json under those keys.
 * ``profile`` samples an everything-on worker draining ``--profile-n`` no-op
   tasks with py-spy and splits its busy CPU into Celery, metrics and tracing
   (:mod:`bench.profile`; not part of ``--smoke``);
-* ``floor`` compares the ``tracing`` variant with the same worker whose pool
-  processes run the least a ``run`` span hook can cost (:mod:`bench.floors`),
-  against off, with an A/A control, and writes bench/results/floor.json;
 * ``export_path`` is the drain suite plus ``all_on_sdk``: everything on, with the
   span hop on the SDK's path (:mod:`bench.sdk_path_plugin`); it writes
   bench/results/export_path.json;
@@ -48,7 +45,6 @@ from typing import Any
 
 from bench import export, memory, producer, profile, scrape, spans, steadiness
 from bench.drain import Drainer, Variant, default_workdir, summarize
-from bench.floors import FLOORS
 from bench.sink import DiscardingSink
 from bench.sliced import SLICE_SIZE, sliced
 from bench.verdict import CONTROLS, print_verdict, ratio_interval, verdict
@@ -107,21 +103,6 @@ def hammer_variants() -> tuple[Variant, ...]:
     )
 
 
-def floor_variants(sink: DiscardingSink) -> tuple[Variant, ...]:
-    """The drain suite's off (the baseline), off_aa (its A/A control), metrics and tracing,
-    and the tracing worker with each of :mod:`bench.floors`' stand-ins for its pool-process hook."""
-    drain = {variant.name: variant for variant in variants(sink)}
-    floors = tuple(
-        Variant(
-            f"floor_{floor}",
-            {**tracing_only(sink), "BENCH_FLOOR": floor},
-            includes=("bench.floor_plugin",),
-        )
-        for floor in FLOORS
-    )
-    return (*(drain[name] for name in ("off", "off_aa", "metrics", "tracing")), *floors)
-
-
 def export_path_variants(sink: DiscardingSink) -> tuple[Variant, ...]:
     """The drain suite's variants, with all_on twice: on the encoded span path (the worker
     as it is) and as all_on_sdk, on the SDK's path (:mod:`bench.sdk_path_plugin`)."""
@@ -134,11 +115,10 @@ def export_path_variants(sink: DiscardingSink) -> tuple[Variant, ...]:
 DRAIN_SUITES = {
     "drain": ("off", variants),
     "export_path": ("off", export_path_variants),
-    "floor": ("off", floor_variants),
     "hammer": ("metrics", lambda _sink: hammer_variants()),
 }
 #: Suites whose results go to a file of their own, named after them.
-SIDE_SUITES = ("floor", "hammer", "export_path")
+SIDE_SUITES = ("hammer", "export_path")
 SUITES = (
     "all",
     "drain",
@@ -148,7 +128,6 @@ SUITES = (
     "export",
     "memory",
     "profile",
-    "floor",
     "hammer",
     "export_path",
 )

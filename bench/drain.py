@@ -25,7 +25,7 @@ from pathlib import Path
 import redis
 
 from bench.hammer import Hammer
-from telemetry.span_relay import is_export_process
+from telemetry.tracing.export.relay import is_export_process
 from worker.command import worker_command
 
 ROOT = Path(__file__).resolve().parents[1]

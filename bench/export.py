@@ -1,14 +1,14 @@
 """What the span export process spends per span (``python -m bench --suite export``).
 
-A real export process (``python -m telemetry.export_process``) reads the
+A real export process (``python -m telemetry.tracing.export.process``) reads the
 datagrams of ``run`` spans from a socket pair and posts them to the discarding
 OTLP/HTTP sink. Three paths, the worker's and the two it replaced:
 
-* ``encoded``: spans sent already OTLP protobuf (``telemetry.encoded_spans``),
+* ``encoded``: spans sent already OTLP protobuf (``telemetry.tracing.export.encoded``),
   checked and framed into the request body, posted by the exporter's client
-  (``telemetry.export_process.RequestSink``): what the worker does with OTLP/HTTP;
+  (``telemetry.tracing.export.process.RequestSink``): what the worker does with OTLP/HTTP;
 * ``rows``: the same spans as JSON rows, the request body built from them
-  (``telemetry.span_pieces`` in the export process), posted the same way;
+  (``telemetry.tracing.export.pieces`` in the export process), posted the same way;
 * ``sdk``: the same JSON rows, SDK spans rebuilt from them, through the SDK's
   batch processor and ``OTLPSpanExporter.export`` (``SdkSink``): what the worker
   does with any other exporter.
@@ -36,11 +36,11 @@ from typing import Any
 from bench.drain import ROOT, process_cpu_seconds, settle
 from bench.sink import DiscardingSink
 from bench.spans import lean_set, recorded_spans
-from telemetry.encoded_spans import DatagramDecoder
-from telemetry.export_process import READ_INTERVAL_SECONDS
-from telemetry.span_codec import encode, resource_line, row_of
-from telemetry.span_relay import SHUTDOWN, SOCKET_BUFFER_BYTES
-from telemetry.tracing import DEFAULT_SCHEDULE_DELAY_MILLIS
+from telemetry.tracing.export.encoded import DatagramDecoder
+from telemetry.tracing.export.process import READ_INTERVAL_SECONDS
+from telemetry.tracing.export.relay import SHUTDOWN, SOCKET_BUFFER_BYTES
+from telemetry.tracing.export.rows import encode, resource_line, row_of
+from telemetry.tracing.providers import DEFAULT_SCHEDULE_DELAY_MILLIS
 
 PATHS = ("encoded", "rows", "sdk")
 SPANS = 20_000

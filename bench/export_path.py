@@ -1,6 +1,6 @@
 """``python -m bench.export_path request|sdk --fd N --parent PID``: the export process, on one path.
 
-``request`` runs ``telemetry.export_process`` as the worker does; ``sdk`` makes it
+``request`` runs ``telemetry.tracing.export.process`` as the worker does; ``sdk`` makes it
 take the SDK path (``SdkSink``) with the same OTLP/HTTP exporter, for ``bench.export``.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from telemetry import export_process
+from telemetry.tracing.export import process as export_process
 
 
 def _no_request_sink(cls: Any, exporter: Any, state: Any) -> None:

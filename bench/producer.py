@@ -3,7 +3,7 @@
 Each run is a fresh process that publishes N tasks with ``app.send_task`` (one
 producer, the app's own pool) and reports its rate. Variants, interleaved:
 
-* ``plain``: no ``telemetry.install``;
+* ``plain``: the telemetry uninstalled;
 * ``installed``: ``telemetry.install(app)`` with tracing off (the header, the
   counter and the ``argsrepr`` scrub);
 * ``traced``: ``telemetry.install(app)`` with a PRODUCER span per publish,
@@ -28,10 +28,10 @@ from bench.sink import DiscardingSink
 
 PUBLISH = """
 import json, os, sys, time
-from worker.celery_app import app
-if os.environ["BENCH_INSTALL"] == "1":
-    import telemetry
-    telemetry.install(app)
+import telemetry
+from worker.celery_app import app  # importing the worker installs the telemetry
+if os.environ["BENCH_INSTALL"] == "0":
+    telemetry.uninstall(app)
 n = int(sys.argv[1])
 with app.producer_or_acquire() as producer:
     app.send_task("bench_noop", producer=producer)  # connect first

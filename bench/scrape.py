@@ -20,10 +20,10 @@ from typing import Any
 import redis
 from prometheus_client import CollectorRegistry
 
-from telemetry.catalogue import WorkerMetrics
-from telemetry.lifecycle import DeliveryRecorder
-from telemetry.queues import QueuePoller
-from telemetry.server import Liveness, RenderCache, TelemetryServer
+from telemetry.endpoints import Liveness, RenderCache, TelemetryServer
+from telemetry.metrics.catalogue import WorkerMetrics
+from telemetry.metrics.queues import QueuePoller
+from telemetry.metrics.recorder import DeliveryRecorder
 
 QUEUES = 4
 PAIRS = (200, 800)

@@ -15,7 +15,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from telemetry import span_pieces, span_relay
+from telemetry.tracing.export import pieces as span_pieces
+from telemetry.tracing.export import relay as span_relay
 
 #: The export process of this variant; ``bench.drain.role`` knows it by this name.
 SDK_EXPORT_MODULE = "bench.export_path"

@@ -6,9 +6,9 @@ process would push: the headers and properties Celery builds for the message
 (time limits included), the delivery info and a ``traceparent``. Handler sets:
 
 * ``none``: the signals with no span receiver, the floor;
-* ``lean``: this project's :class:`telemetry.spans.ConsumerSpans`, connected by
-  :class:`telemetry.trace_wiring.PoolProcessWiring` as in a pool process, with a
-  relay sending each span's row on a socket pair (``telemetry.span_relay``);
+* ``lean``: this project's :class:`telemetry.tracing.handlers.ConsumerSpans`, connected by
+  :class:`telemetry.tracing.wiring.RunSpanWiring` as in a pool process, with a
+  relay sending each span's row on a socket pair (``telemetry.tracing.export.relay``);
 * ``upstream``: OpenTelemetry's ``CeleryInstrumentor``, when
   ``opentelemetry-instrumentation-celery`` is installed.
 
@@ -23,7 +23,7 @@ batch processor's flush inside the timed region; CPU time is
 * ``added_us_per_task``: what a set costs the task's own process, above ``none``;
 * ``encode_us_per_span``: OTLP protobuf encoding of the set's spans, in 512-span
   batches, in the process ``encoded_in`` names (for ``lean``, the export
-  process, which builds the request body from the rows: ``telemetry.otlp_request``);
+  process, which builds the request body from the rows: ``telemetry.tracing.export.request``);
 * ``handler_us_per_task``: the task's process's cost without OTLP encoding.
 """
 
@@ -46,11 +46,17 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from bench.tasks import bench_noop
-from telemetry.encoded_spans import DatagramDecoder
-from telemetry.lifecycle import TRACEPARENT_HEADER
-from telemetry.otlp_request import OtlpRequest
-from telemetry.span_relay import MAX_DATAGRAM_BYTES, SOCKET_BUFFER_BYTES, DropCounter, SpanRelay
-from telemetry.trace_wiring import PoolProcessWiring
+from telemetry.extensions import Extensions
+from telemetry.messages import TRACEPARENT_HEADER
+from telemetry.tracing.export.encoded import DatagramDecoder
+from telemetry.tracing.export.relay import (
+    MAX_DATAGRAM_BYTES,
+    SOCKET_BUFFER_BYTES,
+    DropCounter,
+    SpanRelay,
+)
+from telemetry.tracing.export.request import OtlpRequest
+from telemetry.tracing.wiring import RunSpanWiring
 from worker.celery_app import app
 
 TASKS_PER_ROUND = 2000
@@ -117,7 +123,7 @@ class SocketRelay:
 def lean_set(provider: TracerProvider) -> HandlerSet:
     """The receivers a pool process connects, wired as the worker wires them."""
     relay = SocketRelay(provider)
-    wiring = PoolProcessWiring(provider, relay.relay)
+    wiring = RunSpanWiring(provider, relay.relay, "redis", False, Extensions())
     return HandlerSet("lean", wiring.connect, wiring.disconnect, relay.datagrams)
 
 

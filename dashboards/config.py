@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from telemetry.catalogue import QUEUE_WAIT_BUCKETS
+from telemetry.metrics.catalogue import QUEUE_WAIT_BUCKETS
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

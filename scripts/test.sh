@@ -7,6 +7,7 @@ scripts/services.sh
 .venv/bin/ruff format --check worker telemetry tests bench dashboards
 .venv/bin/ruff check worker telemetry tests bench dashboards
 .venv/bin/mypy
+.venv/bin/lint-imports
 started=$(date +%s)
 .venv/bin/python -m pytest "$@"
 echo "test suite took $(( $(date +%s) - started )) s"

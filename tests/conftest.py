@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 import redis
 
+import telemetry
 from tests.support.otlp_receiver import OtlpReceiver
 from tests.support.worker_process import WorkerProcess
+from worker.celery_app import app
+from worker.settings import Settings
 
 REDIS_HOST = os.environ.get("TEST_REDIS_HOST", "localhost")
 REDIS_PORT = int(os.environ.get("TEST_REDIS_PORT", "6379"))
@@ -24,46 +27,20 @@ POSTGRES_URL = os.environ.get(
 #: Characters of each worker's log shown when a test fails.
 WORKER_LOG_TAIL = 6000
 
-OUR_VARIABLES = (
-    "REDIS_URL",
-    "CELERY_BROKER_URL",
-    "CELERY_RESULT_BACKEND",
-    "BROKER_KEY_PREFIX",
-    "BROKER_VISIBILITY_TIMEOUT",
-    "MAX_RETRY_COUNTDOWN",
-    "TASK_SOFT_TIME_LIMIT",
-    "TASK_TIME_LIMIT",
-    "WORKER_MAX_TASKS_PER_CHILD",
-    "WORKER_LOST_RETRY_DELAY",
-    "RESULT_EXPIRES",
-    "DATABASE_URL",
-    "LOG_LEVEL",
-    "LOG_FORMAT",
-    "METRICS_HOST",
-    "METRICS_PORT",
-    "READINESS_INTERVAL",
-    "TELEMETRY_ENABLED",
-    "MAX_MESSAGE_BYTES",
-    "DEADLETTER_MAX",
-    "DEADLETTER_MAX_BYTES",
-    "REDIS_TLS_CA_FILE",
-    "BROKER_UNACKED_RESTORE_INTERVAL",
-    "BROKER_UNACKED_RESTORE_THROTTLE",
-    "METRICS_RENDER_INTERVAL",
-    "METRICS_MAX_TASK_NAMES",
-    "LIVENESS_TIMEOUT",
-    "QUEUE_POLL_INTERVAL",
-    "READINESS_REQUIRED",
-    "TRACE_TASK_ARGS",
-    "OTEL_EXPORTER_OTLP_ENDPOINT",
-    "OTEL_TRACES_EXPORTER",
-    "OTEL_SDK_DISABLED",
-    "OTEL_BSP_SCHEDULE_DELAY",
-)
+#: Every variable the settings models read, plus every ``OTEL_*`` one the SDK reads.
+OUR_VARIABLES = tuple(name.upper() for name in Settings.model_fields)
 
 
 def redis_url(db: int = REDIS_DB) -> str:
     return f"redis://{REDIS_HOST}:{REDIS_PORT}/{db}"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _a_plain_publisher() -> None:
+    """``import worker`` installs the telemetry; the test process publishes without it, as a
+    producer that never installed it would. Tests that need a producer with telemetry run one
+    in a subprocess (``tests.support.tracing.publish_from_a_producer``)."""
+    telemetry.uninstall(app)
 
 
 @pytest.fixture(autouse=True)
@@ -71,6 +48,8 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test sees another's (or the developer's) configuration."""
     for name in OUR_VARIABLES:
         monkeypatch.delenv(name, raising=False)
+    for name in [name for name in os.environ if name.startswith("OTEL_")]:
+        monkeypatch.delenv(name)
     monkeypatch.setenv("REDIS_URL", redis_url())
 
 

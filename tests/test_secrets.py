@@ -18,9 +18,8 @@ import pytest
 
 from tests.support.otlp_receiver import OtlpReceiver
 from tests.support.private_redis import PrivateRedis
-from tests.support.tracing import publish_from_a_producer, traced_env
+from tests.support.tracing import publish_from_a_producer, run_as_producer, traced_env
 from tests.support.worker_process import ROOT, WorkerProcess
-from worker.celery_app import app
 
 pytestmark = pytest.mark.integration
 
@@ -94,11 +93,18 @@ def test_no_secret_reaches_logs_spans_metrics_or_readyz(
 def test_a_producer_without_telemetry_cannot_leak_arguments_into_worker_lines(
     start_worker: Callable[..., WorkerProcess], worker_env: dict[str, str]
 ) -> None:
-    # Given a worker, and a publisher that never called telemetry.install(), so its
-    # messages carry Celery's real argsrepr
+    # Given a worker, and a publisher of its own that never installed the telemetry, so
+    # its messages carry Celery's real argsrepr
     worker = start_worker({**worker_env, "LOG_LEVEL": "DEBUG"})
-    sent = app.send_task("tests.sleep_then_record", args=[ARG_SECRET, 3.0])
-    worker.wait_for_log(f"tests.sleep_then_record[{sent.id}] received", 15)
+    sent_id = run_as_producer(
+        {"REDIS_URL": worker_env["REDIS_URL"]},
+        "import os\n"
+        "from celery import Celery\n"
+        "plain = Celery(broker=os.environ['REDIS_URL'])\n"
+        f"print(plain.send_task('tests.sleep_then_record', args=[{ARG_SECRET!r}, 3.0], "
+        "queue='default').id)\n",
+    )
+    worker.wait_for_log(f"tests.sleep_then_record[{sent_id}] received", 15)
     # When Celery prints the request (inspect active, and its own request lines)
     done = subprocess.run(
         [
@@ -121,5 +127,5 @@ def test_a_producer_without_telemetry_cannot_leak_arguments_into_worker_lines(
     )
     # Then the arguments are replaced by their count
     assert done.returncode == 0, done.stderr
-    assert sent.id in done.stdout and "<2 args>" in done.stdout
+    assert sent_id in done.stdout and "<2 args>" in done.stdout
     assert ARG_SECRET not in done.stdout and ARG_SECRET not in worker.log()

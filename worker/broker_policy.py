@@ -21,7 +21,7 @@ from typing import Any
 import redis
 from celery import Celery
 
-from worker.redis_client import broker_redis
+from telemetry.broker import broker_redis
 
 logger = logging.getLogger("worker.broker")
 CHECK_TIMEOUT_SECONDS = 2.0

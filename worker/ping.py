@@ -6,8 +6,8 @@ import sys
 
 import redis
 
+from telemetry.broker import broker_redis
 from worker.celery_app import app
-from worker.redis_client import broker_redis
 from worker.urls import redact_url
 
 PING_TIMEOUT_SECONDS = 2.0

@@ -15,11 +15,11 @@ because it may hold a credential.
 from __future__ import annotations
 
 import os
-from typing import Annotated, Literal
+from typing import Annotated
 
-from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
 
+from telemetry.settings import ConfigError, TelemetrySettings, read_settings
 from worker.urls import redact_url
 
 BROKER_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -28,25 +28,21 @@ DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./jobpilot.db"
 # Kombu's Redis visibility timeout must outlast the longest a message can be
 # legitimately unacked: a full hard time limit plus the longest retry countdown.
 VISIBILITY_MARGIN = 1.1
-READINESS_CHECKS = ("broker", "database", "health_task")
 
 PositiveInt = Annotated[int, Field(gt=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 
 
-class SettingsError(ValueError):
-    """A configuration value is unusable; ``str()`` is the one line to print."""
-
-    def __init__(self, variable: str, problem: str) -> None:
-        super().__init__(f"settings: {variable}: {problem}")
-        self.variable = variable
-        self.problem = problem
+class SettingsError(ConfigError):
+    """A worker setting is unusable; ``str()`` is the one line to print."""
 
 
-class Settings(BaseSettings):
-    """Every knob of the worker, validated together. Field names are the variables."""
+class Settings(TelemetrySettings):
+    """Every knob of the worker, validated together. Field names are the variables.
 
-    model_config = SettingsConfigDict(frozen=True, env_ignore_empty=True, extra="ignore")
+    The telemetry's own variables (``TELEMETRY_ENABLED``, ``METRICS_*``,
+    ``READINESS_*``, ...) come from :class:`telemetry.settings.TelemetrySettings`.
+    """
 
     redis_url: str = "redis://localhost:6379/0"
     celery_broker_url: str | None = None
@@ -64,28 +60,10 @@ class Settings(BaseSettings):
     worker_lost_retry_delay: Annotated[float, Field(ge=0)] = 1
     result_expires: PositiveInt = 86400
     database_url: str | None = None
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
-    log_format: Literal["text", "json"] = "text"
-    metrics_host: str = "127.0.0.1"
-    metrics_port: Annotated[int, Field(ge=1, le=65535)] = 9464
-    metrics_render_interval: Annotated[float, Field(ge=0)] = 1
-    metrics_max_task_names: PositiveInt = 500
-    liveness_timeout: PositiveFloat = 60
-    queue_poll_interval: PositiveFloat = 5
-    readiness_interval: PositiveFloat = 15
-    readiness_required: str | None = None
-    telemetry_enabled: bool = True
-    metrics_enabled: bool = True
-    trace_task_args: bool = False
     max_message_bytes: PositiveInt = 1_048_576
     deadletter_max: PositiveInt = 10_000
     deadletter_max_bytes: PositiveInt = 67_108_864
     redis_tls_ca_file: str | None = None
-
-    @field_validator("log_level", mode="before")
-    @classmethod
-    def _upper_log_level(cls, value: object) -> object:
-        return value.upper() if isinstance(value, str) else value
 
     @field_validator("redis_url", "celery_broker_url", "celery_result_backend")
     @classmethod
@@ -106,18 +84,6 @@ class Settings(BaseSettings):
     def _ca_file_exists(cls, value: str | None) -> str | None:
         if value is not None and not os.path.isfile(value):
             raise ValueError("no such file")
-        return value
-
-    @field_validator("readiness_required")
-    @classmethod
-    def _known_checks(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        unknown = {n.strip() for n in value.split(",") if n.strip()} - set(READINESS_CHECKS)
-        if unknown:
-            raise ValueError(
-                f"unknown check(s) {', '.join(sorted(unknown))}; known: {', '.join(READINESS_CHECKS)}"
-            )
         return value
 
     @model_validator(mode="after")
@@ -169,18 +135,8 @@ def load_settings() -> Settings:
         SettingsError: naming the first bad variable and what is wrong with it.
     """
     try:
-        return Settings()
+        return read_settings(Settings)
     except SettingsError:
         raise
-    except ValidationError as exc:
-        raise _first_problem(exc) from None
-
-
-def _first_problem(exc: ValidationError) -> SettingsError:
-    error = exc.errors(include_input=False)[0]
-    wrapped = (error.get("ctx") or {}).get("error")
-    if isinstance(wrapped, SettingsError):
-        return wrapped
-    variable = str(error["loc"][0]).upper() if error["loc"] else "SETTINGS"
-    message = error["msg"].removeprefix("Value error, ")
-    return SettingsError(variable, message)
+    except ConfigError as exc:
+        raise SettingsError(exc.variable, exc.problem) from None

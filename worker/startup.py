@@ -1,17 +1,28 @@
-"""Checks and wiring done once when a worker starts, through Celery signals."""
+"""Checks and wiring done once when a worker starts, through Celery signals.
+
+``connect()`` (run by ``import worker``) connects the start-up receivers and
+installs the telemetry for the app, as any app would; what the jobpilot worker
+adds to it (dead letters, the database check, client-span hooks) is handed over
+as :class:`telemetry.Extensions`, built when the worker starts.
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
 from celery import Celery
 from celery.signals import setup_logging, worker_init, worker_ready
 
-from worker import timer_hygiene
+import telemetry
+from telemetry import receivers
+from telemetry.logs import configure_logging
+from worker import redis_client, timer_hygiene
 from worker.broker_policy import warn_about_broker
 from worker.celery_app import app, settings_of
-from worker.logs import configure_logging
+from worker.db import bridge
+from worker.deadletters.records import deadletter_key
 from worker.settings import Settings, SettingsError
 
 logger = logging.getLogger("worker.startup")
@@ -41,6 +52,21 @@ def check_retry_delays(celery_app: Celery, settings: Settings) -> None:
             )
 
 
+def telemetry_extensions() -> telemetry.Extensions:
+    """What the jobpilot worker adds to the telemetry, from its settings."""
+    settings = settings_of(app)
+    return telemetry.Extensions(
+        deadletter_key=deadletter_key(settings.broker_key_prefix),
+        select_one=(
+            functools.partial(bridge.select_one, settings.effective_database_url)
+            if settings.database_configured
+            else None
+        ),
+        before_first_engine=bridge.before_first_engine,
+        on_task_redis_client=redis_client.on_task_client,
+    )
+
+
 def _on_setup_logging(loglevel: Any = None, **_: Any) -> None:
     settings = settings_of(app)
     configure_logging(settings.log_level, settings.log_format)
@@ -53,12 +79,6 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
     except SettingsError as exc:
         raise SystemExit(str(exc)) from None
     logger.info("configuration: %s", settings.describe())
-    if settings.telemetry_enabled:
-        # Imported only in a starting worker: importing `worker` stays free of
-        # telemetry, and telemetry may import `worker` without a cycle.
-        from telemetry import worker as worker_telemetry
-
-        worker_telemetry.attach(sender)
 
 
 def _on_worker_ready(sender: Any = None, **_: Any) -> None:
@@ -66,14 +86,16 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
     timer_hygiene.install(sender)
 
 
-SIGNAL_HANDLERS = (
-    (setup_logging, _on_setup_logging),
-    (worker_init, _on_worker_init),
-    (worker_ready, _on_worker_ready),
+RECEIVERS: tuple[receivers.Receiver, ...] = (
+    (setup_logging, _on_setup_logging, "jobpilot.setup_logging"),
+    # Before the telemetry's own worker_init receiver: Celery calls receivers in
+    # the order they were connected, and the configuration line comes first.
+    (worker_init, _on_worker_init, "jobpilot.worker_init"),
+    (worker_ready, _on_worker_ready, "jobpilot.worker_ready"),
 )
 
 
 def connect() -> None:
-    """Connect the start-up receivers; idempotent through ``dispatch_uid``."""
-    for signal, handler in SIGNAL_HANDLERS:
-        signal.connect(handler, weak=False, dispatch_uid=f"jobpilot.{handler.__name__}")
+    """Connect the start-up receivers and install the telemetry; idempotent."""
+    receivers.connect(RECEIVERS)
+    telemetry.install(app, extensions=telemetry_extensions)

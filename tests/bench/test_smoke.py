@@ -103,15 +103,14 @@ def test_bench_hammer_smoke_scrapes_while_draining(tmp_path: Path) -> None:
     assert rows["metrics"]["scrapes"] == 0
 
 
-def test_bench_floor_smoke_drains_every_floor_against_off(tmp_path: Path) -> None:
-    output = tmp_path / "floor.json"
-    done = run_bench(output, "--suite", "floor")
+def test_bench_export_path_smoke_drains_both_span_paths(tmp_path: Path) -> None:
+    output = tmp_path / "export_path.json"
+    done = run_bench(output, "--suite", "export_path")
     report = json.loads(output.read_text())
-    assert "memory" not in report and report["suite"] == "floor"
+    assert "memory" not in report and report["suite"] == "export_path"
     rows = {row["variant"]: row for row in report["drain"]["bench_noop"]}
-    assert set(rows) == {"off", "off_aa", "metrics", "tracing", "floor_signals", "floor_context"}
-    assert rows["off"]["ratio_median"] == 1.0
+    assert set(rows) == {"off", "off_aa", "metrics", "tracing", "all_on", "events", "all_on_sdk"}
     assert all(row["tasks_per_second_median"] > 0 for row in rows.values())
-    # Its metrics variant is the drain suite's, judged against the same must
-    assert set(report["verdict"]["bench_noop"]["targets"]) == {"metrics"}
-    assert "floor_context" in done.stdout
+    # The SDK path's export process is told apart from pool processes by its module.
+    assert rows["all_on_sdk"]["cpu_us_per_task_by_role_median"]["export"] > 0
+    assert "all_on_sdk" in done.stdout

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
 from dashboards.config import GRAFANA_DIR, RULES_DIR
-from telemetry.catalogue import WorkerMetrics
+from telemetry.metrics.catalogue import WorkerMetrics
 
 #: A metric name in PromQL, not part of a recording rule's ``level:metric:ops`` name.
 METRIC_NAME = re.compile(r"(?<![\w:])(celery_[a-z_]+|up)(?![\w:])")

@@ -10,7 +10,7 @@ import yaml
 
 from dashboards import generate
 from dashboards.config import CONFIG, HERE, ConfigError, load_config
-from telemetry.catalogue import QUEUE_WAIT_BUCKETS
+from telemetry.metrics.catalogue import QUEUE_WAIT_BUCKETS
 from tests.dashboards.artifacts import alerts, rules
 
 PINNED_ALERTS = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import urllib.request
+from collections import defaultdict
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -20,3 +21,12 @@ def sample_sum(text: str, sample_name: str, **labels: str) -> float:
         for sample in family.samples
         if sample.name == sample_name and labels.items() <= sample.labels.items()
     )
+
+
+def samples_by_labels(url: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    """Every sample of a scrape: by sample name, then by its sorted labels."""
+    samples: dict[str, dict[tuple[tuple[str, str], ...], float]] = defaultdict(dict)
+    for family in text_string_to_metric_families(scrape(url)):
+        for sample in family.samples:
+            samples[sample.name][tuple(sorted(sample.labels.items()))] = sample.value
+    return samples

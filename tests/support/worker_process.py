@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
-from telemetry.span_relay import is_export_process
+from telemetry.tracing.export.relay import is_export_process
 from worker.command import worker_command
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,17 +50,23 @@ class WorkerProcess:
         queues: str = ALL_QUEUES,
         concurrency: int = 2,
         extra_args: tuple[str, ...] = (),
+        command: list[str] | None = None,
     ) -> None:
+        """``command``: another app's worker command line, instead of the jobpilot worker's
+        (with ``tests.support.tasks``)."""
         self.name = f"w{uuid.uuid4().hex[:8]}@%h"
         self.env = {**os.environ, "METRICS_PORT": str(free_port()), **env, "PYTHONUNBUFFERED": "1"}
         self.metrics_url = f"http://127.0.0.1:{self.env['METRICS_PORT']}/metrics"
         self.log_path = log_dir / f"{self.name.split('@')[0]}.log"
-        self.args = [
+        jobpilot = [
             *worker_command(queues.split(","), concurrency),
-            "-n",
-            self.name,
             "--include",
             "tests.support.tasks",
+        ]
+        self.args = [
+            *(command or jobpilot),
+            "-n",
+            self.name,
             "--without-mingle",
             "--without-gossip",
             *extra_args,

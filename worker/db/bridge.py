@@ -86,6 +86,14 @@ async def session_for(url: str) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+async def select_one(url: str) -> None:
+    """``SELECT 1`` through this process's engine for ``url``: the readiness check's round trip."""
+    from sqlalchemy import text
+
+    async with engine_for(url).connect() as connection:
+        await connection.execute(text("SELECT 1"))
+
+
 def forget_engines() -> None:
     """Drop cached engines (tests that change DATABASE_URL call this)."""
     _engines.clear()

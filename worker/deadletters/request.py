@@ -17,14 +17,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from billiard.einfo import ExceptionWithTraceback
 from billiard.exceptions import WorkerLostError
 from celery.app.task import Task
 from celery.exceptions import Reject, Retry
 from celery.signals import task_retry
-from celery.utils.serialization import get_pickled_exception
 from celery.worker.request import Request
 
+from telemetry.delivery.request import unwrap_exception
 from worker.deadletters.records import Reason
 from worker.deadletters.writer import DeadLetterWriter
 
@@ -38,12 +37,6 @@ def _writer_for(app: Any) -> DeadLetterWriter:
     if writer is None:
         writer = _writers[id(app)] = DeadLetterWriter.for_app(app)
     return writer
-
-
-def unwrap_exception(exc: BaseException) -> BaseException:
-    """The task's exception, as raised, from what the pool hands back."""
-    exc = get_pickled_exception(exc)
-    return exc.exc if isinstance(exc, ExceptionWithTraceback) else exc
 
 
 class DeadLetteringRequest(Request):  # type: ignore[misc]

@@ -11,7 +11,8 @@ import redis
 from celery import Celery
 from kombu.connection import Connection
 
-from worker import lifecycle
+from telemetry.broker import redis_for
+from telemetry.delivery.observers import OBSERVERS
 from worker.deadletters.records import (
     DeadLetter,
     Reason,
@@ -20,7 +21,6 @@ from worker.deadletters.records import (
     make_record,
 )
 from worker.deadletters.store import DeadLetterStore
-from worker.redis_client import redis_for
 
 logger = logging.getLogger("worker.deadletters")
 
@@ -73,8 +73,7 @@ class DeadLetterWriter:
         log_dead_lettered(record)
         self._pending.append(record)
         self.flush()
-        for observer in lifecycle.observers:
-            observer.on_dead_lettered(queue, task, reason.value, refused)
+        OBSERVERS.dead_lettered(queue, task, reason.value, refused)
         return record
 
     def write_message(

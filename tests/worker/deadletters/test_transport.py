@@ -8,7 +8,7 @@ import pytest
 import redis
 from kombu import Connection, Producer
 
-from telemetry.lifecycle import HEALTH_TASK
+from telemetry.messages import HEALTH_TASK
 from tests.conftest import redis_url
 from worker.celery_app import app
 from worker.deadletters.transport import Channel, Transport

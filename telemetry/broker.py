@@ -1,0 +1,72 @@
+"""Plain redis-py clients for an app's broker: the depth poller and the broker check use them.
+
+They connect where the app's resolved broker points (``app.connection_for_read()``),
+with its TLS options, and never through kombu's prefixed client: key prefixes
+are applied explicitly by the callers, because kombu's client does not prefix
+every command. :func:`redis_broker` tells whether there is a Redis to connect to:
+on another broker the telemetry serves no depth, age or broker check.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from celery import Celery
+from kombu.connection import Connection
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+#: Our own clients never wait long: a dead broker must not stall the caller.
+SOCKET_TIMEOUT_SECONDS = 5.0
+#: kombu's driver types that speak to a Redis server (``redis://``, ``rediss://``, ``unix://``).
+REDIS_DRIVERS = frozenset({"redis"})
+
+
+def redis_for(
+    connection: Connection, *, socket_timeout: float = SOCKET_TIMEOUT_SECONDS
+) -> redis.Redis:
+    """A plain redis-py client for the broker a kombu ``Connection`` points at.
+
+    Built from the parsed parts rather than a URL, because the connection's
+    transport may be a subclass registered by path, which ``as_uri`` would name.
+    """
+    kwargs: dict[str, Any] = {
+        # No hidden retries with backoff (redis-py's default): a probe must see a
+        # dead broker within its timeout, and each caller has its own retry policy.
+        "retry": Retry(NoBackoff(), 0),
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": socket_timeout,
+        "username": connection.userid or None,
+        "password": connection.password or None,
+    }
+    if (connection.hostname or "").startswith("/"):
+        return redis.Redis(unix_socket_path=connection.hostname, **kwargs)
+    vhost = str(connection.virtual_host or "0").strip("/") or "0"
+    kwargs.update(
+        host=connection.hostname or "localhost", port=connection.port or 6379, db=int(vhost)
+    )
+    if connection.ssl:
+        kwargs["ssl"] = True
+        if isinstance(connection.ssl, dict):
+            kwargs.update(connection.ssl)
+    return redis.Redis(**kwargs)
+
+
+def broker_redis(
+    celery_app: Celery, *, socket_timeout: float = SOCKET_TIMEOUT_SECONDS
+) -> redis.Redis:
+    """A client for the app's resolved broker."""
+    with celery_app.connection_for_read() as connection:
+        return redis_for(connection, socket_timeout=socket_timeout)
+
+
+def driver_type(celery_app: Celery) -> str:
+    """The kombu driver type of the app's broker: ``redis``, ``amqp``, ``sqs``, ..."""
+    with celery_app.connection_for_read() as connection:
+        return str(connection.transport.driver_type)
+
+
+def redis_broker(celery_app: Celery) -> bool:
+    """Whether the app's broker is a Redis server this module can reach."""
+    return driver_type(celery_app) in REDIS_DRIVERS

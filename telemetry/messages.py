@@ -1,0 +1,58 @@
+"""What the telemetry writes on task messages and reads back from them, declared once.
+
+* ``x-jobpilot-published-at``: the publish time (Unix seconds), stamped on every
+  publish by ``telemetry.install``; queue wait and the oldest message's age are
+  measured from it.
+* ``x-jobpilot-probe``: marks the readiness probe's own messages, which are
+  neither counted nor traced.
+* ``traceparent``: the W3C trace context of the publish, parsed and written
+  here directly, with no propagator loop on the hot path.
+* ``health_check_task``: the readiness probe's task name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+PUBLISHED_AT_HEADER = "x-jobpilot-published-at"
+PROBE_HEADER = "x-jobpilot-probe"
+TRACEPARENT_HEADER = "traceparent"
+HEALTH_TASK = "health_check_task"
+
+TRACEPARENT_LENGTH = 55
+#: The W3C trace-flags bit of a sampled trace.
+SAMPLED_FLAG = 0x01
+
+
+def parse_traceparent(traceparent: Any) -> tuple[int, int, int] | None:
+    """(trace id, span id, flags) of a W3C ``00-<32 hex>-<16 hex>-<2 hex>``; None if malformed.
+
+    Parsed directly: no OpenTelemetry call on the hot path, and it works with
+    export disabled. Zero ids are left for the caller to judge.
+    """
+    if not isinstance(traceparent, str) or len(traceparent) != TRACEPARENT_LENGTH:
+        return None
+    try:
+        return (
+            int(traceparent[3:35], 16),
+            int(traceparent[36:52], 16),
+            int(traceparent[53:55], 16),
+        )
+    except ValueError:
+        return None
+
+
+def format_traceparent(trace_id: int, span_id: int, flags: int) -> str:
+    return f"00-{trace_id:032x}-{span_id:016x}-{flags:02x}"
+
+
+def sampled_trace_id(headers: Mapping[str, Any] | None) -> str | None:
+    """The trace id of a message's ``traceparent``, if it is sampled: the exemplar."""
+    parsed = parse_traceparent((headers or {}).get(TRACEPARENT_HEADER))
+    if parsed is None:
+        return None
+    trace_id, _, flags = parsed
+    if not flags & SAMPLED_FLAG or not trace_id:
+        return None
+    return f"{trace_id:032x}"

@@ -1,0 +1,1 @@
+"""Prometheus metrics: the catalogue, the per-(queue, task) series, the delivery recorder, publish counting and forwarding, queue depth and age."""

@@ -1,0 +1,150 @@
+"""Every Prometheus metric the worker exports, declared once.
+
+Metrics are recorded in the worker's main process (see ``telemetry.metrics.recorder``),
+so one ordinary ``CollectorRegistry`` serves them: prometheus-client's
+multiprocess mode would drop exemplars, which the histograms carry. The
+per-delivery families are plain numbers behind a collector
+(``telemetry.metrics.task_series``); the rest are prometheus-client metrics.
+Construct :class:`WorkerMetrics` with the registry to register into; tests
+pass a fresh one.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from telemetry.delivery.observers import OUTCOMES
+from telemetry.metrics.task_series import TASK_LABELS, Family, TaskFamilies, TaskSeriesCollector
+
+#: Task execution time. Time limits default to 300/360 s and may be raised, so
+#: the buckets run from 5 ms to 1 h (the contract asks for at least 30 min).
+RUNTIME_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600)  # fmt: skip
+#: Time from publish to start. A healthy queue waits milliseconds, and a backlog
+#: can wait an hour before alerts page, which is the runtime range again. The
+#: wait-time SLO threshold must be one of these bounds.
+QUEUE_WAIT_BUCKETS = RUNTIME_BUCKETS
+#: Redis PING on loopback is ~0.1 ms; seconds mean trouble (the probe times out first).
+BROKER_PING_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+#: The health task's publish-to-completion round trip, bounded by the probe timeout.
+HEALTH_ROUNDTRIP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+#: The per-(queue, task) families, recorded on every delivery: plain numbers
+#: behind a collector (see ``telemetry.metrics.task_series`` for why).
+TASK_FAMILIES = TaskFamilies(
+    received=Family("celery_task_received", "Task deliveries the worker took from the broker."),
+    started=Family("celery_task_started", "Task executions started in a pool process."),
+    finished=Family(
+        "celery_task_finished",
+        "Task deliveries ended, by outcome; every delivery ends in exactly one.",
+    ),
+    runtime=Family(
+        "celery_task_runtime_seconds",
+        "Execution time of every task that ran, measured in the main process from start to outcome.",
+        RUNTIME_BUCKETS,
+    ),
+    queue_wait=Family(
+        "celery_task_queue_wait_seconds",
+        "Time from publish to start, minus any ETA or countdown delay.",
+        QUEUE_WAIT_BUCKETS,
+    ),
+    active=Family("celery_tasks_active", "Tasks executing now."),
+    reserved=Family("celery_tasks_reserved", "Tasks received and not started yet."),
+    outcomes=OUTCOMES,
+)
+
+
+def task_published(registry: CollectorRegistry) -> Counter:
+    """``celery_task_published_total``: in a worker's registry, or a publishing process's."""
+    return Counter(
+        "celery_task_published",
+        "Task messages published by this process.",
+        TASK_LABELS,
+        registry=registry,
+    )
+
+
+class WorkerMetrics:
+    """The metric contract; names, types and labels are pinned by dashboards and alerts."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.task_published = task_published(registry)
+        self.task_exceptions = Counter(
+            "celery_task_exceptions",
+            "Failed task deliveries by exception class name.",
+            (*TASK_LABELS, "exception"),
+            registry=registry,
+        )
+        self.tasks = TaskSeriesCollector(TASK_FAMILIES, registry)
+        self.queue_depth = Gauge(
+            "celery_queue_depth",
+            "Messages waiting in Redis, summed over priority sub-lists.",
+            ("queue",),
+            registry=registry,
+        )
+        self.queue_oldest_age = Gauge(
+            "celery_queue_oldest_message_age_seconds",
+            "Age of the oldest waiting message; 0 when the queue is empty.",
+            ("queue",),
+            registry=registry,
+        )
+        self.queue_poll_last_success = Gauge(
+            "celery_queue_poll_last_success_timestamp_seconds",
+            "When queue depth and age were last read successfully.",
+            registry=registry,
+        )
+        self.deadletter_size = Gauge(
+            "celery_deadletter_size", "Records in the dead-letter list.", registry=registry
+        )
+        self.messages_dead_lettered = Counter(
+            "celery_messages_dead_lettered",
+            "Messages moved to the dead-letter list, by reason.",
+            ("queue", "reason"),
+            registry=registry,
+        )
+        self.worker_consumed_queue = Gauge(
+            "celery_worker_consumed_queue",
+            "One series per queue this worker consumes.",
+            ("queue",),
+            registry=registry,
+        )
+        self.worker_pool_processes = Gauge(
+            "celery_worker_pool_processes", "Pool processes of this worker.", registry=registry
+        )
+        self.worker_pool_busy = Gauge(
+            "celery_worker_pool_busy", "Pool processes executing a task now.", registry=registry
+        )
+        self.worker_info = Gauge(
+            "celery_worker_info",
+            "Identity of this worker; always 1.",
+            ("version", "pool", "hostname"),
+            registry=registry,
+        )
+        self.readiness_check_up = Gauge(
+            "celery_readiness_check_up",
+            "1 when the readiness check passed last time, else 0.",
+            ("check",),
+            registry=registry,
+        )
+        self.worker_ready = Gauge(
+            "celery_worker_ready",
+            "1 when every required readiness check passes.",
+            registry=registry,
+        )
+        self.broker_ping = Histogram(
+            "celery_broker_ping_seconds",
+            "Redis PING round trip on a fresh connection.",
+            buckets=BROKER_PING_BUCKETS,
+            registry=registry,
+        )
+        self.health_check_roundtrip = Histogram(
+            "celery_health_check_roundtrip_seconds",
+            "Health task round trip, publish to completion.",
+            buckets=HEALTH_ROUNDTRIP_BUCKETS,
+            registry=registry,
+        )
+        self.health_check_last_success = Gauge(
+            "celery_health_check_last_success_timestamp_seconds",
+            "When the health task last completed; starts at the worker's start time.",
+            registry=registry,
+        )

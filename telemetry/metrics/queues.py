@@ -1,0 +1,155 @@
+"""Queue depth and oldest-message age, polled from Redis in the background.
+
+One pipelined round trip per poll, whatever the number of queues: for every
+priority sub-list of every queue, ``LLEN`` and ``LINDEX -1`` (the oldest item),
+plus ``LLEN`` of the app's dead-letter list, if it keeps one. Keys are built from the broker's
+transport options exactly as kombu's ``Channel._q_for_pri`` builds them
+(``global_keyprefix``, ``sep``, ``priority_steps``), and read with a plain
+redis-py client with explicit prefixes, because kombu's prefixed client does not
+prefix ``LINDEX``.
+
+* Depth is ``LLEN`` summed over the sub-lists. Messages held unacked by workers
+  are not waiting, so they are not in it.
+* Age is the largest age among the sub-lists' oldest items, read from our
+  ``x-jobpilot-published-at`` header with a regular expression, so a large body
+  is never parsed. A message without the header (from a producer that did not
+  call ``telemetry.install``) counts in the depth but not in the age.
+
+Every worker exports the same values; dashboards aggregate with ``max by (queue)``.
+``/metrics`` only reads the gauges: a scrape performs no network I/O.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from telemetry.log_throttle import LogThrottle
+from telemetry.messages import PUBLISHED_AT_HEADER
+from telemetry.metrics.catalogue import WorkerMetrics
+
+logger = logging.getLogger("telemetry.metrics.queues")
+
+KOMBU_SEP = "\x06\x16"
+KOMBU_PRIORITY_STEPS = (0, 3, 6, 9)
+_PUBLISHED_AT = re.compile(rb'"' + re.escape(PUBLISHED_AT_HEADER.encode()) + rb'":\s*([0-9.eE+-]+)')
+
+
+def priority_keys(queue: str, transport_options: Mapping[str, Any]) -> list[str]:
+    """The Redis lists holding ``queue``'s messages, one per priority step."""
+    prefix = str(transport_options.get("global_keyprefix", "") or "")
+    sep = str(transport_options.get("sep", KOMBU_SEP))
+    steps = transport_options.get("priority_steps", KOMBU_PRIORITY_STEPS)
+    keys = [prefix + (f"{queue}{sep}{step}" if step else queue) for step in steps]
+    return list(dict.fromkeys(keys))
+
+
+def published_at(item: bytes | None) -> float | None:
+    if not item:
+        return None
+    match = _PUBLISHED_AT.search(item)
+    if match is None:
+        return None
+    try:
+        return float(match.group(1))
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class QueueReading:
+    depth: int
+    oldest_age: float
+
+
+class QueuePoller:
+    """Reads every queue's depth and age in one pipeline and sets the gauges."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        queues: Iterable[str],
+        transport_options: Mapping[str, Any],
+        deadletter_key: str | None,
+        metrics: WorkerMetrics,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.client = client
+        self.keys = {queue: priority_keys(queue, transport_options) for queue in queues}
+        self.deadletter_key = deadletter_key
+        self.metrics = metrics
+        self.clock = clock
+        self.round_trips = 0
+        self._log = LogThrottle()
+
+    def read(self) -> tuple[dict[str, QueueReading], int | None]:
+        """One round trip: the reading per queue and the dead-letter list's length (None
+        when the app keeps no dead letters)."""
+        pipe = self.client.pipeline(transaction=False)
+        for keys in self.keys.values():
+            for key in keys:
+                pipe.llen(key)
+                pipe.lindex(key, -1)
+        if self.deadletter_key is not None:
+            pipe.llen(self.deadletter_key)
+        replies = pipe.execute()
+        self.round_trips += 1
+        now = self.clock()
+        readings: dict[str, QueueReading] = {}
+        position = 0
+        for queue, keys in self.keys.items():
+            depth, age = 0, 0.0
+            for _ in keys:
+                length, oldest = replies[position], replies[position + 1]
+                position += 2
+                depth += int(length or 0)
+                stamp = published_at(oldest)
+                if stamp is not None:
+                    age = max(age, now - stamp)
+            readings[queue] = QueueReading(depth, age)
+        deadletters = int(replies[position] or 0) if self.deadletter_key is not None else None
+        return readings, deadletters
+
+    def poll(self) -> bool:
+        """Update the gauges; on failure keep the last values (their freshness gauge says so)."""
+        try:
+            readings, deadletters = self.read()
+        except (redis.RedisError, OSError) as exc:
+            if self._log.due():
+                logger.warning("queue depth poll failed: %s", type(exc).__name__)
+            return False
+        for queue, reading in readings.items():
+            self.metrics.queue_depth.labels(queue).set(reading.depth)
+            self.metrics.queue_oldest_age.labels(queue).set(reading.oldest_age)
+        if deadletters is not None:
+            self.metrics.deadletter_size.set(deadletters)
+        self.metrics.queue_poll_last_success.set(self.clock())
+        return True
+
+
+class PollingThread:
+    """Calls ``poll`` every ``interval`` seconds until stopped."""
+
+    def __init__(self, poll: Callable[[], Any], interval: float, name: str) -> None:
+        self.poll = poll
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.poll()
+            self._stop.wait(self.interval)

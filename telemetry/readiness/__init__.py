@@ -1,0 +1,1 @@
+"""Readiness: the checks (``checks``) and the probe that runs them and answers /readyz (``probe``)."""

@@ -1,0 +1,108 @@
+"""The telemetry's own configuration: one frozen object, read from the environment once.
+
+    settings = read_settings(TelemetrySettings)    # ConfigError on a bad value
+    settings.metrics_port                          # METRICS_PORT
+
+``telemetry.install(app)`` reads nothing when called: the settings are read at
+the app's first worker start or first publish. A bad value is exactly one line,
+``settings: <VAR>: <problem>``; the value itself is never echoed, because it
+may hold a credential. An app with settings of its own composes these by
+subclassing :class:`TelemetrySettings` (the jobpilot worker's ``Settings`` does),
+so one environment read validates both and every variable keeps its name.
+
+The OpenTelemetry SDK is configured only with the standard ``OTEL_*`` variables
+(``telemetry.tracing.providers``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, TypeVar
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: The readiness checks ``READINESS_REQUIRED`` may name.
+READINESS_CHECKS = ("broker", "database", "health_task")
+
+PositiveInt = Annotated[int, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+
+
+class ConfigError(ValueError):
+    """A configuration value is unusable; ``str()`` is the one line to print."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"settings: {variable}: {problem}")
+        self.variable = variable
+        self.problem = problem
+
+
+class TelemetrySettings(BaseSettings):
+    """Every knob of the telemetry, validated together. Field names are the variables."""
+
+    model_config = SettingsConfigDict(frozen=True, env_ignore_empty=True, extra="ignore")
+
+    telemetry_enabled: bool = True
+    metrics_enabled: bool = True
+    metrics_host: str = "127.0.0.1"
+    metrics_port: Annotated[int, Field(ge=1, le=65535)] = 9464
+    metrics_render_interval: Annotated[float, Field(ge=0)] = 1
+    metrics_max_task_names: PositiveInt = 500
+    liveness_timeout: PositiveFloat = 60
+    queue_poll_interval: PositiveFloat = 5
+    readiness_interval: PositiveFloat = 15
+    readiness_required: str | None = None
+    trace_task_args: bool = False
+    # The span export process logs as the worker does.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("readiness_required")
+    @classmethod
+    def _known_checks(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        unknown = set(required_names(value)) - set(READINESS_CHECKS)
+        if unknown:
+            raise ValueError(
+                f"unknown check(s) {', '.join(sorted(unknown))}; known: {', '.join(READINESS_CHECKS)}"
+            )
+        return value
+
+
+def required_names(configured: str) -> frozenset[str]:
+    """The check names of a comma-separated ``READINESS_REQUIRED``."""
+    return frozenset(name.strip() for name in configured.split(",") if name.strip())
+
+
+Model = TypeVar("Model", bound=BaseSettings)
+
+
+def read_settings(model: type[Model]) -> Model:
+    """Read and validate ``model`` from the process environment.
+
+    Raises:
+        ConfigError: naming the first bad variable and what is wrong with it.
+    """
+    try:
+        return model()
+    except ConfigError:
+        raise
+    except ValidationError as exc:
+        raise first_problem(exc) from None
+
+
+def first_problem(exc: ValidationError) -> ConfigError:
+    """The first error of a validation, as one line; a validator's own ConfigError as is."""
+    error = exc.errors(include_input=False)[0]
+    wrapped = (error.get("ctx") or {}).get("error")
+    if isinstance(wrapped, ConfigError):
+        return wrapped
+    variable = str(error["loc"][0]).upper() if error["loc"] else "SETTINGS"
+    message = error["msg"].removeprefix("Value error, ")
+    return ConfigError(variable, message)

@@ -1,0 +1,1 @@
+"""The export hop; see ``telemetry.tracing.export.relay`` for now."""

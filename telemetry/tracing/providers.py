@@ -1,0 +1,283 @@
+"""Tracer providers and exporters from the standard ``OTEL_*`` variables, prefork-correct.
+
+In a worker, nothing exports from the processes that run tasks:
+
+* the main process starts the worker's span export process
+  (``telemetry.tracing.export.relay``, ``telemetry.tracing.export.process``) before the pool forks,
+  and keeps a provider to itself for the few spans only it can record (hard
+  time limits, revocations, lost pool processes);
+* each pool process installs the global provider in ``worker_process_init`` (it
+  can be set once per process and is inherited through fork); every span it
+  ends goes to the export process at once, and the ``run`` spans are lean
+  (``telemetry.tracing.run_span``);
+* the export process exports with :func:`exporter_from_environment`, behind
+  :class:`GuardedExporter`.
+
+Any other process gets a provider that exports itself from
+``telemetry.install(app)`` (:func:`build_provider`), unless it already has an
+SDK provider, which is then reused.
+
+Variables: ``OTEL_SERVICE_NAME`` (default ``jobpilot-worker``),
+``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_TRACES_SAMPLER``/``_ARG``,
+``OTEL_EXPORTER_OTLP_ENDPOINT``/``_PROTOCOL`` (HTTP/protobuf by default),
+``OTEL_TRACES_EXPORTER=otlp|console|none`` (``none`` still creates spans and
+propagates context, and starts no export process), ``OTEL_SDK_DISABLED=true``
+(no tracing at all) and ``OTEL_BSP_*`` (``OTEL_BSP_SCHEDULE_DELAY`` is 1000 ms
+here when unset).
+
+Flushes are bounded at 2 s: the SDK's ``force_flush`` ignores its timeout, so it
+runs on a helper thread joined for at most that long, and the exporter's own
+timeout is 1 s. After a failed export, a "collector unreachable until T" value
+(:class:`CollectorState`, shared by forked processes) makes batches drop without
+a network attempt for 30 s, and exit flushes are skipped meanwhile: a dead
+collector costs one attempt per 30 s, and up to 30 s of spans are dropped
+after it recovers.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, TypeVar
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SpanExporter,
+    SpanExportResult,
+)
+
+from telemetry.log_throttle import LogThrottle
+from telemetry.settings import ConfigError
+
+logger = logging.getLogger("telemetry.tracing.providers")
+
+DEFAULT_SERVICE_NAME = "jobpilot-worker"
+DEFAULT_SCHEDULE_DELAY_MILLIS = 1000
+DEFAULT_MAX_EXPORT_BATCH_SIZE = 512
+FLUSH_TIMEOUT_SECONDS = 2.0
+#: Below the flush bound, so an exiting process learns of a failure (and shares
+#: it) before it exits; the exporter retries within this deadline.
+EXPORT_TIMEOUT_SECONDS = 1.0
+#: After a failed export, exit flushes are skipped for this long.
+UNREACHABLE_BACKOFF_SECONDS = 30.0
+TRUE_VALUES = ("true", "1", "yes")
+_Number = TypeVar("_Number", int, float)
+
+
+def sdk_disabled() -> bool:
+    return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() in TRUE_VALUES
+
+
+def service_version() -> str:
+    try:
+        return version("jobpilot-worker")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+class CollectorState:
+    """The shared "unreachable until" time, in memory that forked processes inherit."""
+
+    def __init__(self) -> None:
+        self._until = multiprocessing.Value("d", 0.0, lock=False)
+        # Shared too: forked processes log once a minute between them.
+        self._log = LogThrottle()
+
+    def mark_unreachable(self, reason: str) -> None:
+        self._until.value = time.time() + UNREACHABLE_BACKOFF_SECONDS
+        if self._log.due():
+            logger.warning(
+                "span export failed (%s); spans are dropped until the collector answers", reason
+            )
+
+    def reachable(self) -> bool:
+        until: float = self._until.value
+        return time.time() >= until
+
+    def attempt(self, export: Callable[[], bool]) -> bool:
+        """Run ``export`` unless the collector is known to be down; a failure marks it down."""
+        if not self.reachable():
+            # Dropped without a try: one process retries per backoff period.
+            return False
+        try:
+            succeeded = export()
+        except Exception as exc:
+            self.mark_unreachable(type(exc).__name__)
+            return False
+        if not succeeded:
+            self.mark_unreachable("export failed")
+        return succeeded
+
+
+class GuardedExporter(SpanExporter):
+    """Wraps an exporter: failures are remembered across processes and logged once a minute."""
+
+    def __init__(self, inner: SpanExporter, state: CollectorState) -> None:
+        self.inner = inner
+        self.state = state
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if self.state.attempt(lambda: self.inner.export(spans) is SpanExportResult.SUCCESS):
+            return SpanExportResult.SUCCESS
+        return SpanExportResult.FAILURE
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return bool(self.inner.force_flush(timeout_millis))
+
+
+class OncePerInterval(logging.Filter):
+    """Lets a logger's warnings through at most once per interval (the SDK logs every failure)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._log = LogThrottle()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < logging.WARNING or self._log.due()
+
+
+NOISY_EXPORT_LOGGERS = (
+    "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+    "opentelemetry.exporter.otlp.proto.grpc.exporter",
+    "opentelemetry.sdk.trace.export",
+    "opentelemetry.sdk._shared_internal",
+)
+
+
+def quiet_export_failures() -> None:
+    """Export failures and dropped spans are logged at most once a minute, per logger."""
+    for name in NOISY_EXPORT_LOGGERS:
+        log = logging.getLogger(name)
+        if not any(isinstance(f, OncePerInterval) for f in log.filters):
+            log.addFilter(OncePerInterval())
+
+
+def exporter_from_environment() -> SpanExporter | None:
+    """The exporter ``OTEL_TRACES_EXPORTER`` names; None for ``none``."""
+    name = os.environ.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() or "otlp"
+    if name == "none":
+        return None
+    batching_from_environment()  # refused here, at the worker's start, when unusable
+    if name == "console":
+        return ConsoleSpanExporter()
+    if name != "otlp":
+        raise ConfigError("OTEL_TRACES_EXPORTER", "must be otlp, console or none")
+    protocol = (
+        os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        or ""
+    ).strip() or "http/protobuf"
+    timeout = None if os.environ.get("OTEL_EXPORTER_OTLP_TIMEOUT") else EXPORT_TIMEOUT_SECONDS
+    if protocol == "http/protobuf":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        return OTLPSpanExporter(timeout=timeout)
+    if protocol == "grpc":
+        try:
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+                OTLPSpanExporter as GrpcSpanExporter,
+            )
+        except ImportError:
+            raise ConfigError(
+                "OTEL_EXPORTER_OTLP_PROTOCOL",
+                "grpc needs the extra: pip install 'jobpilot-worker[grpc]'",
+            ) from None
+        exporter: SpanExporter = GrpcSpanExporter(timeout=timeout)
+        return exporter
+    raise ConfigError("OTEL_EXPORTER_OTLP_PROTOCOL", "must be http/protobuf or grpc")
+
+
+def worker_resource(worker_hostname: str | None = None) -> Resource:
+    """This process's resource: ``OTEL_SERVICE_NAME``/``OTEL_RESOURCE_ATTRIBUTES`` over our defaults."""
+    attributes: dict[str, Any] = {
+        "service.version": service_version(),
+        "service.instance.id": f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+        "host.name": socket.gethostname(),
+    }
+    if not os.environ.get("OTEL_SERVICE_NAME"):
+        attributes["service.name"] = DEFAULT_SERVICE_NAME
+    if worker_hostname:
+        attributes["celery.worker.hostname"] = worker_hostname
+    return Resource.create(attributes)
+
+
+def schedule_delay_millis() -> float | None:
+    """The batch processor's delay: ``OTEL_BSP_SCHEDULE_DELAY`` (the SDK reads it), else ours."""
+    return None if os.environ.get("OTEL_BSP_SCHEDULE_DELAY") else DEFAULT_SCHEDULE_DELAY_MILLIS
+
+
+@dataclass(frozen=True)
+class Batching:
+    """When the export process posts a batch: at ``max_spans`` or ``delay_seconds`` after its first."""
+
+    max_spans: int
+    delay_seconds: float
+
+
+def batching_from_environment() -> Batching:
+    """``OTEL_BSP_MAX_EXPORT_BATCH_SIZE`` (default 512) and ``OTEL_BSP_SCHEDULE_DELAY`` (ms)."""
+    return Batching(
+        max_spans=_positive("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", int, DEFAULT_MAX_EXPORT_BATCH_SIZE),
+        delay_seconds=_positive(
+            "OTEL_BSP_SCHEDULE_DELAY", float, float(DEFAULT_SCHEDULE_DELAY_MILLIS)
+        )
+        / 1000,
+    )
+
+
+def _positive(variable: str, parse: Callable[[str], _Number], default: _Number) -> _Number:
+    raw = os.environ.get(variable, "").strip()
+    if not raw:
+        return default
+    try:
+        value: _Number | None = parse(raw)
+    except ValueError:
+        value = None
+    if value is None or not value > 0:
+        raise ConfigError(variable, f"must be a positive number, not {raw!r}")
+    return value
+
+
+def build_provider(state: CollectorState, worker_hostname: str | None = None) -> TracerProvider:
+    """A provider that exports from this process: for producers (``telemetry.install``)."""
+    provider = TracerProvider(resource=worker_resource(worker_hostname))
+    quiet_export_failures()
+    exporter = exporter_from_environment()
+    if exporter is not None:
+        provider.add_span_processor(
+            BatchSpanProcessor(
+                GuardedExporter(exporter, state), schedule_delay_millis=schedule_delay_millis()
+            )
+        )
+    return provider
+
+
+def bounded(call: Callable[[], object], seconds: float) -> bool:
+    """Run ``call`` on a helper thread joined for at most ``seconds``; True if it finished."""
+    helper = threading.Thread(target=call, name="span-flush", daemon=True)
+    helper.start()
+    helper.join(seconds)
+    return not helper.is_alive()
+
+
+def flush_within(
+    provider: TracerProvider, state: CollectorState, seconds: float = FLUSH_TIMEOUT_SECONDS
+) -> bool:
+    """Flush (bounded, see :func:`bounded`); skipped while the collector is down."""
+    if not state.reachable():
+        return False
+    return bounded(provider.force_flush, seconds)

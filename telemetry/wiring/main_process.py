@@ -1,0 +1,301 @@
+"""What a worker's main process holds and starts, from ``worker_init`` to ``worker_shutdown``.
+
+``WorkerTelemetry.start`` (``worker_init``, before the pool forks): bind the
+HTTP port (a taken port is one line and a non-zero exit), register the delivery
+recorder, start every series at zero, take over the publish hooks, and start the
+span export process. ``ready`` (``worker_ready``): identity, pool and
+consumed-queue gauges; start the queue poller and the readiness probe; start
+serving; a timer on the consumer's event loop marks it alive for ``/livez``.
+``shutting_down`` (SIGTERM): /readyz turns 503 at once. ``stop``
+(``worker_shutdown``): stop polling, probing and serving. A pool process
+continues in ``telemetry.wiring.pool_process``.
+
+With ``METRICS_ENABLED=false`` only tracing is set up: no port, no metrics, no
+probes. On a broker that is not Redis there is no depth, age or broker check.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import celery
+from celery import Celery
+from celery.concurrency import get_implementation
+from celery.concurrency.prefork import TaskPool as PreforkPool
+from celery.utils.nodenames import worker_direct
+from celery.worker import state as worker_state
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from prometheus_client import CollectorRegistry, disable_created_metrics
+
+from telemetry.broker import broker_redis, driver_type, redis_broker
+from telemetry.delivery.observers import OBSERVERS, DeliveryObserver
+from telemetry.endpoints import Liveness, RenderCache, TelemetryServer
+from telemetry.extensions import Extensions
+from telemetry.messages import HEALTH_TASK, PROBE_HEADER
+from telemetry.metrics.catalogue import WorkerMetrics
+from telemetry.metrics.forwarding import PublishForwarder
+from telemetry.metrics.publish import PublishRecorder
+from telemetry.metrics.queues import PollingThread, QueuePoller
+from telemetry.metrics.recorder import DeliveryRecorder
+from telemetry.readiness.checks import BrokerCheck, Check, DatabaseCheck, HealthTaskCheck
+from telemetry.readiness.probe import ReadinessProbe, required_checks
+from telemetry.settings import ConfigError, TelemetrySettings
+from telemetry.tracing.export.relay import ExportProcess, relayed_provider
+from telemetry.tracing.handlers import (
+    INSTRUMENTATION,
+    MainProcessSpans,
+    ProducerSpans,
+    messaging_system,
+)
+from telemetry.tracing.providers import exporter_from_environment, sdk_disabled
+from telemetry.tracing.wiring import RunSpanWiring
+from telemetry.wiring.producer import PUBLISH_HOOKS
+
+DIRECT_SUFFIX = ".dq2"
+#: How often the consumer's event loop marks itself alive for /livez.
+LIVENESS_TICK_SECONDS = 1.0
+#: The depth poll must never hang a thread on a dead broker.
+QUEUE_POLL_SOCKET_TIMEOUT = 1.0
+#: Attempts at reading Celery's active requests from another thread.
+BUSY_READ_ATTEMPTS = 5
+
+logger = logging.getLogger("telemetry.worker")
+
+
+def busy_requests(active: Iterable[Any]) -> int:
+    """Requests executing now, health checks aside, read from a scrape or probe thread.
+
+    Celery's ``active_requests`` is a WeakSet the main process's thread changes
+    on every start and finish. Iterating it while that thread adds or discards
+    raises ``RuntimeError`` (set changed size); the read is then retried.
+    """
+    for _ in range(BUSY_READ_ATTEMPTS - 1):
+        with contextlib.suppress(RuntimeError):
+            return sum(1 for request in active if request.type != HEALTH_TASK)
+    return sum(1 for request in active if request.type != HEALTH_TASK)
+
+
+def app_queues(app: Celery) -> frozenset[str]:
+    """The queues the app declares or the worker was told to consume, direct queues aside."""
+    return frozenset(name for name in app.amqp.queues if not str(name).endswith(DIRECT_SUFFIX)) | {
+        app.conf.task_default_queue
+    }
+
+
+class WorkerTelemetry:
+    """Everything the main process holds for one worker of ``app``."""
+
+    def __init__(
+        self, app: Celery, settings: TelemetrySettings, extensions: Extensions, health_task: bool
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.extensions = extensions
+        self.health_task = health_task
+        self.main_pid = os.getpid()
+        self.registry = CollectorRegistry()
+        self.metrics = WorkerMetrics(self.registry)
+        self.redis = redis_broker(app)
+        if not self.redis:
+            logger.info("telemetry: the broker is not Redis: no queue depth, age or broker check")
+        self.system = messaging_system(driver_type(app))
+        self.recorder = DeliveryRecorder(self.metrics, app_queues(app), lambda n: n in app.tasks)
+        self.liveness = Liveness(settings.liveness_timeout)
+        self.forwarder = PublishForwarder(self._count_publish)
+        self.server: TelemetryServer | None = None
+        self.threads: list[PollingThread] = []
+        self.export: ExportProcess | None = None
+        self.producer_spans: ProducerSpans | None = None
+        self.probe: ReadinessProbe | None = None
+        self.observers: list[DeliveryObserver] = []
+        self.hostname = ""
+        self.forks = True
+
+    def _count_publish(self, queue: str, task: str) -> None:
+        self.metrics.task_published.labels(self.recorder.queue_label(queue), task).inc()
+
+    def _observe(self, observer: DeliveryObserver) -> None:
+        OBSERVERS.add(observer)
+        self.observers.append(observer)
+
+    # worker_init -------------------------------------------------------------
+    def start(self, worker: Any) -> None:
+        self.hostname = str(getattr(worker, "hostname", "") or "")
+        self.forks = _forks_pool_processes(worker)
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        recorder = None
+        if self.settings.metrics_enabled:
+            self._start_metrics()
+            recorder = PublishRecorder(
+                self._count_publish,
+                self.settings.metrics_max_task_names,
+                keep_argsrepr=self.settings.trace_task_args,
+            )
+        if not sdk_disabled():
+            self._start_tracing()
+        PUBLISH_HOOKS.take_over(recorder, self.producer_spans)
+
+    def _start_metrics(self) -> None:
+        """Bind the HTTP port, start every series at zero and record from here on."""
+        settings = self.settings
+        try:
+            self.server = TelemetryServer(
+                settings.metrics_host,
+                settings.metrics_port,
+                RenderCache(self.registry, settings.metrics_render_interval),
+                self.liveness,
+            )
+        except OSError as exc:
+            raise SystemExit(
+                f"metrics: cannot listen on {settings.metrics_host}:{settings.metrics_port}: {exc.strerror or exc}"
+            ) from None
+        router = self.app.amqp.router
+        self.recorder.prime(self.app.tasks, lambda name: router.route({}, name)["queue"].name)
+        self.metrics.health_check_last_success.set(time.time())
+        self._observe(self.recorder)
+        self.forwarder.start_reading()
+
+    def _start_tracing(self) -> None:
+        """Prefork: a provider the main process keeps to itself, never installed
+        globally, since the global one is inherited through fork and can be set only
+        once; pool processes install theirs. Solo and threads pools run tasks here,
+        so the main process installs the global provider and the task spans."""
+        try:
+            exporter = exporter_from_environment()
+        except ConfigError as exc:
+            raise SystemExit(str(exc)) from None  # one line and a non-zero exit, as for settings
+        if exporter is not None:
+            exporter.shutdown()
+            self.export = ExportProcess(self.settings.log_level, self.settings.log_format)
+            self.export.start()
+        provider, relay = relayed_provider(self.export, self.hostname)
+        self._observe(MainProcessSpans(provider.get_tracer(INSTRUMENTATION), self.system))
+        self.producer_spans = ProducerSpans(provider.get_tracer(INSTRUMENTATION), self.system)
+        if not self.forks:
+            trace.set_tracer_provider(provider)
+            self.run_spans(provider, relay).connect()
+
+    def run_spans(self, provider: TracerProvider, relay: Any) -> RunSpanWiring:
+        return RunSpanWiring(
+            provider, relay, self.system, self.settings.trace_task_args, self.extensions
+        )
+
+    # worker_ready ------------------------------------------------------------
+    def ready(self, consumer: Any) -> None:
+        if self.server is None:
+            return
+        metrics = self.metrics
+        hostname = self.hostname = str(getattr(consumer, "hostname", "") or "")
+        pool = type(getattr(consumer, "pool", None)).__module__.rsplit(".", 1)[-1]
+        metrics.worker_info.labels(celery.__version__, pool, hostname).set(1)
+        concurrency = getattr(getattr(consumer, "controller", None), "concurrency", None)
+        if concurrency is not None:
+            metrics.worker_pool_processes.set(concurrency)
+        metrics.worker_pool_busy.set_function(lambda: busy_requests(worker_state.active_requests))
+        consumed = {
+            queue.name
+            for queue in getattr(getattr(consumer, "task_consumer", None), "queues", ()) or ()
+            if not queue.name.endswith(DIRECT_SUFFIX)
+        }
+        for queue in consumed & self.recorder.queues:
+            metrics.worker_consumed_queue.labels(queue).set(1)
+        hub = getattr(getattr(consumer, "controller", None), "hub", None)
+        if hub is not None:
+            # A timer, not an on_tick callback: the loop iterates several times per
+            # task, and a stuck loop runs no timers either.
+            hub.call_repeatedly(LIVENESS_TICK_SECONDS, self.liveness.tick)
+        if self.redis:
+            self._start_queue_poller(self.recorder.queues | consumed)
+        self._start_readiness(hostname, concurrency or 1)
+        self.server.start()
+        host, port = self.server.address
+        logger.info("telemetry: serving /metrics and /livez on http://%s:%d", host, port)
+
+    def _start_queue_poller(self, queues: Iterable[str]) -> None:
+        options = self.app.conf.broker_transport_options or {}
+        poller = QueuePoller(
+            broker_redis(self.app, socket_timeout=QUEUE_POLL_SOCKET_TIMEOUT),
+            sorted(queues),
+            options,
+            self.extensions.deadletter_key,
+            self.metrics,
+        )
+        thread = PollingThread(poller.poll, self.settings.queue_poll_interval, "queue-poller")
+        thread.start()
+        self.threads.append(thread)
+
+    def _start_readiness(self, hostname: str, concurrency: int) -> None:
+        checks: list[Check] = []
+        if self.redis:
+            checks.append(
+                BrokerCheck(
+                    lambda timeout: broker_redis(self.app, socket_timeout=timeout),
+                    self.metrics.broker_ping.observe,
+                )
+            )
+        if self.health_task:
+            health = HealthTaskCheck(
+                self._health_publisher(worker_direct(hostname)),
+                lambda: busy_requests(worker_state.active_requests) >= concurrency,
+                self.metrics,
+            )
+            self._observe(health)
+            checks.append(health)
+        if self.extensions.select_one is not None:
+            checks.append(DatabaseCheck(self.extensions.select_one))
+        self.probe = ReadinessProbe(
+            checks,
+            required_checks(self.settings.readiness_required, [check.name for check in checks]),
+            self.settings.readiness_interval,
+            self.metrics,
+        )
+        if self.server is not None:
+            self.server.readiness = self.probe
+        self.probe.start()
+
+    def _health_publisher(self, direct_queue: Any) -> Any:
+        def publish(task_id: str, timeout: float) -> None:
+            self.app.send_task(
+                HEALTH_TASK,
+                task_id=task_id,
+                queue=direct_queue,
+                expires=timeout,
+                headers={PROBE_HEADER: "1"},
+            )
+
+        return publish
+
+    # worker_shutting_down, worker_shutdown -------------------------------------
+    def shutting_down(self) -> None:
+        if self.probe is not None:
+            self.probe.shutting_down()
+
+    def stop(self) -> None:
+        for thread in self.threads:
+            thread.stop()
+        if self.probe is not None:
+            self.probe.stop()
+        if self.server is not None:
+            self.server.stop()
+        if self.export is not None:
+            self.export.stop()
+        self.forget_observers()
+
+    def forget_observers(self) -> None:
+        for observer in self.observers:
+            OBSERVERS.remove(observer)
+        self.observers.clear()
+
+
+def _forks_pool_processes(worker: Any) -> bool:
+    pool_cls = getattr(worker, "pool_cls", None)
+    if pool_cls is None:
+        return True
+    resolved = get_implementation(pool_cls)
+    return isinstance(resolved, type) and issubclass(resolved, PreforkPool)

@@ -1,0 +1,143 @@
+"""The publish hooks: one set per process, whatever the number of installed apps.
+
+Celery's publish signals carry the task name, not the app, so these hooks are
+process-wide: the first ``install`` connects them, each app adds its registry,
+and the last ``uninstall`` disconnects them. On every publish they stamp
+``x-jobpilot-published-at``, scrub argsrepr/kwargsrepr
+(``telemetry.metrics.publish``), count ``celery_task_published_total`` and
+record an ``apply_async/{task}`` span (``telemetry.tracing.handlers``).
+
+In a process that only publishes, they configure themselves at its first
+publish: the settings are read then (a bad value is one ``settings:`` line and
+no telemetry in this process), the counter goes into each installed app's
+registry, and spans go to the process's SDK tracer provider, or to a new global
+one from the ``OTEL_*`` variables if it has none. A worker takes them over
+instead (:meth:`PublishHooks.take_over`): its main process counts into the
+registry it serves, its pool processes forward their counts to it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+from typing import Any
+
+from celery import Celery
+from celery.signals import after_task_publish, before_task_publish
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from prometheus_client import REGISTRY, CollectorRegistry, Counter
+
+from telemetry import receivers
+from telemetry.broker import driver_type
+from telemetry.metrics.catalogue import task_published
+from telemetry.metrics.publish import PublishRecorder
+from telemetry.settings import ConfigError, TelemetrySettings, read_settings
+from telemetry.tracing.handlers import INSTRUMENTATION, ProducerSpans, messaging_system
+from telemetry.tracing.providers import CollectorState, build_provider, flush_within, sdk_disabled
+
+logger = logging.getLogger("telemetry.producer")
+
+
+class PublishHooks:
+    """The process's ``before_task_publish``/``after_task_publish`` receivers and their state."""
+
+    def __init__(self) -> None:
+        self.apps: dict[int, tuple[Celery, CollectorRegistry]] = {}
+        self.recorder: PublishRecorder | None = None
+        self.spans: ProducerSpans | None = None
+        self.configured = False
+        self._counters: dict[int, Counter] = {}
+        self._lock = threading.Lock()
+        self.receivers: tuple[receivers.Receiver, ...] = (
+            (before_task_publish, self.on_before_task_publish, "telemetry.before_task_publish"),
+            (after_task_publish, self.on_after_task_publish, "telemetry.after_task_publish"),
+        )
+
+    def add(self, app: Celery, registry: CollectorRegistry | None) -> None:
+        """Count this app's publishes in ``registry`` (the default registry if None)."""
+        if not self.apps:
+            receivers.connect(self.receivers)
+        self.apps[id(app)] = (app, registry if registry is not None else REGISTRY)
+
+    def remove(self, app: Celery) -> None:
+        if self.apps.pop(id(app), None) is not None and not self.apps:
+            receivers.disconnect(self.receivers)
+            self.recorder = self.spans = None
+            self.configured = False
+
+    def take_over(self, recorder: PublishRecorder | None, spans: ProducerSpans | None) -> None:
+        """A worker's process counts and traces its publishes its own way."""
+        self.recorder, self.spans, self.configured = recorder, spans, True
+
+    def on_before_task_publish(
+        self,
+        sender: Any = None,
+        headers: dict[str, Any] | None = None,
+        routing_key: str | None = None,
+        body: Any = None,
+        **_: Any,
+    ) -> None:
+        if not self.configured:
+            self._configure()
+        if self.recorder is not None:
+            self.recorder(sender=sender, headers=headers, routing_key=routing_key, body=body)
+        if self.spans is not None:
+            self.spans.on_before_task_publish(
+                sender=sender, headers=headers, routing_key=routing_key
+            )
+
+    def on_after_task_publish(self, headers: dict[str, Any] | None = None, **_: Any) -> None:
+        if self.spans is not None:
+            self.spans.on_after_task_publish(headers=headers)
+
+    def _configure(self) -> None:
+        """At the first publish of a process that is no worker: read the settings and start."""
+        with self._lock:
+            if self.configured:
+                return
+            self.configured = True
+            try:
+                settings = read_settings(TelemetrySettings)
+            except ConfigError as exc:
+                logger.error("%s; no telemetry in this process", exc)
+                return
+            if not settings.telemetry_enabled or not self.apps:
+                return
+            self.recorder = PublishRecorder(
+                self._count,
+                settings.metrics_max_task_names,
+                keep_argsrepr=settings.trace_task_args,
+            )
+            if not sdk_disabled():
+                app = next(iter(self.apps.values()))[0]
+                self.spans = ProducerSpans(
+                    _process_provider().get_tracer(INSTRUMENTATION),
+                    messaging_system(driver_type(app)),
+                )
+
+    def _count(self, queue: str, task: str) -> None:
+        """Once in each distinct registry of the installed apps."""
+        registries = {id(registry): registry for _, registry in list(self.apps.values())}
+        for key, registry in registries.items():
+            counter = self._counters.get(key)
+            if counter is None:
+                counter = self._counters[key] = task_published(registry)
+            counter.labels(queue, task).inc()
+
+
+def _process_provider() -> TracerProvider:
+    """The process's SDK provider; a new global one from ``OTEL_*`` if it has none."""
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, TracerProvider):
+        return provider
+    state = CollectorState()
+    provider = build_provider(state)
+    trace.set_tracer_provider(provider)
+    atexit.register(flush_within, provider, state)
+    return provider
+
+
+#: The process's hooks.
+PUBLISH_HOOKS = PublishHooks()
