@@ -24,9 +24,9 @@ import yaml
 from tests.dashboards.artifacts import panel_queries, rule_files, substitute_variables
 from tests.dashboards.artifacts import rules as all_rules
 from tests.dashboards.tools import binary
+from tests.support.database import schema_command
 from tests.support.messages import item
 from tests.support.worker_process import WorkerProcess, free_port, wait_until
-from tests.worker.db.test_bridge import schema_command
 from worker.celery_app import app
 
 pytestmark = pytest.mark.integration

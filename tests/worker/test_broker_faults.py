@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.support.database import schema_command
 from tests.support.endpoints import readyz
 from tests.support.private_redis import PrivateRedis
 from tests.support.worker_process import SHORT_VISIBILITY, WorkerProcess, wait_until
-from tests.worker.db.test_bridge import schema_command
 from worker.celery_app import app
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]

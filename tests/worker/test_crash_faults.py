@@ -8,11 +8,11 @@ from collections.abc import Callable
 import pytest
 import redis
 
+from tests.support.database import psql, schema_command
 from tests.support.otlp_receiver import OtlpReceiver
 from tests.support.scrape import sample_sum, scrape
 from tests.support.tracing import traced_env
 from tests.support.worker_process import SHORT_VISIBILITY, WorkerProcess, wait_until
-from tests.worker.db.test_bridge import psql, schema_command
 from worker.celery_app import app
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]

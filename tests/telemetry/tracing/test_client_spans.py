@@ -6,10 +6,10 @@ from collections.abc import Callable
 
 import pytest
 
+from tests.support.database import schema_command
 from tests.support.otlp_receiver import OtlpReceiver, ReceivedSpan
 from tests.support.tracing import publish_from_a_producer, traced_env
 from tests.support.worker_process import WorkerProcess, wait_until
-from tests.worker.db.test_bridge import schema_command
 
 pytestmark = pytest.mark.integration
 

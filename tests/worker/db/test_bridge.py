@@ -9,33 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.database import psql, schema_command
 from tests.support.worker_process import ROOT, WorkerProcess
 from worker.celery_app import app
 
 pytestmark = pytest.mark.integration
 
 DB_MODULES = ("sqlalchemy", "asyncpg", "aiosqlite")
-
-
-def psql(sql: str) -> str:
-    done = subprocess.run(
-        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-tAc", sql],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return done.stdout.strip()
-
-
-def schema_command(database_url: str) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": "/usr/bin:/bin", "DATABASE_URL": database_url}
-    return subprocess.run(
-        [sys.executable, "-m", "worker.db.schema"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
 
 
 def test_schema_command_is_idempotent(postgres_url: str) -> None:

@@ -7,10 +7,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from tests.support.database import psql, schema_command
 from tests.support.endpoints import readyz
 from tests.support.tcp_proxy import TcpProxy
 from tests.support.worker_process import WorkerProcess, wait_until
-from tests.worker.db.test_bridge import psql, schema_command
 from worker.celery_app import app
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]

@@ -7,9 +7,9 @@ from collections.abc import Callable
 import pytest
 import redis
 
+from tests.support.deadletters import DEADLETTER_KEY, health_round_trip
 from tests.support.scrape import sample_sum, scrape
 from tests.support.worker_process import WorkerProcess, wait_until
-from tests.worker.deadletters.test_worker_deadletters import DEADLETTER_KEY, health_round_trip
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 

@@ -6,26 +6,16 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 import redis
 
+from tests.support.deadletters import DEADLETTER_KEY, health_round_trip, records
 from tests.support.messages import PICKLED_ONE, deep_json, envelope, item
 from tests.support.worker_process import ROOT, WorkerProcess, wait_until
 from worker.celery_app import app
 
 pytestmark = pytest.mark.integration
-
-DEADLETTER_KEY = "jobpilot:deadletter"
-
-
-def records(client: redis.Redis, key: str = DEADLETTER_KEY) -> list[dict[str, Any]]:
-    return [json.loads(r) for r in client.lrange(key, 0, -1)]
-
-
-def health_round_trip(timeout: float = 15) -> None:
-    assert app.send_task("health_check_task").get(timeout=timeout)["pid"] > 0
 
 
 def poison_items() -> dict[str, str | bytes]:
