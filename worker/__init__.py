@@ -1,6 +1,7 @@
 """jobpilot-worker: ``celery -A worker worker -Q agents,briefings,scraping,default``.
 
-Importing the package builds the Celery app and connects its signal receivers;
+Importing the package builds the Celery app, connects its signal receivers and installs
+the telemetry for it (``telemetry.install(app)``, as any app would);
 settings, connections and servers wait until the app is configured or started.
 """
 

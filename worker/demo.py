@@ -21,6 +21,7 @@ from typing import Any
 
 from celery.result import AsyncResult
 
+from telemetry.delivery.observers import FAILED, SUCCEEDED
 from worker.celery_app import app
 from worker.command import worker_command
 from worker.deadletters.writer import DeadLetterWriter
@@ -136,8 +137,8 @@ def print_metrics_table(exposition: str) -> None:
             elif sample.name == "celery_task_started_total":
                 sums[(queue, "started")] += sample.value
             elif sample.name == "celery_task_finished_total" and sample.labels["outcome"] in (
-                "succeeded",
-                "failed",
+                SUCCEEDED,
+                FAILED,
             ):
                 sums[(queue, sample.labels["outcome"])] += sample.value
             elif sample.name.endswith("_seconds_bucket") and "task" in sample.labels:

@@ -12,4 +12,4 @@ from worker.deadletters.request import DeadLetteringRequest
 
 
 class JobpilotRequest(TelemetryRequest, DeadLetteringRequest):
-    """Dead letters first in line for a failure, then the announcement of its outcome."""
+    """A failure is dead-lettered (when it must be) before its outcome is announced."""
