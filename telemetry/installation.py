@@ -104,11 +104,15 @@ def health_check(task: Task) -> dict[str, Any]:
     return {"hostname": task.request.hostname, "pid": os.getpid(), "time": time.time()}
 
 
-def _on_celeryd_init(instance: Any = None, conf: Any = None, **_: Any) -> None:
-    if installed(getattr(instance, "app", None)) is None or conf is None:
+def _on_celeryd_init(instance: Any = None, **_: Any) -> None:
+    installation = installed(getattr(instance, "app", None))
+    if installation is None:
         return
-    explicit = any("worker_direct" in layer for layer in conf.maps[:-1])
-    if not explicit:
+    conf = installation.app.conf
+    if conf.worker_direct:  # reading a value loads the configuration
+        return
+    # Celery's own defaults are the last layer; any other layer holding the key was the app's.
+    if not any("worker_direct" in layer for layer in conf.maps[:-1]):
         conf.worker_direct = True
 
 

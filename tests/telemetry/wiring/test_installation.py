@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import pytest
 from celery import Celery
-from celery.signals import before_task_publish, worker_init
+from celery.signals import before_task_publish, celeryd_init, worker_init
 from prometheus_client import CollectorRegistry
 
 import telemetry
@@ -97,3 +98,25 @@ def test_a_bad_variable_turns_a_producer_off_with_one_line(
         "settings: METRICS_MAX_TASK_NAMES: Input should be greater than 0; no telemetry in this process"
     ]
     hooks.remove(app)
+
+
+def test_the_direct_queue_is_turned_on_unless_the_app_turned_it_off(app: Celery) -> None:
+    """Given one app that says nothing of worker_direct and one that set it to False, when
+    their workers start (celeryd_init), then only the first gets the direct queue."""
+    quiet = Celery("quiet", broker="memory://", set_as_current=False)
+    app.conf.worker_direct = False
+    telemetry.install(app)
+    telemetry.install(quiet)
+    try:
+        for each in (app, quiet):
+            celeryd_init.send(sender="w@h", instance=SimpleNamespace(app=each), conf=each.conf)
+        assert app.conf.worker_direct is False
+        assert quiet.conf.worker_direct is True
+    finally:
+        telemetry.uninstall(quiet)
+
+
+def test_an_app_not_installed_is_left_alone() -> None:
+    stranger = Celery("stranger", broker="memory://", set_as_current=False)
+    celeryd_init.send(sender="w@h", instance=SimpleNamespace(app=stranger), conf=stranger.conf)
+    assert stranger.conf.worker_direct is False
