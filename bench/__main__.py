@@ -1,6 +1,6 @@
-"""``python -m bench [--suite all|drain|scrape|producer|spans|export|memory|profile|hammer|export_path] [--n N] [--pairs P] [--tasks ...]``.
+"""``python -m bench [--suite all|drain|scrape|producer|spans|memory|profile|hammer] [--n N] [--pairs P] [--tasks ...]``.
 
-``all`` (the default) runs ``scrape``, ``producer``, ``spans``, ``export``, ``drain``,
+``all`` (the default) runs ``scrape``, ``producer``, ``spans``, ``drain``,
 ``memory`` and ``profile`` and prints their tables; results are merged into
 bench/results/latest.json under those keys.
 
@@ -11,16 +11,11 @@ bench/results/latest.json under those keys.
   with it, and with it and tracing (:mod:`bench.producer`);
 * ``spans`` times the consumer span handlers in-process: none, this project's
   and upstream's ``CeleryInstrumentor``, plus OTLP encoding (:mod:`bench.spans`);
-* ``export`` measures the span export process's CPU per span on its paths:
-  encoded spans, JSON rows and the SDK's (:mod:`bench.export`);
 * ``memory`` drains ``--memory-n`` tasks with everything on and compares RSS at
   half-way and at the end (:mod:`bench.memory`);
 * ``profile`` samples an everything-on worker draining ``--profile-n`` no-op
   tasks with py-spy and splits its busy CPU into Celery, metrics and tracing
   (:mod:`bench.profile`; not part of ``--smoke``);
-* ``export_path`` is the drain suite plus ``all_on_sdk``: everything on, with the
-  span hop on the SDK's path (:mod:`bench.sdk_path_plugin`); it writes
-  bench/results/export_path.json;
 * ``hammer`` compares a metrics-on worker whose /metrics is scraped 50 times a
   second while it drains against the same worker unscraped (with an A/A
   control), and writes bench/results/hammer.json.
@@ -43,7 +38,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench import export, memory, producer, profile, scrape, spans, steadiness
+from bench import memory, producer, profile, scrape, spans, steadiness
 from bench.drain import Drainer, Variant, default_workdir, summarize
 from bench.sink import DiscardingSink
 from bench.sliced import SLICE_SIZE, sliced
@@ -103,33 +98,21 @@ def hammer_variants() -> tuple[Variant, ...]:
     )
 
 
-def export_path_variants(sink: DiscardingSink) -> tuple[Variant, ...]:
-    """The drain suite's variants, with all_on twice: on the encoded span path (the worker
-    as it is) and as all_on_sdk, on the SDK's path (:mod:`bench.sdk_path_plugin`)."""
-    drain = variants(sink)
-    all_on = next(v for v in drain if v.name == "all_on")
-    sdk = Variant("all_on_sdk", all_on.env, includes=("bench.sdk_path_plugin",))
-    return (*drain, sdk)
-
-
 DRAIN_SUITES = {
     "drain": ("off", variants),
-    "export_path": ("off", export_path_variants),
     "hammer": ("metrics", lambda _sink: hammer_variants()),
 }
 #: Suites whose results go to a file of their own, named after them.
-SIDE_SUITES = ("hammer", "export_path")
+SIDE_SUITES = ("hammer",)
 SUITES = (
     "all",
     "drain",
     "scrape",
     "producer",
     "spans",
-    "export",
     "memory",
     "profile",
     "hammer",
-    "export_path",
 )
 
 
@@ -145,9 +128,18 @@ def drain_table(
     pairs: int,
     slice_size: int,
     steadiness_samples: int,
+    only: frozenset[str] = frozenset(),
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Each task's rows and verdict; the verdict records how steady the CPUs were at both ends."""
-    baseline, build_variants = DRAIN_SUITES[suite]
+    """Each task's rows and verdict; the verdict records how steady the CPUs were at both ends.
+
+    ``only``: the suite's variants to run (all when empty); its baseline and A/A control
+    always run, or nothing could be judged."""
+    baseline, suite_variants = DRAIN_SUITES[suite]
+    keep = only | {baseline, CONTROLS[suite]} if only else frozenset()
+
+    def build_variants(sink: DiscardingSink) -> tuple[Variant, ...]:
+        return tuple(v for v in suite_variants(sink) if not keep or v.name in keep)
+
     print(
         f"{'task':<11}{'variant':<15}{'tasks/s':>9}{'ratio':>8}{'95% CI':>16}{'min':>7}{'max':>7}{'CPU-us/task':>13}{'cpu ratio':>10}"
     )
@@ -187,13 +179,15 @@ def main() -> int:
     )
     parser.add_argument("--pairs", type=int, default=15)
     parser.add_argument(
+        "--variants", default="", help="a drain suite's variants to run, comma-separated (all)"
+    )
+    parser.add_argument(
         "--slice", type=int, default=SLICE_SIZE, help="tasks per turn in the drain sessions"
     )
     parser.add_argument("--memory-n", type=int, default=100_000)
     parser.add_argument("--scrapes", type=int, default=1000)
     parser.add_argument("--producer-n", type=int, default=5000)
     parser.add_argument("--profile-n", type=int, default=20_000)
-    parser.add_argument("--export-spans", type=int, default=export.SPANS)
     parser.add_argument("--tasks", default="bench_noop,bench_cpu")
     parser.add_argument(
         "--steadiness-samples",
@@ -217,7 +211,6 @@ def main() -> int:
         args.n = HAMMER_N if args.suite == "hammer" else DRAIN_N
     if args.smoke:
         args.n, args.pairs, args.memory_n, args.scrapes, args.producer_n = 200, 1, 400, 50, 200
-        args.export_spans = 400
         args.steadiness_samples = 3
     drainer = Drainer(args.redis_url, default_workdir())
     sink = DiscardingSink()
@@ -241,9 +234,6 @@ def main() -> int:
     if args.suite in ("all", "spans"):
         report["spans"] = spans.measure(args.pairs)
         spans.print_table(report["spans"])
-    if args.suite in ("all", "export"):
-        report["export"] = export.measure(args.pairs, args.export_spans)
-        export.print_table(report["export"])
     if args.suite in ("all", "drain", *SIDE_SUITES):
         suite = "drain" if args.suite == "all" else args.suite
         report.update(n=args.n, pairs=args.pairs, slice=args.slice, suite=suite)
@@ -255,6 +245,7 @@ def main() -> int:
             args.pairs,
             args.slice,
             args.steadiness_samples,
+            frozenset(name for name in args.variants.split(",") if name),
         )
         # Per task, so the no-op and CPU-task sessions may be run one at a time.
         report.setdefault("drain", {}).update(results)

@@ -25,7 +25,7 @@ from pathlib import Path
 import redis
 
 from bench.hammer import Hammer
-from telemetry.tracing.export.relay import is_export_process
+from telemetry.tracing.export.supervisor import is_export_process
 from worker.command import worker_command
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,15 +89,7 @@ def child_pids(pid: int) -> list[int]:
 
 def role(pid: int) -> str:
     """``export`` for the worker's span export process, ``child`` for a pool process."""
-    return "export" if is_export_process(pid) or _is_sdk_path_export(pid) else "child"
-
-
-def _is_sdk_path_export(pid: int) -> bool:
-    """The export process of ``bench.sdk_path_plugin``'s variant."""
-    try:
-        return b"bench.export_path" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except FileNotFoundError:
-        return False
+    return "export" if is_export_process(pid) else "child"
 
 
 def role_cpu_seconds(pid: int) -> dict[str, float]:

@@ -6,10 +6,7 @@ recorder per process). Each sample's stack is attributed to an area by the
 frames it holds:
 
 * ``tracing``: any frame from the OpenTelemetry SDK or its OTLP exporter, or
-  from ``telemetry/`` span and exporter code (``spans``, ``task_span``,
-  ``span_codec``, ``span_pieces``, ``encoded_spans``, ``otlp_request``,
-  ``span_relay``, ``export_process``,
-  ``trace_wiring``, ``tracing``, ``client_spans``);
+  from ``telemetry/tracing/`` (spans, the export hop, client spans);
 * ``metrics``: any frame from ``prometheus_client`` or the rest of ``telemetry/``;
 * ``celery``: everything else (Celery, kombu, billiard, redis-py, the task).
 
@@ -38,10 +35,7 @@ SAMPLE_RATE = 250
 #: (``opentelemetry/sdk/trace/__init__.py`` shows as ``trace/__init__.py``).
 TRACING_MODULES = (
     "opentelemetry", "trace/__init__.py", "trace/export", "_shared_internal", "trace_encoder",
-    "trace_exporter", "telemetry/spans.py", "telemetry/task_span.py", "telemetry/span_codec.py",
-    "telemetry/span_relay.py", "telemetry/export_process.py", "telemetry/trace_wiring.py",
-    "telemetry/tracing.py", "telemetry/client_spans.py", "telemetry/otlp_request.py",
-    "telemetry/span_pieces.py", "telemetry/encoded_spans.py",
+    "trace_exporter", "telemetry/tracing/",
 )  # fmt: skip
 METRICS_MODULES = ("prometheus_client", "telemetry/")
 FRAME = re.compile(r"^(?P<function>.+?) \((?P<file>[^:]+)(?::\d+)?\)$")

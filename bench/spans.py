@@ -22,8 +22,8 @@ batch processor's flush inside the timed region; CPU time is
 
 * ``added_us_per_task``: what a set costs the task's own process, above ``none``;
 * ``encode_us_per_span``: OTLP protobuf encoding of the set's spans, in 512-span
-  batches, in the process ``encoded_in`` names (for ``lean``, the export
-  process, which builds the request body from the rows: ``telemetry.tracing.export.request``);
+  batches, with the SDK's encoder, in the process ``encoded_in`` names (for
+  ``lean``, the export process, from the decoded rows);
 * ``handler_us_per_task``: the task's process's cost without OTLP encoding.
 """
 
@@ -48,14 +48,13 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from bench.tasks import bench_noop
 from telemetry.extensions import Extensions
 from telemetry.messages import TRACEPARENT_HEADER
-from telemetry.tracing.export.encoded import DatagramDecoder
 from telemetry.tracing.export.relay import (
     MAX_DATAGRAM_BYTES,
     SOCKET_BUFFER_BYTES,
     DropCounter,
     SpanRelay,
 )
-from telemetry.tracing.export.request import OtlpRequest
+from telemetry.tracing.export.rows import SpanDecoder
 from telemetry.tracing.wiring import RunSpanWiring
 from worker.celery_app import app
 
@@ -234,21 +233,13 @@ def recorded_spans(
 
 
 def decoded(datagrams: Sequence[bytes]) -> list[ReadableSpan]:
-    decoder = DatagramDecoder()
+    decoder = SpanDecoder()
     return [span for datagram in datagrams for span in decoder.decode(datagram)]
 
 
-def encode_us_per_span(datagrams: Sequence[bytes], export: OtlpRequest | None) -> float:
-    """CPU µs per span of encoding the spans as one OTLP protobuf request: by the SDK's
-    encoder in the pool process, or with ``export``, as the export process builds its
-    request body from the datagrams (its caches warm, as they are in a running worker)."""
-    if export is not None:
-        started = time.process_time()
-        for datagram in datagrams:
-            export.add(datagram)
-        count = export.spans
-        export.take()
-        return (time.process_time() - started) / count * 1e6
+def encode_us_per_span(datagrams: Sequence[bytes]) -> float:
+    """CPU µs per span of encoding the spans as one OTLP protobuf request with the SDK's
+    encoder, in whichever process ``encoded_in`` names."""
     spans = decoded(datagrams)
     started = time.process_time()
     encode_spans(spans).SerializeToString()
@@ -278,7 +269,6 @@ def measure(rounds: int, tasks_per_round: int = TASKS_PER_ROUND) -> dict[str, An
         cpu_us_per_task(handlers, provider, tasks_per_round // 4)
     timings: dict[str, list[float]] = {h.name: [] for h in sets}
     encodings: dict[str, list[float]] = {name: [] for name, batch in samples.items() if batch}
-    exports = {h.name: OtlpRequest() for h in sets if h.encoded_in == "export process"}
     rng = random.Random(5)
     for _ in range(rounds):
         order = list(sets)
@@ -286,9 +276,7 @@ def measure(rounds: int, tasks_per_round: int = TASKS_PER_ROUND) -> dict[str, An
         for handlers in order:
             timings[handlers.name].append(cpu_us_per_task(handlers, provider, tasks_per_round))
             if handlers.name in encodings:
-                encodings[handlers.name].append(
-                    encode_us_per_span(samples[handlers.name], exports.get(handlers.name))
-                )
+                encodings[handlers.name].append(encode_us_per_span(samples[handlers.name]))
     provider.shutdown()
     floor = statistics.median(timings["none"])
     rows = []

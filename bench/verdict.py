@@ -20,7 +20,7 @@ TARGETS = {
     ("bench_noop", "all_on"): "goal",
 }
 #: The A/A control of each drain suite.
-CONTROLS = {"drain": "off_aa", "hammer": "metrics_aa", "export_path": "off_aa"}
+CONTROLS = {"drain": "off_aa", "hammer": "metrics_aa"}
 
 
 def ratio_interval(row: Mapping[str, object]) -> tuple[float, float]:

@@ -31,11 +31,12 @@ from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Event, TracerProvider
+from opentelemetry.sdk.util import BoundedList
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.util.types import AnyValue, Attributes
 
-from telemetry.tracing.export.rows import row
+from telemetry.tracing.export.rows import dropped, row
 
 #: Limits for what task code adds: the SDK's defaults.
 MAX_ADDED_ATTRIBUTES = 128
@@ -66,8 +67,9 @@ class TaskSpan(trace.Span):
         self._parent = parent
         self._attributes = attributes
         self._added: BoundedAttributes | None = None
-        self._events: list[Event] = []
-        self._links: list[Link] = []
+        # As the SDK's span: past the limit, the oldest is dropped and counted.
+        self._events: BoundedList[Event] = BoundedList(MAX_EVENTS)
+        self._links: BoundedList[Link] = BoundedList(MAX_LINKS)
         self._status = UNSET
         self._scope = scope
         self._send = send
@@ -98,7 +100,7 @@ class TaskSpan(trace.Span):
     def add_event(
         self, name: str, attributes: Attributes = None, timestamp: int | None = None
     ) -> None:
-        if self._end is None and len(self._events) < MAX_EVENTS:
+        if self._end is None:
             self._events.append(
                 Event(
                     name,
@@ -108,7 +110,7 @@ class TaskSpan(trace.Span):
             )
 
     def add_link(self, context: SpanContext, attributes: Attributes = None) -> None:
-        if self._end is None and context.is_valid and len(self._links) < MAX_LINKS:
+        if self._end is None and context.is_valid:
             self._links.append(
                 Link(context, BoundedAttributes(MAX_ADDED_ATTRIBUTES, attributes, immutable=True))
             )
@@ -166,6 +168,7 @@ class TaskSpan(trace.Span):
                         self._events,
                         self._links,
                         self._scope,
+                        (dropped(self._added), dropped(self._events), dropped(self._links)),
                     ),
                 )
             )

@@ -46,7 +46,7 @@ from telemetry.metrics.recorder import DeliveryRecorder
 from telemetry.readiness.checks import BrokerCheck, Check, DatabaseCheck, HealthTaskCheck
 from telemetry.readiness.probe import ReadinessProbe, required_checks
 from telemetry.settings import ConfigError, TelemetrySettings
-from telemetry.tracing.export.relay import ExportProcess, relayed_provider
+from telemetry.tracing.export.supervisor import ExportProcess, relayed_provider
 from telemetry.tracing.handlers import (
     INSTRUMENTATION,
     MainProcessSpans,
@@ -65,7 +65,7 @@ QUEUE_POLL_SOCKET_TIMEOUT = 1.0
 #: Attempts at reading Celery's active requests from another thread.
 BUSY_READ_ATTEMPTS = 5
 
-logger = logging.getLogger("telemetry.worker")
+logger = logging.getLogger("telemetry.wiring")
 
 
 def busy_requests(active: Iterable[Any]) -> int:

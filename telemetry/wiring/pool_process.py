@@ -10,7 +10,7 @@ from __future__ import annotations
 from opentelemetry import trace
 
 from telemetry.metrics.publish import PublishRecorder
-from telemetry.tracing.export.relay import relayed_provider
+from telemetry.tracing.export.supervisor import relayed_provider
 from telemetry.tracing.handlers import INSTRUMENTATION, ProducerSpans
 from telemetry.wiring.main_process import WorkerTelemetry
 from telemetry.wiring.producer import PUBLISH_HOOKS

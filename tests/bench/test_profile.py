@@ -10,10 +10,10 @@ RAW = "\n".join(
         "process 1;thread (0x1);on_message (kombu/messaging.py:2);"
         "inc (prometheus_client/values.py:3) 10",
         "process 1;thread (0x1);trace_task (celery/app/trace.py:4);"
-        "end (telemetry/task_span.py:5) 20",
-        "process 1;thread (0x2);serve (telemetry/export_process.py:6);"
-        "read_waiting (telemetry/export_process.py:7) 5",
-        "process 1;thread (0x1);received (telemetry/lifecycle.py:8) 5",
+        "end (telemetry/tracing/run_span.py:5) 20",
+        "process 1;thread (0x2);serve (telemetry/tracing/export/process.py:6);"
+        "read_waiting (telemetry/tracing/export/process.py:7) 5",
+        "process 1;thread (0x1);received (telemetry/metrics/recorder.py:8) 5",
         "not a stack line",
     ]
 )
@@ -28,8 +28,8 @@ def test_busy_samples_are_split_by_the_frames_they_hold() -> None:
 def test_the_busiest_telemetry_leaves_are_named_by_area_function_and_file() -> None:
     leaves = {row["leaf"]: row["share"] for row in summarize(RAW)["top_telemetry_leaves"]}
     assert leaves == {
-        "tracing: end (task_span.py)": 0.2,
+        "tracing: end (run_span.py)": 0.2,
         "metrics: inc (values.py)": 0.1,
-        "tracing: read_waiting (export_process.py)": 0.05,
-        "metrics: received (lifecycle.py)": 0.05,
+        "tracing: read_waiting (process.py)": 0.05,
+        "metrics: received (recorder.py)": 0.05,
     }

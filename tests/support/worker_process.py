@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
-from telemetry.tracing.export.relay import is_export_process
+from telemetry.tracing.export.supervisor import is_export_process
 from worker.command import worker_command
 
 ROOT = Path(__file__).resolve().parents[2]

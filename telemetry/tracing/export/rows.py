@@ -1,31 +1,35 @@
-"""Finished spans as compact JSON rows, for the hop from a worker process to its export process.
+"""Finished spans as compact JSON rows: what crosses the hop to the export process.
 
-    line = resource_line(provider.resource)        # once per process
-    datagram = encode(line, [row_of(span)])          # in the process that ended the span
-    spans = SpanDecoder().decode(datagram)           # SDK ReadableSpans, in the export process
+    line = resource_line(provider.resource)          # once per process
+    datagram = encode(line, [row_of(span)])           # in the process that ended the span
+    spans = SpanDecoder().decode(datagram)            # SDK ReadableSpans, in the export process
 
-A datagram is the sending process's resource attributes as one JSON line, then
-one JSON list of rows. (A plain span travels in a second form, already OTLP
-protobuf: ``telemetry.tracing.export.encoded``.) A row is a list, in :data:`ROW` order; events are
-``[name, timestamp, attributes]``, links ``[trace id, span id, flags, attributes]``,
-ids are integers and times nanoseconds.
+A datagram is the sending process's resource (attributes and schema URL) as one
+JSON line, then one JSON list of rows. A row is a list, in :data:`ROW` order;
+ids are integers and times nanoseconds. It carries every field the SDK's OTLP
+encoder reads, so the export process's exporter encodes the decoded span exactly
+as it would have encoded the original: attributes (``bytes`` values tagged),
+dropped counts, events, links with their remote flag, status, trace state, and
+the instrumentation scope with its version, schema URL and attributes.
 
-Why a codec of our own: OTLP protobuf encoding is the costly part of exporting
-(about 90k instructions per span in Python), and the point of the hop is to do
-it in the export process. ``json.dumps`` of a row is one C call. JSON, never
-pickle: the export process builds nothing but spans from what it reads, and a
-malformed datagram is a :class:`SpanDecodeError`.
+Why JSON rows: ``json.dumps`` of a row is one C call, so the process that ran
+the task pays little, and the costly OTLP encoding happens in the export
+process. JSON, never pickle: the export process builds nothing but spans from
+what it reads, and a malformed datagram is a :class:`SpanDecodeError`.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.util import BoundedList
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.span import TraceState
@@ -36,12 +40,30 @@ from telemetry.bounded_cache import remember
 ROW = (
     "name", "trace_id", "span_id", "trace_flags", "trace_state", "parent_span_id",
     "parent_is_remote", "kind", "start_time", "end_time", "status_code", "status_description",
-    "attributes", "events", "links", "scope_name", "scope_version",
+    "attributes", "dropped_attributes", "events", "dropped_events", "links", "dropped_links",
+    "scope",
 )  # fmt: skip
-_DUMPS = json.JSONEncoder(separators=(",", ":"), default=str).encode
+#: An attribute value of type ``bytes`` travels as ``{BYTES: "<base64>"}``.
+BYTES = "\x00bytes"
 #: Distinct resources (one per sending process) and scopes kept decoded; past it,
 #: the cache starts over (pool processes recycled every task make a new resource each).
 MAX_CACHED = 256
+
+
+def _tagged(value: object) -> object:
+    if isinstance(value, bytes):
+        return {BYTES: base64.b64encode(value).decode()}
+    return str(value)
+
+
+def _untagged(mapping: dict[str, Any]) -> Any:
+    if len(mapping) == 1 and BYTES in mapping:
+        return base64.b64decode(mapping[BYTES])
+    return mapping
+
+
+_DUMPS = json.JSONEncoder(separators=(",", ":"), default=_tagged).encode
+_LOADS = json.JSONDecoder(object_hook=_untagged).decode
 
 
 class DecodedResource(Resource):
@@ -52,8 +74,8 @@ class DecodedResource(Resource):
     of the encoding. A resource is immutable, so its hash can be kept.
     """
 
-    def __init__(self, attributes: Mapping[str, Any]) -> None:
-        super().__init__(attributes)
+    def __init__(self, attributes: Mapping[str, Any], schema_url: str | None) -> None:
+        super().__init__(attributes, schema_url)
         self._hash = super().__hash__()
 
     def __hash__(self) -> int:
@@ -65,11 +87,16 @@ class SpanDecodeError(ValueError):
 
 
 def resource_line(resource: Resource) -> bytes:
-    return _DUMPS(dict(resource.attributes)).encode()
+    return _DUMPS([dict(resource.attributes), resource.schema_url or ""]).encode()
 
 
 def encode(line: bytes, rows: Sequence[Sequence[Any]]) -> bytes:
     return line + b"\n" + _DUMPS(rows).encode()
+
+
+def dropped(collection: object) -> int:
+    """What a bounded SDK collection dropped; 0 for any other."""
+    return int(getattr(collection, "dropped", 0) or 0)
 
 
 def row(
@@ -84,7 +111,9 @@ def row(
     events: Sequence[Event],
     links: Sequence[Link],
     scope: InstrumentationScope | None,
+    dropped_counts: tuple[int, int, int] = (0, 0, 0),
 ) -> list[Any]:
+    """A span's row; ``dropped_counts``: attributes, events and links past their limits."""
     return [
         name,
         context.trace_id,
@@ -99,10 +128,12 @@ def row(
         status.status_code.value,
         status.description,
         dict(attributes) if attributes else {},
-        [[e.name, e.timestamp, dict(e.attributes or {})] for e in events],
+        dropped_counts[0],
+        [[e.name, e.timestamp, dict(e.attributes or {}), e.dropped_attributes] for e in events],
+        dropped_counts[1],
         [_link_row(link) for link in links],
-        scope.name if scope is not None else "",
-        scope.version if scope is not None else None,
+        dropped_counts[2],
+        _scope_row(scope),
     ]
 
 
@@ -112,8 +143,17 @@ def _link_row(link: Link) -> list[Any]:
         context.trace_id,
         context.span_id,
         int(context.trace_flags),
+        context.trace_state.to_header() if context.trace_state else "",
+        context.is_remote,
         dict(link.attributes or {}),
+        link.dropped_attributes,
     ]
+
+
+def _scope_row(scope: InstrumentationScope | None) -> list[Any] | None:
+    if scope is None:
+        return None
+    return [scope.name, scope.version, scope.schema_url, dict(scope.attributes or {})]
 
 
 def row_of(span: ReadableSpan) -> list[Any]:
@@ -133,6 +173,7 @@ def row_of(span: ReadableSpan) -> list[Any]:
         span.events,
         span.links,
         span.instrumentation_scope,
+        (span.dropped_attributes, span.dropped_events, span.dropped_links),
     )
 
 
@@ -151,26 +192,17 @@ def refused_as_decode_errors() -> Iterator[None]:
         raise SpanDecodeError(f"{type(exc).__name__}: {exc}") from None
 
 
-def split(datagram: bytes) -> tuple[bytes, list[Any]]:
-    """A datagram's resource line and its rows, not yet checked."""
-    line, newline, body = datagram.partition(b"\n")
-    if not newline:
-        raise SpanDecodeError("no resource line")
-    rows = json.loads(body.decode())  # a str skips json's encoding detection
-    if not isinstance(rows, list):
-        raise SpanDecodeError("the rows are not a list")
-    return line, rows
-
-
 def checked_row(fields: Any) -> Row:
     """The row's fields, once their count and types are those of :data:`ROW`."""
     if not isinstance(fields, list) or len(fields) != len(ROW):
         raise SpanDecodeError(f"a row must have {len(ROW)} fields")
     (name, trace_id, span_id, flags, _, _, _, kind, start, end, status_code, description,
-     attributes, events, links, _, _) = fields  # fmt: skip
-    for number in (trace_id, span_id, flags, kind, start, end, status_code):
+     attributes, dropped_attributes, events, dropped_events, links, dropped_links,
+     _) = fields  # fmt: skip
+    for number in (trace_id, span_id, flags, kind, start, end, status_code, dropped_attributes,
+                   dropped_events, dropped_links):  # fmt: skip
         if type(number) is not int:  # JSON makes no int subclass but bool
-            raise SpanDecodeError("ids, flags, kind, times and status must be integers")
+            raise SpanDecodeError("ids, flags, kind, times, status and counts must be integers")
     if not isinstance(attributes, dict) or not isinstance(name, str):
         raise SpanDecodeError("a span needs a name and an attribute object")
     if description is not None and not isinstance(description, str):
@@ -185,11 +217,16 @@ class SpanDecoder:
 
     def __init__(self) -> None:
         self._resources: dict[bytes, Resource] = {}
-        self._scopes: dict[tuple[str, str | None], InstrumentationScope] = {}
+        self._scopes: dict[str, InstrumentationScope] = {}
 
     def decode(self, datagram: bytes) -> list[ReadableSpan]:
         with refused_as_decode_errors():
-            line, rows = split(datagram)
+            line, newline, body = datagram.partition(b"\n")
+            if not newline:
+                raise SpanDecodeError("no resource line")
+            rows = _LOADS(body.decode())
+            if not isinstance(rows, list):
+                raise SpanDecodeError("the rows are not a list")
             resource = self.resource(line)
             return [self.span(checked_row(fields), resource) for fields in rows]
 
@@ -197,19 +234,19 @@ class SpanDecoder:
         """The resource of a datagram's first line, decoded once per distinct line."""
         found = self._resources.get(line)
         if found is None:
-            attributes = json.loads(line)
-            if not isinstance(attributes, dict):
-                raise SpanDecodeError("the resource line is not an object")
-            found = remember(self._resources, line, DecodedResource(attributes), MAX_CACHED)
+            attributes, schema_url = _LOADS(line.decode())
+            if not isinstance(attributes, dict) or not isinstance(schema_url, str):
+                raise SpanDecodeError("the resource line is not [attributes, schema URL]")
+            decoded = DecodedResource(attributes, schema_url or None)
+            found = remember(self._resources, line, decoded, MAX_CACHED)
         return found
 
     def span(self, fields: Row, resource: Resource) -> ReadableSpan:
         """The SDK span of a row that :func:`checked_row` returned."""
         (name, trace_id, span_id, flags, trace_state, parent_id, parent_remote, kind, start,
-         end, status_code, status_description, attributes, events, links, scope_name,
-         scope_version) = fields  # fmt: skip
-        state = TraceState.from_header([trace_state]) if trace_state else None
-        context = SpanContext(trace_id, span_id, False, TraceFlags(flags), state)
+         end, status_code, status_description, attributes, dropped_attributes, events,
+         dropped_events, links, dropped_links, scope) = fields  # fmt: skip
+        context = SpanContext(trace_id, span_id, False, TraceFlags(flags), _state(trace_state))
         parent = (
             SpanContext(trace_id, parent_id, bool(parent_remote), TraceFlags(flags))
             if parent_id is not None
@@ -220,40 +257,63 @@ class SpanDecoder:
             context=context,
             parent=parent,
             resource=resource,
-            attributes=attributes,
-            events=[_event(fields) for fields in events],
-            links=[_link(fields) for fields in links],
+            attributes=_bounded(attributes, dropped_attributes),
+            events=_bounded_list([_event(fields) for fields in events], dropped_events),
+            links=_bounded_list([_link(fields) for fields in links], dropped_links),
             kind=SpanKind(kind),
             status=Status(StatusCode(status_code), status_description),
             start_time=start,
             end_time=end,
-            instrumentation_scope=self.scope(str(scope_name), scope_version),
+            instrumentation_scope=self.scope(scope),
         )
 
-    def scope(self, name: str, version: str | None) -> InstrumentationScope:
-        found = self._scopes.get((name, version))
+    def scope(self, fields: Any) -> InstrumentationScope | None:
+        if fields is None:
+            return None
+        key = _DUMPS(fields)
+        found = self._scopes.get(key)
         if found is None:
-            found = remember(
-                self._scopes, (name, version), InstrumentationScope(name, version), MAX_CACHED
-            )
+            name, version, schema_url, attributes = fields
+            if not isinstance(name, str) or not isinstance(attributes, dict):
+                raise SpanDecodeError("a scope is [name, version, schema URL, attributes]")
+            scope = InstrumentationScope(name, version, schema_url, attributes or None)
+            found = remember(self._scopes, key, scope, MAX_CACHED)
         return found
 
 
+def _state(header: Any) -> TraceState | None:
+    return TraceState.from_header([header]) if header else None
+
+
+def _bounded(attributes: Any, dropped: Any) -> BoundedAttributes:
+    """Attributes as the SDK keeps them, with the count its limits dropped."""
+    if not isinstance(attributes, dict) or type(dropped) is not int:
+        raise SpanDecodeError("attributes are an object and a dropped count")
+    bounded = BoundedAttributes(None, attributes, immutable=True)
+    bounded.dropped = dropped
+    return bounded
+
+
+def _bounded_list(items: list[Any], dropped: int) -> BoundedList[Any]:
+    bounded = BoundedList.from_seq(None, items)
+    bounded.dropped = dropped
+    return bounded
+
+
 def _event(fields: Any) -> Event:
-    name, timestamp, attributes = fields
-    if (
-        not isinstance(name, str)
-        or not isinstance(timestamp, int)
-        or not isinstance(attributes, dict)
-    ):
-        raise SpanDecodeError("an event is [name, timestamp, attributes]")
-    return Event(name, attributes, timestamp)
+    name, timestamp, attributes, dropped = fields
+    if not isinstance(name, str) or type(timestamp) is not int:
+        raise SpanDecodeError("an event is [name, timestamp, attributes, dropped]")
+    return Event(name, _bounded(attributes, dropped), timestamp)
 
 
 def _link(fields: Any) -> Link:
-    trace_id, span_id, flags, attributes = fields
-    if not all(isinstance(n, int) for n in (trace_id, span_id, flags)) or not isinstance(
-        attributes, dict
-    ):
-        raise SpanDecodeError("a link is [trace id, span id, flags, attributes]")
-    return Link(SpanContext(trace_id, span_id, True, TraceFlags(flags)), attributes)
+    trace_id, span_id, flags, trace_state, is_remote, attributes, dropped = fields
+    if not all(type(n) is int for n in (trace_id, span_id, flags)):
+        raise SpanDecodeError(
+            "a link is [trace id, span id, flags, state, remote, attributes, dropped]"
+        )
+    context = SpanContext(
+        trace_id, span_id, bool(is_remote), TraceFlags(flags), _state(trace_state)
+    )
+    return Link(context, _bounded(attributes, dropped))

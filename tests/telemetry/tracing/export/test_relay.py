@@ -1,7 +1,8 @@
 """The relay never blocks a task, and the export process delivers what every process sent.
 
-The export-process tests run the real ``python -m telemetry.tracing.export.process``
-against the real OTLP/HTTP receiver, with spans sent from forked processes.
+The export-process tests start the real ``python -m telemetry.tracing.export.process``
+through its supervisor, against the real OTLP/HTTP receiver, with spans sent from
+forked processes.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from pathlib import Path
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
-from telemetry.tracing.export.encoded import ENCODED
-from telemetry.tracing.export.relay import DropCounter, ExportProcess, SpanRelay, relayed_provider
+from telemetry.tracing.export.relay import DropCounter, SpanRelay
 from telemetry.tracing.export.rows import encode
+from telemetry.tracing.export.supervisor import ExportProcess, relayed_provider
 from tests.support.otlp_receiver import OtlpReceiver
 from tests.support.worker_process import ROOT, wait_until
 
@@ -49,7 +50,7 @@ def test_a_full_socket_drops_the_span_at_once_and_counts_it(
     provider = TracerProvider()
     provider.add_span_processor(relay)
     started = time.monotonic()
-    with caplog.at_level(logging.WARNING, "telemetry.tracing.export.relay"):
+    with caplog.at_level(logging.WARNING, "telemetry.tracing.export"):
         end_spans(provider, 200)
     assert time.monotonic() - started < 2
     assert drops.count > 0
@@ -146,7 +147,7 @@ def test_a_malformed_datagram_is_logged_and_skipped(
             os.close(saved)
     try:
         export.sender.send(b"not a span")
-        export.sender.send(ENCODED + b"not protobuf")
+        export.sender.send(b'[{},""]\n{"not": "rows"}')
         export.sender.send(encode(b"{}", [[1, 2]]))
         in_a_forked_child(export, 1, "after-garbage")
     finally:

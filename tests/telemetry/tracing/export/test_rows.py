@@ -23,6 +23,7 @@ from telemetry.tracing.export.rows import (
 )
 from telemetry.tracing.handlers import parent_context
 
+RESOURCE_LINE = b'[{"service.name": "codec"}, ""]\n'
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
@@ -101,8 +102,10 @@ def test_malformed_datagrams_are_refused(datagram: bytes) -> None:
         ("kind", True),
         ("attributes", []),
         ("name", 3),
-        ("events", [["e", "soon", {}]]),
-        ("links", [[1, 2, "x", {}]]),
+        ("events", [["e", "soon", {}, 0]]),
+        ("links", [[1, 2, "x", "", False, {}, 0]]),
+        ("dropped_attributes", "3"),
+        ("dropped_links", None),
         ("status_code", 99),
         ("events", [[1]]),
     ],
@@ -111,4 +114,9 @@ def test_a_row_with_a_mistyped_field_is_refused(field: str, value: object) -> No
     fields = valid_row()
     fields[ROW.index(field)] = value
     with pytest.raises(SpanDecodeError):
-        SpanDecoder().decode(b"{}\n" + json.dumps([fields]).encode())
+        SpanDecoder().decode(RESOURCE_LINE + json.dumps([fields]).encode())
+
+
+def test_the_valid_row_those_cases_start_from_decodes() -> None:
+    [span] = SpanDecoder().decode(RESOURCE_LINE + json.dumps([valid_row()]).encode())
+    assert span.name == "apply_async/t"
