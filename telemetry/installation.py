@@ -43,7 +43,7 @@ from telemetry import receivers
 from telemetry.delivery.request import with_telemetry
 from telemetry.extensions import ExtensionsSource, resolve
 from telemetry.messages import HEALTH_TASK
-from telemetry.settings import ConfigError, TelemetrySettings, read_settings
+from telemetry.settings import ConfigError, TelemetrySettings, read_settings, required_names
 from telemetry.wiring.main_process import WorkerTelemetry
 from telemetry.wiring.pool_process import become_pool_process
 from telemetry.wiring.producer import PUBLISH_HOOKS
@@ -129,7 +129,7 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
         return
     health_task = bool(app.conf.worker_direct)
     if not health_task:
-        if "health_task" in (settings.readiness_required or ""):
+        if "health_task" in required_names(settings.readiness_required or ""):
             raise SystemExit(
                 "settings: READINESS_REQUIRED: health_task needs the worker's direct queue, "
                 "and the app sets worker_direct=False"
@@ -167,11 +167,12 @@ def _on_worker_shutdown(sender: Any = None, **_: Any) -> None:
 
 def _on_worker_process_init(**_: Any) -> None:
     installation = installed(celery_current_app._get_current_object())
-    worker = installation.worker if installation is not None else None
-    if worker is None or os.getpid() == worker.main_pid:
+    if installation is None or installation.worker is None:
+        return
+    if os.getpid() == installation.worker.main_pid:
         return  # the solo pool sends this signal from the main process
-    become_pool_process(worker)
-    installation.worker = None  # type: ignore[union-attr]
+    become_pool_process(installation.worker)
+    installation.worker = None
 
 
 WORKER_RECEIVERS: tuple[receivers.Receiver, ...] = (
