@@ -10,8 +10,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from celery.signals import before_task_publish
-
 from telemetry.messages import PROBE_HEADER, PUBLISHED_AT_HEADER
 
 MAX_TASK_NAMES_DEFAULT = 500
@@ -19,7 +17,8 @@ OTHER = "other"
 
 
 class PublishRecorder:
-    """``before_task_publish`` receiver; counts at most ``max_task_names`` distinct names."""
+    """Called on ``before_task_publish`` (``telemetry.wiring.producer``); counts at most
+    ``max_task_names`` distinct names."""
 
     def __init__(
         self,
@@ -62,10 +61,3 @@ class PublishRecorder:
             self.count(
                 routing_key or OTHER, self.task_label(str(sender or headers.get("task") or OTHER))
             )
-
-    def connect(self) -> None:
-        before_task_publish.connect(self, weak=False, dispatch_uid="jobpilot.publish")
-
-    @staticmethod
-    def disconnect() -> None:
-        before_task_publish.disconnect(dispatch_uid="jobpilot.publish")
