@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Makes sure the local Redis (6379) and PostgreSQL (5432, database `test`) the tests use are up.
+# Makes sure the local Redis (6379), PostgreSQL (5432, database `test`) and RabbitMQ (5672, for
+# the test of a broker that is not Redis) the tests use are up.
 # Starts them when installed but stopped; says exactly what is missing otherwise.
 set -uo pipefail
 
 redis_up() { redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; }
 postgres_up() { pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; }
+amqp_up() { (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; }
 
 if ! redis_up; then
   if command -v redis-server >/dev/null; then
@@ -29,4 +31,16 @@ if ! psql -h 127.0.0.1 -U postgres -d test -qtAc 'select 1' >/dev/null 2>&1; the
   psql -h 127.0.0.1 -U postgres -qc 'CREATE DATABASE test' >/dev/null \
     || { echo "services: cannot reach database test as user postgres (trust auth expected on 127.0.0.1)"; exit 1; }
 fi
-echo "services: Redis and PostgreSQL are up"
+if ! amqp_up; then
+  if command -v rabbitmq-server >/dev/null; then
+    echo "services: starting rabbitmq-server"
+    if id rabbitmq >/dev/null 2>&1; then
+      runuser -u rabbitmq -- rabbitmq-server -detached
+    else
+      rabbitmq-server -detached
+    fi
+    for _ in $(seq 600); do amqp_up && break; sleep 0.1; done
+  fi
+  amqp_up || { echo "services: RabbitMQ is not reachable on 127.0.0.1:5672 and could not be started (install rabbitmq-server)"; exit 1; }
+fi
+echo "services: Redis, PostgreSQL and RabbitMQ are up"

@@ -128,13 +128,11 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
     if not settings.telemetry_enabled:
         return
     health_task = bool(app.conf.worker_direct)
-    if not health_task:
-        if "health_task" in required_names(settings.readiness_required or ""):
-            raise SystemExit(
-                "settings: READINESS_REQUIRED: health_task needs the worker's direct queue, "
-                "and the app sets worker_direct=False"
-            )
-        logger.info("telemetry: worker_direct is off, so readiness has no health_task check")
+    if not health_task and "health_task" in required_names(settings.readiness_required or ""):
+        raise SystemExit(
+            "settings: READINESS_REQUIRED: health_task needs the worker's direct queue, "
+            "and the app sets worker_direct=False"
+        )
     if HEALTH_TASK not in app.tasks:
         app.task(name=HEALTH_TASK, bind=True, shared=False, ignore_result=True)(health_check)
     for task in app.tasks.values():

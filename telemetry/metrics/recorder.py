@@ -67,13 +67,15 @@ class DeliveryRecorder(DeliveryObserver):
     def series(self, queue: str, task: str) -> TaskSeries:
         return self.metrics.tasks.series(queue, task)
 
-    def prime(self, tasks: Iterable[str], route: Callable[[str], str]) -> None:
-        """Start at zero: every (registered task x routed queue) and every queue's depth."""
+    def prime(self, tasks: Iterable[str], route: Callable[[str], str], depth: bool) -> None:
+        """Start at zero: every (registered task x routed queue), every queue's gauges, and
+        with ``depth`` (a Redis broker, which the depth poller reads) every queue's depth."""
         for task in tasks:
             if not task.startswith("celery.") and task != HEALTH_TASK:
                 self.series(self.queue_label(route(task)), task)
         for queue in self.queues:
-            self.metrics.queue_depth.labels(queue).set(0)
+            if depth:
+                self.metrics.queue_depth.labels(queue).set(0)
             self.metrics.tasks.queue(queue)
 
     def on_received(self, request: Any) -> None:

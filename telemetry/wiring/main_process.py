@@ -102,8 +102,6 @@ class WorkerTelemetry:
         self.registry = CollectorRegistry()
         self.metrics = WorkerMetrics(self.registry)
         self.redis = redis_broker(app)
-        if not self.redis:
-            logger.info("telemetry: the broker is not Redis: no queue depth, age or broker check")
         self.system = messaging_system(driver_type(app))
         self.recorder = DeliveryRecorder(self.metrics, app_queues(app), lambda n: n in app.tasks)
         self.liveness = Liveness(settings.liveness_timeout)
@@ -156,7 +154,9 @@ class WorkerTelemetry:
                 f"metrics: cannot listen on {settings.metrics_host}:{settings.metrics_port}: {exc.strerror or exc}"
             ) from None
         router = self.app.amqp.router
-        self.recorder.prime(self.app.tasks, lambda name: router.route({}, name)["queue"].name)
+        self.recorder.prime(
+            self.app.tasks, lambda name: router.route({}, name)["queue"].name, depth=self.redis
+        )
         self.metrics.health_check_last_success.set(time.time())
         self._observe(self.recorder)
         self.forwarder.start_reading()
@@ -216,6 +216,11 @@ class WorkerTelemetry:
         self.server.start()
         host, port = self.server.address
         logger.info("telemetry: serving /metrics and /livez on http://%s:%d", host, port)
+        # Logged here, not at worker_init: Celery sets up the worker's logging in between.
+        if not self.redis:
+            logger.info("telemetry: the broker is not Redis: no queue depth, age or broker check")
+        if not self.health_task:
+            logger.info("telemetry: worker_direct is off, so readiness has no health_task check")
 
     def _start_queue_poller(self, queues: Iterable[str]) -> None:
         options = self.app.conf.broker_transport_options or {}

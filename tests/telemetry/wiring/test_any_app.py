@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.conftest import redis_url
 from tests.support.endpoints import fetch, readyz
+from tests.support.inventory_worker import APP, WORKER, inventory_env
 from tests.support.otlp_receiver import OtlpReceiver
 from tests.support.scrape import samples_by_labels
 from tests.support.tracing import run_as_producer
@@ -22,21 +22,7 @@ from tests.support.worker_process import ROOT, WorkerProcess, wait_until
 
 pytestmark = pytest.mark.integration
 
-APP = "tests.support.inventory"
-WORKER = (sys.executable, "-m", "celery", "-A", APP, "worker", "-c", "2", "-P", "prefork")
 ORDERS, INVOICES = 3, 2
-
-
-def inventory_env(receiver: OtlpReceiver) -> dict[str, str]:
-    return {
-        "INVENTORY_BROKER_URL": redis_url(),
-        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
-        "OTEL_BSP_SCHEDULE_DELAY": "100",
-        "OTEL_SERVICE_NAME": "inventory",
-        "READINESS_INTERVAL": "1",
-        "QUEUE_POLL_INTERVAL": "0.5",
-        "METRICS_RENDER_INTERVAL": "0",
-    }
 
 
 def publish(env: dict[str, str]) -> list[str]:
