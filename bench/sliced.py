@@ -131,7 +131,7 @@ class SlicedSession:
         self.workdir = workdir
         self.sizes = slice_sizes(n, slice_size)
         self.slices = self._stage(n)
-        self._events = server.client().pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        self._events = server.client().pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call,unused-ignore]  # typed from redis 8.2
         self._events.subscribe(
             *(f"__keyspace@{db}__:{UNACKED}" for db in range(1, len(variants) + 1))
         )
