@@ -63,7 +63,15 @@ def _untagged(mapping: dict[str, Any]) -> Any:
 
 
 _DUMPS = json.JSONEncoder(separators=(",", ":"), default=_tagged).encode
-_LOADS = json.JSONDecoder(object_hook=_untagged).decode
+_LOADS_TAGGED = json.JSONDecoder(object_hook=_untagged).decode
+_LOADS_PLAIN = json.JSONDecoder().decode
+#: How a tag looks in JSON text; text without it is decoded with no hook (a Python
+#: call per decoded object would double the cost of decoding a row).
+_TAG_TEXT = json.dumps(BYTES)[1:-1]
+
+
+def _loads(text: str) -> Any:
+    return (_LOADS_TAGGED if _TAG_TEXT in text else _LOADS_PLAIN)(text)
 
 
 class DecodedResource(Resource):
@@ -217,14 +225,14 @@ class SpanDecoder:
 
     def __init__(self) -> None:
         self._resources: dict[bytes, Resource] = {}
-        self._scopes: dict[str, InstrumentationScope] = {}
+        self._scopes: dict[tuple[Any, ...], InstrumentationScope] = {}
 
     def decode(self, datagram: bytes) -> list[ReadableSpan]:
         with refused_as_decode_errors():
             line, newline, body = datagram.partition(b"\n")
             if not newline:
                 raise SpanDecodeError("no resource line")
-            rows = _LOADS(body.decode())
+            rows = _loads(body.decode())
             if not isinstance(rows, list):
                 raise SpanDecodeError("the rows are not a list")
             resource = self.resource(line)
@@ -234,7 +242,7 @@ class SpanDecoder:
         """The resource of a datagram's first line, decoded once per distinct line."""
         found = self._resources.get(line)
         if found is None:
-            attributes, schema_url = _LOADS(line.decode())
+            attributes, schema_url = _loads(line.decode())
             if not isinstance(attributes, dict) or not isinstance(schema_url, str):
                 raise SpanDecodeError("the resource line is not [attributes, schema URL]")
             decoded = DecodedResource(attributes, schema_url or None)
@@ -270,12 +278,15 @@ class SpanDecoder:
     def scope(self, fields: Any) -> InstrumentationScope | None:
         if fields is None:
             return None
-        key = _DUMPS(fields)
+        if not isinstance(fields, list) or len(fields) != 4:
+            raise SpanDecodeError("a scope is [name, version, schema URL, attributes]")
+        name, version, schema_url, attributes = fields
+        if not isinstance(name, str) or not isinstance(attributes, dict):
+            raise SpanDecodeError("a scope is [name, version, schema URL, attributes]")
+        # Scopes rarely carry attributes; only those that do pay for a serialized key.
+        key = (name, version, schema_url, _DUMPS(attributes) if attributes else "")
         found = self._scopes.get(key)
         if found is None:
-            name, version, schema_url, attributes = fields
-            if not isinstance(name, str) or not isinstance(attributes, dict):
-                raise SpanDecodeError("a scope is [name, version, schema URL, attributes]")
             scope = InstrumentationScope(name, version, schema_url, attributes or None)
             found = remember(self._scopes, key, scope, MAX_CACHED)
         return found
@@ -285,16 +296,26 @@ def _state(header: Any) -> TraceState | None:
     return TraceState.from_header([header]) if header else None
 
 
-def _bounded(attributes: Any, dropped: Any) -> BoundedAttributes:
-    """Attributes as the SDK keeps them, with the count its limits dropped."""
+def _bounded(attributes: Any, dropped: Any) -> Mapping[str, Any]:
+    """Attributes as the SDK's encoder reads them, with the count their limits dropped.
+
+    The SDK reports a dropped count only from a ``BoundedAttributes``, so one is
+    built (validating again what the sender validated) only when something was
+    dropped; otherwise the decoded dict is what the encoder reads.
+    """
     if not isinstance(attributes, dict) or type(dropped) is not int:
         raise SpanDecodeError("attributes are an object and a dropped count")
+    if not dropped:
+        return attributes
     bounded = BoundedAttributes(None, attributes, immutable=True)
     bounded.dropped = dropped
     return bounded
 
 
-def _bounded_list(items: list[Any], dropped: int) -> BoundedList[Any]:
+def _bounded_list(items: list[Any], dropped: int) -> Sequence[Any]:
+    """Events or links, as a ``BoundedList`` only when some were dropped (see :func:`_bounded`)."""
+    if not dropped:
+        return items
     bounded = BoundedList.from_seq(None, items)
     bounded.dropped = dropped
     return bounded

@@ -64,6 +64,19 @@ def test_a_span_encodes_to_the_same_otlp_after_the_hop() -> None:
     )
 
 
+def test_bytes_and_text_that_looks_like_their_tag_both_survive_the_hop() -> None:
+    """Given a bytes value and a string spelling the bytes tag, when they cross,
+    then each comes back as it was, in a datagram with tags and in one without."""
+    span = sdk_span()
+    tagged = {"raw": b"\x00\xffjobpilot", "lookalike": "\x00bytes", "n": 3}
+    untagged = {"lookalike": '{"\x00bytes": "AAE="}', "n": 3}
+    for attributes in (tagged, untagged):
+        fields = row_of(span)
+        fields[ROW.index("attributes")] = attributes
+        [decoded] = SpanDecoder().decode(encode(resource_line(span.resource), [fields]))
+        assert dict(decoded.attributes or {}) == attributes
+
+
 def test_one_resource_object_per_sending_process() -> None:
     span = sdk_span()
     decoder = SpanDecoder()
@@ -108,6 +121,9 @@ def test_malformed_datagrams_are_refused(datagram: bytes) -> None:
         ("dropped_links", None),
         ("status_code", 99),
         ("events", [[1]]),
+        ("scope", "jobpilot.telemetry"),
+        ("scope", ["jobpilot.telemetry"]),
+        ("scope", [1, None, None, {}]),
     ],
 )
 def test_a_row_with_a_mistyped_field_is_refused(field: str, value: object) -> None:
