@@ -77,30 +77,21 @@ class Observers:
         self._observers.clear()
 
     def received(self, request: Any) -> None:
-        for observer in self._observers:
-            try:
-                observer.on_received(request)
-            except Exception as exc:
-                self._failed(observer, exc)
+        self._each("on_received", request)
 
     def started(self, request: Any) -> None:
-        for observer in self._observers:
-            try:
-                observer.on_started(request)
-            except Exception as exc:
-                self._failed(observer, exc)
+        self._each("on_started", request)
 
     def finished(self, request: Any, outcome: str, exception: BaseException | None) -> None:
-        for observer in self._observers:
-            try:
-                observer.on_finished(request, outcome, exception)
-            except Exception as exc:
-                self._failed(observer, exc)
+        self._each("on_finished", request, outcome, exception)
 
     def dead_lettered(self, queue: str, task: str | None, reason: str, refused: bool) -> None:
+        self._each("on_dead_lettered", queue, task, reason, refused)
+
+    def _each(self, method: str, *args: Any) -> None:
         for observer in self._observers:
             try:
-                observer.on_dead_lettered(queue, task, reason, refused)
+                getattr(observer, method)(*args)
             except Exception as exc:
                 self._failed(observer, exc)
 

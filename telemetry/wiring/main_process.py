@@ -20,7 +20,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import celery
@@ -29,6 +29,7 @@ from celery.concurrency import get_implementation
 from celery.concurrency.prefork import TaskPool as PreforkPool
 from celery.utils.nodenames import worker_direct
 from celery.worker import state as worker_state
+from kombu.entity import Queue
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry, disable_created_metrics
@@ -264,7 +265,7 @@ class WorkerTelemetry:
             self.server.readiness = self.probe
         self.probe.start()
 
-    def _health_publisher(self, direct_queue: Any) -> Any:
+    def _health_publisher(self, direct_queue: Queue) -> Callable[[str, float], None]:
         def publish(task_id: str, timeout: float) -> None:
             self.app.send_task(
                 HEALTH_TASK,
