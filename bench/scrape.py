@@ -21,6 +21,7 @@ import redis
 from prometheus_client import CollectorRegistry
 
 from telemetry.endpoints import Liveness, RenderCache, TelemetryServer
+from telemetry.metrics.at_least_once import StartedWindow
 from telemetry.metrics.catalogue import WorkerMetrics
 from telemetry.metrics.queues import QueuePoller
 from telemetry.metrics.recorder import DeliveryRecorder
@@ -34,7 +35,10 @@ def populated(pairs: int) -> CollectorRegistry:
     """A registry with every series of ``pairs`` (queue, task) pairs over four queues."""
     registry = CollectorRegistry()
     recorder = DeliveryRecorder(
-        WorkerMetrics(registry), {f"q{n}" for n in range(QUEUES)}, lambda _: True
+        WorkerMetrics(registry),
+        {f"q{n}" for n in range(QUEUES)},
+        lambda _: True,
+        StartedWindow(3600, 100_000),
     )
     for n in range(pairs):
         recorder.series(f"q{n % QUEUES}", f"task_{n}")

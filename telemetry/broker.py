@@ -14,6 +14,7 @@ from typing import Any
 import redis
 from celery import Celery
 from kombu.connection import Connection
+from kombu.transport.redis import Channel as RedisChannel
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -70,3 +71,9 @@ def driver_type(celery_app: Celery) -> str:
 def redis_broker(celery_app: Celery) -> bool:
     """Whether the app's broker is a Redis server this module can reach."""
     return driver_type(celery_app) in REDIS_DRIVERS
+
+
+def visibility_timeout(celery_app: Celery) -> float:
+    """The Redis transport's visibility timeout: ``broker_transport_options``, else kombu's."""
+    options = celery_app.conf.broker_transport_options or {}
+    return float(options.get("visibility_timeout", RedisChannel.visibility_timeout))

@@ -53,6 +53,10 @@ class TelemetrySettings(BaseSettings):
     readiness_interval: PositiveFloat = 15
     readiness_required: str | None = None
     trace_task_args: bool = False
+    # Duplicate executions: (task id, retries) pairs started within this many
+    # seconds, at most this many kept (oldest evicted first).
+    duplicate_window: PositiveFloat = 3600
+    duplicate_window_max: PositiveInt = 100_000
     # The span export process logs as the worker does.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["text", "json"] = "text"

@@ -48,7 +48,32 @@ TASK_FAMILIES = TaskFamilies(
         QUEUE_WAIT_BUCKETS,
     ),
     active=Family("celery_tasks_active", "Tasks executing now."),
-    reserved=Family("celery_tasks_reserved", "Tasks received and not started yet."),
+    reserved=Family(
+        "celery_tasks_reserved",
+        "Tasks received and not started yet, including ETA tasks waiting.",
+    ),
+    redelivered=Family(
+        "celery_task_redelivered",
+        "Deliveries of messages the broker had restored (delivery_info redelivered).",
+    ),
+    duplicate_executions=Family(
+        "celery_task_duplicate_executions",
+        "Executions of a (task id, retries) pair this worker had already started "
+        "within DUPLICATE_WINDOW.",
+    ),
+    eta_beyond_visibility=Family(
+        "celery_task_eta_beyond_visibility",
+        "Deliveries whose ETA lies beyond the visibility timeout less the hard time "
+        "limit: the broker will restore them and they will run twice.",
+    ),
+    eta_waiting=Family(
+        "celery_tasks_eta_waiting",
+        "Held tasks whose ETA is still in the future (a subset of celery_tasks_reserved).",
+    ),
+    oldest_running=Family(
+        "celery_tasks_oldest_running_seconds",
+        "Age of the oldest task executing now; 0 when none.",
+    ),
     outcomes=OUTCOMES,
 )
 
@@ -91,6 +116,22 @@ class WorkerMetrics:
         self.queue_poll_last_success = Gauge(
             "celery_queue_poll_last_success_timestamp_seconds",
             "When queue depth and age were last read successfully.",
+            registry=registry,
+        )
+        self.broker_unacked_messages = Gauge(
+            "celery_broker_unacked_messages",
+            "Messages delivered to some worker and not acknowledged yet, fleet-wide.",
+            registry=registry,
+        )
+        self.broker_oldest_unacked_age = Gauge(
+            "celery_broker_oldest_unacked_age_seconds",
+            "Age of the oldest unacknowledged delivery; 0 when none. At the visibility "
+            "timeout, the broker restores it.",
+            registry=registry,
+        )
+        self.broker_visibility_timeout = Gauge(
+            "celery_broker_visibility_timeout_seconds",
+            "The broker's visibility timeout (broker_transport_options).",
             registry=registry,
         )
         self.deadletter_size = Gauge(

@@ -1,15 +1,19 @@
-"""Queue depth and oldest-message age, polled from Redis in the background.
+"""Queue depth and oldest-message age, and kombu's unacked records, polled from Redis in the background.
 
 One pipelined round trip per poll, whatever the number of queues: for every
-priority sub-list of every queue, ``LLEN`` and ``LINDEX -1`` (the oldest item),
-plus ``LLEN`` of the app's dead-letter list, if it keeps one. Keys are built from the broker's
+priority sub-list of every queue, ``LLEN`` and ``LINDEX -1`` (the oldest item);
+``HLEN`` of kombu's unacked hash and the first entry of its index (a sorted set
+scored by delivery time); plus ``LLEN`` of the app's dead-letter list, if it
+keeps one. Keys are built from the broker's
 transport options exactly as kombu's ``Channel._q_for_pri`` builds them
 (``global_keyprefix``, ``sep``, ``priority_steps``), and read with a plain
 redis-py client with explicit prefixes, because kombu's prefixed client does not
 prefix ``LINDEX``.
 
 * Depth is ``LLEN`` summed over the sub-lists. Messages held unacked by workers
-  are not waiting, so they are not in it.
+  are not waiting, so they are not in it: they are the unacked count, fleet-wide,
+  and the oldest of them is as old as its first delivery. At the visibility
+  timeout kombu restores it to its queue.
 * Age is the largest age among the sub-lists' oldest items, read from our
   ``x-jobpilot-published-at`` header with a regular expression, so a large body
   is never parsed. A message without the header (from a producer that did not
@@ -30,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+from kombu.transport.redis import Channel as RedisChannel
 
 from telemetry.log_throttle import LogThrottle
 from telemetry.messages import PUBLISHED_AT_HEADER
@@ -63,10 +68,29 @@ def published_at(item: bytes | None) -> float | None:
         return None
 
 
+def unacked_keys(transport_options: Mapping[str, Any]) -> tuple[str, str]:
+    """kombu's unacked hash and its index, as kombu's Redis channel names them."""
+    prefix = str(transport_options.get("global_keyprefix", "") or "")
+    hash_key = transport_options.get("unacked_key", RedisChannel.unacked_key)
+    index_key = transport_options.get("unacked_index_key", RedisChannel.unacked_index_key)
+    return prefix + str(hash_key), prefix + str(index_key)
+
+
 @dataclass(frozen=True)
 class QueueReading:
     depth: int
     oldest_age: float
+
+
+@dataclass(frozen=True)
+class PollReading:
+    """One poll: each queue's reading, the unacked count and oldest age, and the
+    dead-letter list's length (None when the app keeps no dead letters)."""
+
+    queues: dict[str, QueueReading]
+    unacked: int
+    oldest_unacked_age: float
+    deadletters: int | None
 
 
 class QueuePoller:
@@ -83,20 +107,22 @@ class QueuePoller:
     ) -> None:
         self.client = client
         self.keys = {queue: priority_keys(queue, transport_options) for queue in queues}
+        self.unacked_key, self.unacked_index_key = unacked_keys(transport_options)
         self.deadletter_key = deadletter_key
         self.metrics = metrics
         self.clock = clock
         self.round_trips = 0
         self._log = LogThrottle()
 
-    def read(self) -> tuple[dict[str, QueueReading], int | None]:
-        """One round trip: the reading per queue and the dead-letter list's length (None
-        when the app keeps no dead letters)."""
+    def read(self) -> PollReading:
+        """One round trip for every reading."""
         pipe = self.client.pipeline(transaction=False)
         for keys in self.keys.values():
             for key in keys:
                 pipe.llen(key)
                 pipe.lindex(key, -1)
+        pipe.hlen(self.unacked_key)
+        pipe.zrange(self.unacked_index_key, 0, 0, withscores=True)
         if self.deadletter_key is not None:
             pipe.llen(self.deadletter_key)
         replies = pipe.execute()
@@ -114,22 +140,27 @@ class QueuePoller:
                 if stamp is not None:
                     age = max(age, now - stamp)
             readings[queue] = QueueReading(depth, age)
+        unacked, first = int(replies[position] or 0), replies[position + 1]
+        oldest_unacked_age = max(0.0, now - float(first[0][1])) if first else 0.0
+        position += 2
         deadletters = int(replies[position] or 0) if self.deadletter_key is not None else None
-        return readings, deadletters
+        return PollReading(readings, unacked, oldest_unacked_age, deadletters)
 
     def poll(self) -> bool:
         """Update the gauges; on failure keep the last values (their freshness gauge says so)."""
         try:
-            readings, deadletters = self.read()
-        except (redis.RedisError, OSError) as exc:
+            reading = self.read()
+        except (redis.RedisError, OSError, ValueError, TypeError, IndexError) as exc:
             if self._log.due():
                 logger.warning("queue depth poll failed: %s", type(exc).__name__)
             return False
-        for queue, reading in readings.items():
-            self.metrics.queue_depth.labels(queue).set(reading.depth)
-            self.metrics.queue_oldest_age.labels(queue).set(reading.oldest_age)
-        if deadletters is not None:
-            self.metrics.deadletter_size.set(deadletters)
+        for queue, queue_reading in reading.queues.items():
+            self.metrics.queue_depth.labels(queue).set(queue_reading.depth)
+            self.metrics.queue_oldest_age.labels(queue).set(queue_reading.oldest_age)
+        self.metrics.broker_unacked_messages.set(reading.unacked)
+        self.metrics.broker_oldest_unacked_age.set(reading.oldest_unacked_age)
+        if reading.deadletters is not None:
+            self.metrics.deadletter_size.set(reading.deadletters)
         self.metrics.queue_poll_last_success.set(self.clock())
         return True
 

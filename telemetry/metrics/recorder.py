@@ -28,6 +28,7 @@ from typing import Any
 from telemetry.delivery.observers import FAILED, REJECTED, DeliveryObserver
 from telemetry.log_throttle import LogThrottle
 from telemetry.messages import HEALTH_TASK, PUBLISHED_AT_HEADER
+from telemetry.metrics.at_least_once import EtaTrap, StartedWindow
 from telemetry.metrics.catalogue import WorkerMetrics
 from telemetry.metrics.task_series import TaskSeries
 
@@ -50,11 +51,19 @@ class DeliveryRecorder(DeliveryObserver):
     """
 
     def __init__(
-        self, metrics: WorkerMetrics, queues: Iterable[str], is_registered: Callable[[str], bool]
+        self,
+        metrics: WorkerMetrics,
+        queues: Iterable[str],
+        is_registered: Callable[[str], bool],
+        started: StartedWindow,
+        eta_trap: EtaTrap | None = None,
     ) -> None:
+        """``eta_trap``: None on a broker without a visibility timeout."""
         self.metrics = metrics
         self.queues = frozenset(queues)
         self.is_registered = is_registered
+        self.started = started
+        self.eta_trap = eta_trap
         self._by_delivery: dict[tuple[Any, Any], TaskSeries] = {}
         self._log = LogThrottle()
 
@@ -93,6 +102,8 @@ class DeliveryRecorder(DeliveryObserver):
                     return
                 series = self._receive(request)
             series.started += 1
+            if self.started.seen(request.id, (request.request_dict or {}).get("retries") or 0):
+                series.duplicates += 1
             gauges = series.gauges
             gauges.reserved -= 1
             gauges.active += 1
@@ -135,8 +146,13 @@ class DeliveryRecorder(DeliveryObserver):
             self._skip(exc)
 
     def _receive(self, request: Any) -> TaskSeries:
-        """Counts the receipt and keeps the series on the request."""
-        key = ((request.delivery_info or {}).get("routing_key"), request.type)
+        """Counts the receipt and keeps the series on the request.
+
+        A restored message is counted as redelivered; any other with an ETA is
+        checked against the visibility timeout (a restored copy was counted
+        already, where it was first delivered)."""
+        info = request.delivery_info or {}
+        key = (info.get("routing_key"), request.type)
         series = self._by_delivery.get(key)
         if series is None:
             series = self.series(*self._labels(request))
@@ -145,6 +161,12 @@ class DeliveryRecorder(DeliveryObserver):
         request.metrics_series = series
         series.received += 1
         series.gauges.reserved += 1
+        if info.get("redelivered"):
+            series.redelivered += 1
+        elif request.eta is not None and self.eta_trap is not None:
+            hard_limit = (request.time_limits or (None, None))[1] or request.task.time_limit
+            if self.eta_trap.beyond(request.type, request.eta, hard_limit) is not None:
+                series.eta_beyond += 1
         return series
 
     def _labels(self, request: Any) -> tuple[str, str]:

@@ -26,8 +26,8 @@ from __future__ import annotations
 import math
 import time
 from bisect import bisect_left
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
@@ -60,7 +60,21 @@ class TaskFamilies:
     queue_wait: Family
     active: Family
     reserved: Family
+    redelivered: Family
+    duplicate_executions: Family
+    eta_beyond_visibility: Family
+    eta_waiting: Family
+    oldest_running: Family
     outcomes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class HeldReading:
+    """What a worker holds per queue, read at render time: requests waiting for their
+    ETA, and the age in seconds of the oldest execution in progress."""
+
+    eta_waiting: Mapping[str, int] = field(default_factory=dict)
+    oldest_running: Mapping[str, float] = field(default_factory=dict)
 
 
 class HistogramCounts:
@@ -106,10 +120,17 @@ class QueueGauges:
 class TaskSeries:
     """The counts of one (queue, task) pair, with its queue's gauges."""
 
-    __slots__ = ("finished", "gauges", "queue_wait", "received", "runtime", "started")
+    __slots__ = (
+        "duplicates", "eta_beyond", "finished", "gauges", "queue", "queue_wait", "received",
+        "redelivered", "runtime", "started",
+    )  # fmt: skip
 
-    def __init__(self, families: TaskFamilies, gauges: QueueGauges) -> None:
+    def __init__(self, families: TaskFamilies, queue: str, gauges: QueueGauges) -> None:
+        self.queue = queue
         self.received = 0
+        self.redelivered = 0
+        self.duplicates = 0
+        self.eta_beyond = 0
         self.started = 0
         self.finished = dict.fromkeys(families.outcomes, 0)
         self.runtime = HistogramCounts(families.runtime.buckets)
@@ -122,6 +143,8 @@ class TaskSeriesCollector:
 
     def __init__(self, families: TaskFamilies, registry: CollectorRegistry | None = None) -> None:
         self.families = families
+        #: Reads what the worker holds, at each render (set once the worker runs).
+        self.held: Callable[[], HeldReading] | None = None
         self._series: dict[tuple[str, str], TaskSeries] = {}
         self._queues: dict[str, QueueGauges] = {}
         if registry is not None:
@@ -136,27 +159,37 @@ class TaskSeriesCollector:
     def series(self, queue: str, task: str) -> TaskSeries:
         found = self._series.get((queue, task))
         if found is None:
-            found = self._series[(queue, task)] = TaskSeries(self.families, self.queue(queue))
+            found = self._series[(queue, task)] = TaskSeries(
+                self.families, queue, self.queue(queue)
+            )
         return found
 
     def describe(self) -> Iterator[Metric]:
         return iter(self._families())
 
     def collect(self) -> Iterator[Metric]:
-        received, started, finished, runtime, queue_wait, active, reserved = self._families()
+        families = self._families()
+        (received, started, finished, runtime, queue_wait, active, reserved, redelivered,
+         duplicates, eta_beyond, eta_waiting, oldest_running) = families  # fmt: skip
         for (queue, task), series in list(self._series.items()):
             labels = (queue, task)
             received.add_metric(labels, series.received)
             started.add_metric(labels, series.started)
+            redelivered.add_metric(labels, series.redelivered)
+            duplicates.add_metric(labels, series.duplicates)
+            eta_beyond.add_metric(labels, series.eta_beyond)
             for outcome, count in list(series.finished.items()):
                 finished.add_metric((*labels, outcome), count)
             for family, counts in ((runtime, series.runtime), (queue_wait, series.queue_wait)):
                 buckets = counts.cumulative()
                 family.add_metric(labels, buckets, counts.total)
+        held = self.held() if self.held is not None else HeldReading()
         for queue, gauges in list(self._queues.items()):
             active.add_metric((queue,), gauges.active)
             reserved.add_metric((queue,), gauges.reserved)
-        yield from (received, started, finished, runtime, queue_wait, active, reserved)
+            eta_waiting.add_metric((queue,), held.eta_waiting.get(queue, 0))
+            oldest_running.add_metric((queue,), held.oldest_running.get(queue, 0.0))
+        yield from families
 
     def _families(
         self,
@@ -168,18 +201,36 @@ class TaskSeriesCollector:
         HistogramMetricFamily,
         GaugeMetricFamily,
         GaugeMetricFamily,
+        CounterMetricFamily,
+        CounterMetricFamily,
+        CounterMetricFamily,
+        GaugeMetricFamily,
+        GaugeMetricFamily,
     ]:
         f = self.families
+
+        def counter(family: Family) -> CounterMetricFamily:
+            return CounterMetricFamily(family.name, family.documentation, labels=TASK_LABELS)
+
+        def gauge(family: Family) -> GaugeMetricFamily:
+            return GaugeMetricFamily(family.name, family.documentation, labels=("queue",))
+
+        def histogram(family: Family) -> HistogramMetricFamily:
+            return HistogramMetricFamily(family.name, family.documentation, labels=TASK_LABELS)
+
         return (
-            CounterMetricFamily(f.received.name, f.received.documentation, labels=TASK_LABELS),
-            CounterMetricFamily(f.started.name, f.started.documentation, labels=TASK_LABELS),
+            counter(f.received),
+            counter(f.started),
             CounterMetricFamily(
                 f.finished.name, f.finished.documentation, labels=(*TASK_LABELS, "outcome")
             ),
-            HistogramMetricFamily(f.runtime.name, f.runtime.documentation, labels=TASK_LABELS),
-            HistogramMetricFamily(
-                f.queue_wait.name, f.queue_wait.documentation, labels=TASK_LABELS
-            ),
-            GaugeMetricFamily(f.active.name, f.active.documentation, labels=("queue",)),
-            GaugeMetricFamily(f.reserved.name, f.reserved.documentation, labels=("queue",)),
+            histogram(f.runtime),
+            histogram(f.queue_wait),
+            gauge(f.active),
+            gauge(f.reserved),
+            counter(f.redelivered),
+            counter(f.duplicate_executions),
+            counter(f.eta_beyond_visibility),
+            gauge(f.eta_waiting),
+            gauge(f.oldest_running),
         )

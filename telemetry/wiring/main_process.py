@@ -34,13 +34,15 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry, disable_created_metrics
 
-from telemetry.broker import broker_redis, driver_type, redis_broker
+from telemetry.broker import broker_redis, driver_type, redis_broker, visibility_timeout
 from telemetry.delivery.observers import OBSERVERS, DeliveryObserver
 from telemetry.endpoints import Liveness, RenderCache, TelemetryServer
 from telemetry.extensions import Extensions
 from telemetry.messages import HEALTH_TASK, PROBE_HEADER
+from telemetry.metrics.at_least_once import EtaTrap, StartedWindow
 from telemetry.metrics.catalogue import WorkerMetrics
 from telemetry.metrics.forwarding import PublishForwarder
+from telemetry.metrics.held import HeldRequests
 from telemetry.metrics.publish import PublishRecorder
 from telemetry.metrics.queues import PollingThread, QueuePoller
 from telemetry.metrics.recorder import DeliveryRecorder
@@ -104,7 +106,14 @@ class WorkerTelemetry:
         self.metrics = WorkerMetrics(self.registry)
         self.redis = redis_broker(app)
         self.system = messaging_system(driver_type(app))
-        self.recorder = DeliveryRecorder(self.metrics, app_queues(app), lambda n: n in app.tasks)
+        self.recorder = DeliveryRecorder(
+            self.metrics,
+            app_queues(app),
+            lambda n: n in app.tasks,
+            StartedWindow(settings.duplicate_window, settings.duplicate_window_max),
+            # Only Redis restores what stays unacked past a visibility timeout.
+            EtaTrap(visibility_timeout(app), app.conf.task_time_limit) if self.redis else None,
+        )
         self.liveness = Liveness(settings.liveness_timeout)
         self.forwarder = PublishForwarder(self._count_publish)
         self.server: TelemetryServer | None = None
@@ -159,6 +168,11 @@ class WorkerTelemetry:
             self.app.tasks, lambda name: router.route({}, name)["queue"].name, depth=self.redis
         )
         self.metrics.health_check_last_success.set(time.time())
+        if self.redis:
+            self.metrics.broker_visibility_timeout.set(visibility_timeout(self.app))
+        self.metrics.tasks.held = HeldRequests(
+            worker_state.scheduled_requests, worker_state.active_requests
+        )
         self._observe(self.recorder)
         self.forwarder.start_reading()
 

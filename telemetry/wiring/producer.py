@@ -5,7 +5,10 @@ process-wide: the first ``install`` connects them, each app adds its registry,
 and the last ``uninstall`` disconnects them. On every publish they stamp
 ``x-jobpilot-published-at``, scrub argsrepr/kwargsrepr
 (``telemetry.metrics.publish``), count ``celery_task_published_total`` and
-record an ``apply_async/{task}`` span (``telemetry.tracing.handlers``).
+record an ``apply_async/{task}`` span (``telemetry.tracing.handlers``). A
+message with an ETA further away than the Redis broker's visibility timeout is
+logged, once per (task, hour): it will run twice
+(``telemetry.metrics.at_least_once``).
 
 In a process that only publishes, they configure themselves at its first
 publish: the settings are read then (a bad value is one ``settings:`` line and
@@ -30,7 +33,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
 
 from telemetry import receivers
-from telemetry.broker import driver_type
+from telemetry.broker import driver_type, redis_broker, visibility_timeout
+from telemetry.metrics.at_least_once import CountdownCheck
 from telemetry.metrics.catalogue import task_published
 from telemetry.metrics.publish import PublishRecorder
 from telemetry.settings import ConfigError, TelemetrySettings, read_settings
@@ -48,6 +52,9 @@ class PublishHooks:
         self.recorder: PublishRecorder | None = None
         self.spans: ProducerSpans | None = None
         self.configured = False
+        #: False until the first message with an ETA; then None on brokers without
+        #: a visibility timeout.
+        self.countdown: CountdownCheck | bool | None = False
         self._counters: dict[int, Counter] = {}
         self._lock = threading.Lock()
         self.receivers: tuple[receivers.Receiver, ...] = (
@@ -65,7 +72,7 @@ class PublishHooks:
         if self.apps.pop(id(app), None) is not None and not self.apps:
             receivers.disconnect(self.receivers)
             self.recorder = self.spans = None
-            self.configured = False
+            self.configured = self.countdown = False
 
     def take_over(self, recorder: PublishRecorder | None, spans: ProducerSpans | None) -> None:
         """A worker's process counts and traces its publishes its own way."""
@@ -81,6 +88,8 @@ class PublishHooks:
     ) -> None:
         if not self.configured:
             self._configure()
+        if headers is not None and headers.get("eta") is not None:
+            self._check_countdown(sender, headers["eta"])
         if self.recorder is not None:
             self.recorder(sender=sender, headers=headers, routing_key=routing_key, body=body)
         if self.spans is not None:
@@ -116,6 +125,22 @@ class PublishHooks:
                     _process_provider().get_tracer(INSTRUMENTATION),
                     messaging_system(driver_type(app)),
                 )
+
+    def _check_countdown(self, task: Any, eta: Any) -> None:
+        """Never raises into the publish: a failure is one warning, and no more checks."""
+        try:
+            if self.countdown is False:
+                timeouts = [
+                    visibility_timeout(app)
+                    for app, _ in list(self.apps.values())
+                    if redis_broker(app)
+                ]
+                self.countdown = CountdownCheck(min(timeouts)) if timeouts else None
+            if isinstance(self.countdown, CountdownCheck):
+                self.countdown.check(str(task), eta)
+        except Exception as exc:
+            self.countdown = None
+            logger.warning("the ETA check at publish is off: %s: %s", type(exc).__name__, exc)
 
     def _count(self, queue: str, task: str) -> None:
         """Once in each distinct registry of the installed apps."""

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics.exposition import generate_latest
 
 from telemetry.messages import sampled_trace_id
+from telemetry.metrics.at_least_once import EtaTrap, StartedWindow
 from telemetry.metrics.catalogue import WorkerMetrics
 from telemetry.metrics.recorder import DeliveryRecorder, queue_wait_seconds
 
@@ -28,6 +29,8 @@ class StandInRequest:
     eta: Any = None
     time_start: float | None = None
     started_at: float | None = None
+    time_limits: tuple[float | None, float | None] = (None, None)
+    task: Any = None
     metrics_series: Any = field(default=None, repr=False)
 
     def trace_id(self) -> str | None:
@@ -47,7 +50,10 @@ def start(rec: DeliveryRecorder, req: Any) -> None:
 def recorder() -> tuple[DeliveryRecorder, CollectorRegistry]:
     registry = CollectorRegistry()
     return DeliveryRecorder(
-        WorkerMetrics(registry), {"briefings", "default"}, lambda n: n != "ghost"
+        WorkerMetrics(registry),
+        {"briefings", "default"},
+        lambda n: n != "ghost",
+        StartedWindow(3600, 100_000),
     ), registry
 
 
@@ -201,3 +207,54 @@ def test_a_delivery_looks_up_its_series_once(monkeypatch: Any) -> None:
     rec.on_finished(delivery, "succeeded", None)
     assert found == [("briefings", "briefing_compile")]
     assert succeeded(registry) == 1
+
+
+@dataclass
+class StandInTask:
+    time_limit: float | None = None
+
+
+def test_restored_messages_are_redelivered_and_long_etas_are_counted_once() -> None:
+    registry = CollectorRegistry()
+    rec = DeliveryRecorder(
+        WorkerMetrics(registry),
+        {"briefings"},
+        lambda n: True,
+        StartedWindow(3600, 100_000),
+        EtaTrap(visibility_timeout=60, default_hard_limit=20),
+    )
+    far = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=50)
+    near = far - datetime.timedelta(seconds=20)
+    cases = [
+        StandInRequest("b", {"routing_key": "briefings"}, {}, eta=far, task=StandInTask()),
+        # The restored copy of the same message: redelivered, its ETA not counted again
+        StandInRequest(
+            "b", {"routing_key": "briefings", "redelivered": True}, {}, eta=far, task=StandInTask()
+        ),
+        # Within what the timeout allows with the app's 20 s limit
+        StandInRequest("b", {"routing_key": "briefings"}, {}, eta=near, task=StandInTask()),
+        # The task's own 5 s limit allows 55 s
+        StandInRequest("b", {"routing_key": "briefings"}, {}, eta=far, task=StandInTask(5)),
+        # A retry copies the redelivered header, never delivery_info: not a redelivery
+        StandInRequest(
+            "b", {"routing_key": "briefings"}, {"redelivered": True}, task=StandInTask()
+        ),
+    ]
+    for req in cases:
+        rec.on_received(req)
+    labels = {"queue": "briefings", "task": "b"}
+    assert value(registry, "celery_task_redelivered_total", **labels) == 1
+    assert value(registry, "celery_task_eta_beyond_visibility_total", **labels) == 1
+    assert value(registry, "celery_task_received_total", **labels) == 5
+
+
+def test_a_second_start_of_the_same_id_and_retries_is_a_duplicate() -> None:
+    rec, registry = recorder()
+    for task_id, retries in (("a", 0), ("a", 1), ("a", 0), ("b", 0)):
+        req = request(retries=retries)
+        req.id = task_id
+        rec.on_received(req)
+        start(rec, req)
+    labels = {"queue": "briefings", "task": "briefing_compile"}
+    assert value(registry, "celery_task_duplicate_executions_total", **labels) == 1
+    assert value(registry, "celery_task_started_total", **labels) == 4

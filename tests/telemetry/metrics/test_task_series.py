@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 
 from telemetry.metrics.catalogue import OUTCOMES, RUNTIME_BUCKETS, TASK_FAMILIES
-from telemetry.metrics.task_series import HistogramCounts, TaskSeriesCollector
+from telemetry.metrics.task_series import HeldReading, HistogramCounts, TaskSeriesCollector
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 #: Below, on and between bucket bounds, and past the last one.
@@ -38,6 +38,32 @@ def reference_registry() -> CollectorRegistry:
     )
     active = Gauge(f.active.name, f.active.documentation, ("queue",), registry=registry)
     reserved = Gauge(f.reserved.name, f.reserved.documentation, ("queue",), registry=registry)
+    redelivered = Counter(
+        f.redelivered.name, f.redelivered.documentation, labels, registry=registry
+    )
+    duplicates = Counter(
+        f.duplicate_executions.name,
+        f.duplicate_executions.documentation,
+        labels,
+        registry=registry,
+    )
+    eta_beyond = Counter(
+        f.eta_beyond_visibility.name,
+        f.eta_beyond_visibility.documentation,
+        labels,
+        registry=registry,
+    )
+    eta_waiting = Gauge(
+        f.eta_waiting.name, f.eta_waiting.documentation, ("queue",), registry=registry
+    )
+    oldest = Gauge(
+        f.oldest_running.name, f.oldest_running.documentation, ("queue",), registry=registry
+    )
+    redelivered.labels("default", "t").inc(2)
+    duplicates.labels("default", "t").inc(1)
+    eta_beyond.labels("default", "t")
+    eta_waiting.labels("default").set(3)
+    oldest.labels("default").set(7.5)
     received.labels("default", "t").inc(6)
     started.labels("default", "t").inc(5)
     for outcome in OUTCOMES:
@@ -53,7 +79,11 @@ def reference_registry() -> CollectorRegistry:
 def test_the_exposition_equals_prometheus_clients_own() -> None:
     """Given the same deliveries recorded both ways, then the text exposition is identical."""
     registry = CollectorRegistry()
-    series = TaskSeriesCollector(TASK_FAMILIES, registry).series("default", "t")
+    collector = TaskSeriesCollector(TASK_FAMILIES, registry)
+    collector.held = lambda: HeldReading({"default": 3}, {"default": 7.5})
+    series = collector.series("default", "t")
+    series.redelivered += 2
+    series.duplicates += 1
     series.received += 6
     series.started += 5
     series.finished["succeeded"] += 1
