@@ -4,7 +4,7 @@
     .venv/bin/python -m dashboards.generate --check  # exit 1 if any committed file differs
 
 The config is read by ``dashboards.config``, the rules are built by
-``dashboards.rules`` and the dashboards by ``dashboards.grafana``.
+``dashboards.rules`` and ``dashboards.delivery``, and the dashboards by ``dashboards.grafana``.
 """
 
 from __future__ import annotations
@@ -17,8 +17,17 @@ from pathlib import Path
 from typing import Any
 
 from dashboards.config import GRAFANA_DIR, ROOT, RULES_DIR, ConfigError, load_config
+from dashboards.delivery import delivery_rules
 from dashboards.grafana import DASHBOARD_FILES
-from dashboards.rules import RULE_FILES, dump_rules
+from dashboards.rules import dump_rules, queue_rules, slo_rules, task_rules, worker_rules
+
+RULE_FILES = {
+    "workers.yml": worker_rules,
+    "queues.yml": queue_rules,
+    "tasks.yml": task_rules,
+    "slo.yml": slo_rules,
+    "delivery.yml": delivery_rules,
+}
 
 
 def render_all(config: dict[str, Any]) -> dict[Path, str]:

@@ -312,14 +312,6 @@ def slo_rules(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-RULE_FILES = {
-    "workers.yml": worker_rules,
-    "queues.yml": queue_rules,
-    "tasks.yml": task_rules,
-    "slo.yml": slo_rules,
-}
-
-
 class _BlockDumper(yaml.SafeDumper):
     pass
 

@@ -24,6 +24,11 @@ PINNED_ALERTS = {
     "CeleryWorkerSaturated",
     "CeleryDeadLettersGrowing",
     "CeleryQueueWaitSLOBurn",
+    "CeleryTaskRedeliveriesHigh",
+    "CeleryTaskDuplicateExecutions",
+    "CeleryTaskEtaBeyondVisibility",
+    "CeleryTaskHung",
+    "CeleryUnackedNearVisibilityTimeout",
 }
 RECORDING_NAME = re.compile(r"^[a-z_]+:[a-z_]+:[a-z0-9_]+$")
 

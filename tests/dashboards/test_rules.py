@@ -5,12 +5,14 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 from dashboards.config import HERE, load_config
 from dashboards.rules import dump_rules, worker_rules
 from tests.dashboards.artifacts import alerts, rule_files
 from tests.dashboards.tools import binary
+from worker.settings import Settings
 
 UNIT_TESTS = HERE / "tests" / "alerts.test.yml"
 
@@ -94,3 +96,10 @@ def test_worker_down_fires_below_min_workers(tmp_path: Path) -> None:
     done = promtool("test", "rules", "min.test.yml", cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "fewer than 2 worker(s)" in (tmp_path / "workers.yml").read_text()
+
+
+def test_the_hung_task_threshold_defaults_to_most_of_the_soft_time_limit() -> None:
+    """0.8 x TASK_SOFT_TIME_LIMIT's default, as config.yaml's comment says."""
+    soft = Settings.model_fields["task_soft_time_limit"].default
+    hung = load_config()["alerts"]["CeleryTaskHung"]["maxRunningSeconds"]
+    assert hung == pytest.approx(0.8 * soft)
