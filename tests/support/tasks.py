@@ -73,3 +73,32 @@ def own_headers(self: Any) -> dict[str, Any]:
         name: getattr(self.request, name, None)
         for name in ("traceparent", "x-jobpilot-published-at")
     }
+
+
+def _redis() -> Any:
+    import redis
+
+    return redis.Redis.from_url(app.conf.broker_url)
+
+
+@app.task(name="tests.count_run")
+def count_run(key: str) -> int:
+    """Counts its own executions in the Redis key ``key``."""
+    return int(_redis().incr(key))
+
+
+@app.task(name="tests.hold", ignore_result=False)
+def hold(key: str, seconds: float) -> None:
+    """Runs until the Redis key ``key`` exists, at most ``seconds``."""
+    client = _redis()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not client.exists(key):
+        time.sleep(0.05)
+
+
+@app.task(bind=True, name="tests.retry_n", max_retries=5)
+def retry_n(self: Any, times: int) -> int:
+    """Retries ``times`` times (0.1 s apart), then succeeds."""
+    if self.request.retries < times:
+        raise self.retry(countdown=0.1)
+    return int(self.request.retries)

@@ -17,28 +17,42 @@ from worker.celery_app import app
 pytestmark = pytest.mark.integration
 
 
-def test_a_task_interrupted_by_sigkill_completes_after_restart(
-    start_worker: Callable[..., WorkerProcess], worker_env: dict[str, str], tmp_path: object
+def test_tasks_interrupted_by_sigkill_complete_after_restart_as_redeliveries(
+    start_worker: Callable[..., WorkerProcess],
+    worker_env: dict[str, str],
+    redis_client: redis.Redis,
 ) -> None:
     env = {**worker_env, **SHORT_VISIBILITY}
     from tests.worker.db.test_bridge import schema_command
 
     assert schema_command(env["DATABASE_URL"]).returncode == 0
-    # Given a worker in the middle of a long task
+    # Given a worker in the middle of two long tasks, one per pool process
     first = start_worker(env)
-    result = app.send_task("tests.sleep_then_record", args=["crash-1", 3.0], ignore_result=False)
-    first.wait_for_log(f"tests.sleep_then_record[{result.id}] received", 15)
-    time.sleep(0.5)  # let the pool process pick it up: the kill must land mid-task
+    results = [
+        app.send_task("tests.sleep_then_record", args=[f"crash-{n}", 3.0], ignore_result=False)
+        for n in range(2)
+    ]
+    for result in results:
+        first.wait_for_log(f"tests.sleep_then_record[{result.id}] received", 15)
+    time.sleep(0.5)  # let the pool processes pick them up: the kill must land mid-task
+    held = redis_client.hlen("unacked")
+    assert held == 2  # kombu's record of what this worker holds
     # When the whole worker is killed with SIGKILL
     killed_at = time.monotonic()
     first.kill()
-    assert f"tests.sleep_then_record[{result.id}] succeeded" not in first.log()
+    assert not any(f"sleep_then_record[{r.id}] succeeded" in first.log() for r in results)
     # And a new worker starts only after the visibility timeout has passed
     wait_until(lambda: time.monotonic() - killed_at > 9.5, 15)
     second = start_worker(env)
-    # Then the task is redelivered and completes
-    assert isinstance(result.get(timeout=30), int)
-    assert f"tests.sleep_then_record[{result.id}] received" in second.log()
+    # Then the tasks are redelivered and complete
+    for result in results:
+        assert isinstance(result.get(timeout=30), int)
+        assert f"tests.sleep_then_record[{result.id}] received" in second.log()
+    # And the new worker counts every task the killed one held as redelivered
+    redelivered = sample_sum(
+        scrape(second.metrics_url), "celery_task_redelivered_total", task="tests.sleep_then_record"
+    )
+    assert redelivered == held
 
 
 def test_a_lost_pool_process_is_retried_then_dead_lettered(
