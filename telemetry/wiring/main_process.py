@@ -34,7 +34,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry, disable_created_metrics
 
-from telemetry.broker import broker_redis, driver_type, redis_broker, visibility_timeout
+from telemetry.broker import REDIS_DRIVERS, broker_redis, driver_type, visibility_timeout
 from telemetry.delivery.observers import OBSERVERS, DeliveryObserver
 from telemetry.endpoints import Liveness, RenderCache, TelemetryServer
 from telemetry.extensions import Extensions
@@ -104,15 +104,19 @@ class WorkerTelemetry:
         self.main_pid = os.getpid()
         self.registry = CollectorRegistry()
         self.metrics = WorkerMetrics(self.registry)
-        self.redis = redis_broker(app)
-        self.system = messaging_system(driver_type(app))
+        driver = driver_type(app)
+        self.redis = driver in REDIS_DRIVERS
+        self.system = messaging_system(driver)
+        # Only Redis restores what stays unacked past a visibility timeout.
+        self.visibility_timeout = visibility_timeout(app) if self.redis else None
         self.recorder = DeliveryRecorder(
             self.metrics,
             app_queues(app),
             lambda n: n in app.tasks,
             StartedWindow(settings.duplicate_window, settings.duplicate_window_max),
-            # Only Redis restores what stays unacked past a visibility timeout.
-            EtaTrap(visibility_timeout(app), app.conf.task_time_limit) if self.redis else None,
+            None
+            if self.visibility_timeout is None
+            else EtaTrap(self.visibility_timeout, app.conf.task_time_limit),
         )
         self.liveness = Liveness(settings.liveness_timeout)
         self.forwarder = PublishForwarder(self._count_publish)
@@ -168,8 +172,8 @@ class WorkerTelemetry:
             self.app.tasks, lambda name: router.route({}, name)["queue"].name, depth=self.redis
         )
         self.metrics.health_check_last_success.set(time.time())
-        if self.redis:
-            self.metrics.broker_visibility_timeout.set(visibility_timeout(self.app))
+        if self.visibility_timeout is not None:
+            self.metrics.broker_visibility_timeout.set(self.visibility_timeout)
         self.metrics.tasks.held = HeldRequests(
             worker_state.scheduled_requests, worker_state.active_requests
         )
