@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry
 
 from telemetry.endpoints import Liveness, RenderCache, TelemetryServer
 from telemetry.metrics.at_least_once import StartedWindow
-from telemetry.metrics.catalogue import WorkerMetrics
+from telemetry.metrics.catalogue import BrokerMetrics, WorkerMetrics
 from telemetry.metrics.queues import QueuePoller
 from telemetry.metrics.recorder import DeliveryRecorder
 
@@ -86,7 +86,7 @@ def poll_cost(client: redis.Redis, queues: int) -> dict[str, Any]:
         [f"bench-q{n}" for n in range(queues)],
         {},
         "jobpilot:deadletter",
-        WorkerMetrics(CollectorRegistry()),
+        BrokerMetrics(CollectorRegistry()),
     )
     before = int(client.info("stats")["total_commands_processed"])
     started = time.perf_counter()

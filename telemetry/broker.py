@@ -22,6 +22,8 @@ from redis.retry import Retry
 SOCKET_TIMEOUT_SECONDS = 5.0
 #: kombu's driver types that speak to a Redis server (``redis://``, ``rediss://``, ``unix://``).
 REDIS_DRIVERS = frozenset({"redis"})
+#: Celery's per-worker direct queues (``worker_direct``): not the app's queues.
+DIRECT_SUFFIX = ".dq2"
 
 
 def redis_for(
@@ -77,3 +79,9 @@ def visibility_timeout(celery_app: Celery) -> float:
     """The Redis transport's visibility timeout: ``broker_transport_options``, else kombu's."""
     options = celery_app.conf.broker_transport_options or {}
     return float(options.get("visibility_timeout", RedisChannel.visibility_timeout))
+
+
+def app_queues(celery_app: Celery) -> frozenset[str]:
+    """The queues the app declares or the worker was told to consume, direct queues aside."""
+    declared = (name for name in celery_app.amqp.queues if not str(name).endswith(DIRECT_SUFFIX))
+    return frozenset(declared) | {celery_app.conf.task_default_queue}

@@ -50,6 +50,10 @@ class TelemetrySettings(BaseSettings):
     metrics_max_task_names: PositiveInt = 500
     liveness_timeout: PositiveFloat = 60
     queue_poll_interval: PositiveFloat = 5
+    # Workers may leave the broker's state to the broker exporter (``python -m
+    # telemetry.broker_exporter``), which serves it on its own port.
+    queue_poll_enabled: bool = True
+    broker_exporter_port: Annotated[int, Field(ge=1, le=65535)] = 9465
     readiness_interval: PositiveFloat = 15
     readiness_required: str | None = None
     trace_task_args: bool = False

@@ -88,19 +88,11 @@ def task_published(registry: CollectorRegistry) -> Counter:
     )
 
 
-class WorkerMetrics:
-    """The metric contract; names, types and labels are pinned by dashboards and alerts."""
+class BrokerMetrics:
+    """What the broker holds, read by a worker's poller or by the broker exporter
+    (``telemetry.broker_exporter``), and the broker check: the same names from both."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.registry = registry
-        self.task_published = task_published(registry)
-        self.task_exceptions = Counter(
-            "celery_task_exceptions",
-            "Failed task deliveries by exception class name.",
-            (*TASK_LABELS, "exception"),
-            registry=registry,
-        )
-        self.tasks = TaskSeriesCollector(TASK_FAMILIES, registry)
         self.queue_depth = Gauge(
             "celery_queue_depth",
             "Messages waiting in Redis, summed over priority sub-lists.",
@@ -118,18 +110,18 @@ class WorkerMetrics:
             "When queue depth and age were last read successfully.",
             registry=registry,
         )
-        self.broker_unacked_messages = Gauge(
+        self.unacked_messages = Gauge(
             "celery_broker_unacked_messages",
             "Messages delivered to some worker and not acknowledged yet, fleet-wide.",
             registry=registry,
         )
-        self.broker_oldest_unacked_age = Gauge(
+        self.oldest_unacked_age = Gauge(
             "celery_broker_oldest_unacked_age_seconds",
             "Age of the oldest unacknowledged delivery; 0 when none. At the visibility "
             "timeout, the broker restores it.",
             registry=registry,
         )
-        self.broker_visibility_timeout = Gauge(
+        self.visibility_timeout = Gauge(
             "celery_broker_visibility_timeout_seconds",
             "The broker's visibility timeout (broker_transport_options).",
             registry=registry,
@@ -137,6 +129,34 @@ class WorkerMetrics:
         self.deadletter_size = Gauge(
             "celery_deadletter_size", "Records in the dead-letter list.", registry=registry
         )
+        self.readiness_check_up = Gauge(
+            "celery_readiness_check_up",
+            "1 when the readiness check passed last time, else 0.",
+            ("check",),
+            registry=registry,
+        )
+        self.ping = Histogram(
+            "celery_broker_ping_seconds",
+            "Redis PING round trip on a fresh connection.",
+            buckets=BROKER_PING_BUCKETS,
+            registry=registry,
+        )
+
+
+class WorkerMetrics:
+    """The metric contract; names, types and labels are pinned by dashboards and alerts."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.task_published = task_published(registry)
+        self.task_exceptions = Counter(
+            "celery_task_exceptions",
+            "Failed task deliveries by exception class name.",
+            (*TASK_LABELS, "exception"),
+            registry=registry,
+        )
+        self.tasks = TaskSeriesCollector(TASK_FAMILIES, registry)
+        self.broker = BrokerMetrics(registry)
         self.messages_dead_lettered = Counter(
             "celery_messages_dead_lettered",
             "Messages moved to the dead-letter list, by reason.",
@@ -161,21 +181,9 @@ class WorkerMetrics:
             ("version", "pool", "hostname"),
             registry=registry,
         )
-        self.readiness_check_up = Gauge(
-            "celery_readiness_check_up",
-            "1 when the readiness check passed last time, else 0.",
-            ("check",),
-            registry=registry,
-        )
         self.worker_ready = Gauge(
             "celery_worker_ready",
             "1 when every required readiness check passes.",
-            registry=registry,
-        )
-        self.broker_ping = Histogram(
-            "celery_broker_ping_seconds",
-            "Redis PING round trip on a fresh connection.",
-            buckets=BROKER_PING_BUCKETS,
             registry=registry,
         )
         self.health_check_roundtrip = Histogram(

@@ -38,7 +38,7 @@ from kombu.transport.redis import Channel as RedisChannel
 
 from telemetry.log_throttle import LogThrottle
 from telemetry.messages import PUBLISHED_AT_HEADER
-from telemetry.metrics.catalogue import WorkerMetrics
+from telemetry.metrics.catalogue import BrokerMetrics
 
 logger = logging.getLogger("telemetry.metrics.queues")
 
@@ -102,7 +102,7 @@ class QueuePoller:
         queues: Iterable[str],
         transport_options: Mapping[str, Any],
         deadletter_key: str | None,
-        metrics: WorkerMetrics,
+        metrics: BrokerMetrics,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.client = client
@@ -157,8 +157,8 @@ class QueuePoller:
         for queue, queue_reading in reading.queues.items():
             self.metrics.queue_depth.labels(queue).set(queue_reading.depth)
             self.metrics.queue_oldest_age.labels(queue).set(queue_reading.oldest_age)
-        self.metrics.broker_unacked_messages.set(reading.unacked)
-        self.metrics.broker_oldest_unacked_age.set(reading.oldest_unacked_age)
+        self.metrics.unacked_messages.set(reading.unacked)
+        self.metrics.oldest_unacked_age.set(reading.oldest_unacked_age)
         if reading.deadletters is not None:
             self.metrics.deadletter_size.set(reading.deadletters)
         self.metrics.queue_poll_last_success.set(self.clock())

@@ -84,7 +84,7 @@ class DeliveryRecorder(DeliveryObserver):
                 self.series(self.queue_label(route(task)), task)
         for queue in self.queues:
             if depth:
-                self.metrics.queue_depth.labels(queue).set(0)
+                self.metrics.broker.queue_depth.labels(queue).set(0)
             self.metrics.tasks.queue(queue)
 
     def on_received(self, request: Any) -> None:

@@ -1,6 +1,6 @@
 """Readiness: can this worker do work now? Real round trips, not a constant.
 
-    probe = ReadinessProbe(checks, required, interval, metrics)
+    probe = ReadinessProbe(checks, required, interval, check_up, ready)
     probe.start()              # each check on its own timer, in the main process
     status, payload = probe.report()   # what /readyz answers
 
@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
-from telemetry.metrics.catalogue import WorkerMetrics
+from prometheus_client import Gauge
+
 from telemetry.readiness.checks import Check, CheckResult
 from telemetry.settings import required_names
 
@@ -42,7 +43,9 @@ class ReadinessProbe:
     checks: list[Check]
     required: frozenset[str]
     interval: float
-    metrics: WorkerMetrics
+    #: ``celery_readiness_check_up{check}`` and the process's ready gauge.
+    check_up: Gauge
+    ready: Gauge
     _states: dict[str, CheckState] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -51,8 +54,8 @@ class ReadinessProbe:
     def __post_init__(self) -> None:
         for check in self.checks:
             self._states[check.name] = CheckState()
-            self.metrics.readiness_check_up.labels(check.name).set(0)
-        self.metrics.worker_ready.set(0)
+            self.check_up.labels(check.name).set(0)
+        self.ready.set(0)
 
     @property
     def timeout(self) -> float:
@@ -71,7 +74,7 @@ class ReadinessProbe:
         """SIGTERM: unready at once, whatever the checks say."""
         with self._lock:
             self._shutting_down = True
-        self.metrics.worker_ready.set(0)
+        self.ready.set(0)
 
     def _loop(self, check: Check) -> None:
         while not self._stop.is_set():
@@ -88,8 +91,8 @@ class ReadinessProbe:
             was_up = state.result.up if state.result else None
             state.result, state.checked_at = result, time.time()
             ready = self._ready_locked()
-        self.metrics.readiness_check_up.labels(check.name).set(1 if result.up else 0)
-        self.metrics.worker_ready.set(1 if ready else 0)
+        self.check_up.labels(check.name).set(1 if result.up else 0)
+        self.ready.set(1 if ready else 0)
         if was_up is not None and was_up != result.up:
             logger.warning(
                 "readiness check %s is now %s",

@@ -34,7 +34,14 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry, disable_created_metrics
 
-from telemetry.broker import REDIS_DRIVERS, broker_redis, driver_type, visibility_timeout
+from telemetry.broker import (
+    DIRECT_SUFFIX,
+    REDIS_DRIVERS,
+    app_queues,
+    broker_redis,
+    driver_type,
+    visibility_timeout,
+)
 from telemetry.delivery.observers import OBSERVERS, DeliveryObserver
 from telemetry.endpoints import Liveness, RenderCache, TelemetryServer
 from telemetry.extensions import Extensions
@@ -60,7 +67,6 @@ from telemetry.tracing.providers import exporter_from_environment, sdk_disabled
 from telemetry.tracing.wiring import RunSpanWiring
 from telemetry.wiring.producer import PUBLISH_HOOKS
 
-DIRECT_SUFFIX = ".dq2"
 #: How often the consumer's event loop marks itself alive for /livez.
 LIVENESS_TICK_SECONDS = 1.0
 #: The depth poll must never hang a thread on a dead broker.
@@ -82,13 +88,6 @@ def busy_requests(active: Iterable[Any]) -> int:
         with contextlib.suppress(RuntimeError):
             return sum(1 for request in active if request.type != HEALTH_TASK)
     return sum(1 for request in active if request.type != HEALTH_TASK)
-
-
-def app_queues(app: Celery) -> frozenset[str]:
-    """The queues the app declares or the worker was told to consume, direct queues aside."""
-    return frozenset(name for name in app.amqp.queues if not str(name).endswith(DIRECT_SUFFIX)) | {
-        app.conf.task_default_queue
-    }
 
 
 class WorkerTelemetry:
@@ -128,6 +127,11 @@ class WorkerTelemetry:
         self.observers: list[DeliveryObserver] = []
         self.hostname = ""
         self.forks = True
+
+    @property
+    def polls_queues(self) -> bool:
+        """Depth and age are read here unless QUEUE_POLL_ENABLED=false (the broker exporter reads them)."""
+        return self.redis and self.settings.queue_poll_enabled
 
     def _count_publish(self, queue: str, task: str) -> None:
         self.metrics.task_published.labels(self.recorder.queue_label(queue), task).inc()
@@ -169,11 +173,13 @@ class WorkerTelemetry:
             ) from None
         router = self.app.amqp.router
         self.recorder.prime(
-            self.app.tasks, lambda name: router.route({}, name)["queue"].name, depth=self.redis
+            self.app.tasks,
+            lambda name: router.route({}, name)["queue"].name,
+            depth=self.polls_queues,
         )
         self.metrics.health_check_last_success.set(time.time())
         if self.visibility_timeout is not None:
-            self.metrics.broker_visibility_timeout.set(self.visibility_timeout)
+            self.metrics.broker.visibility_timeout.set(self.visibility_timeout)
         self.metrics.tasks.held = HeldRequests(
             worker_state.scheduled_requests, worker_state.active_requests
         )
@@ -229,7 +235,7 @@ class WorkerTelemetry:
             # A timer, not an on_tick callback: the loop iterates several times per
             # task, and a stuck loop runs no timers either.
             hub.call_repeatedly(LIVENESS_TICK_SECONDS, self.liveness.tick)
-        if self.redis:
+        if self.polls_queues:
             self._start_queue_poller(self.recorder.queues | consumed)
         self._start_readiness(hostname, concurrency or 1)
         self.server.start()
@@ -248,7 +254,7 @@ class WorkerTelemetry:
             sorted(queues),
             options,
             self.extensions.deadletter_key,
-            self.metrics,
+            self.metrics.broker,
         )
         thread = PollingThread(poller.poll, self.settings.queue_poll_interval, "queue-poller")
         thread.start()
@@ -260,7 +266,7 @@ class WorkerTelemetry:
             checks.append(
                 BrokerCheck(
                     lambda timeout: broker_redis(self.app, socket_timeout=timeout),
-                    self.metrics.broker_ping.observe,
+                    self.metrics.broker.ping.observe,
                 )
             )
         if self.health_task:
@@ -277,7 +283,8 @@ class WorkerTelemetry:
             checks,
             required_checks(self.settings.readiness_required, [check.name for check in checks]),
             self.settings.readiness_interval,
-            self.metrics,
+            self.metrics.broker.readiness_check_up,
+            self.metrics.worker_ready,
         )
         if self.server is not None:
             self.server.readiness = self.probe

@@ -10,7 +10,7 @@ import pytest
 import redis
 from prometheus_client import CollectorRegistry
 
-from telemetry.metrics.catalogue import WorkerMetrics
+from telemetry.metrics.catalogue import BrokerMetrics
 from telemetry.metrics.queues import QueuePoller, priority_keys
 from tests.support.messages import envelope
 from tests.support.scrape import samples_by_labels
@@ -45,7 +45,7 @@ def test_one_round_trip_per_poll_whatever_the_queue_count(redis_client: redis.Re
             [f"q{n}" for n in range(count)],
             {},
             "jobpilot:deadletter",
-            WorkerMetrics(CollectorRegistry()),
+            BrokerMetrics(CollectorRegistry()),
         )
         before = redis_client.info("stats")["total_commands_processed"]
         assert poller.poll()

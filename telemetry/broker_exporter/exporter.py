@@ -1,0 +1,135 @@
+"""The broker exporter: an app's broker state, served with no worker running.
+
+    exporter = BrokerExporter(app, settings, deadletter_key)
+    exporter.start()     # bind, poll, probe, serve
+    exporter.stop()
+
+It polls with the worker's own :class:`~telemetry.metrics.queues.QueuePoller`
+(one pipelined round trip for every declared queue, its priority sub-lists, the
+unacked records and the dead-letter list) into the same series, so the rules
+aggregate both with ``max by (queue)``. It exports ``celery_broker_exporter_info``,
+the broker check (``celery_readiness_check_up{check="broker"}``,
+``celery_broker_ping_seconds``) and ``celery_broker_exporter_ready``, and no
+``celery_worker_*`` or ``celery_task_*`` series.
+
+``/livez`` is 200 while the poll loop keeps turning (each poll, successful or
+not, marks it alive); ``/readyz`` is 200 while the broker answers its PING.
+A scrape only reads the gauges.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from celery import Celery
+from prometheus_client import CollectorRegistry, Gauge, disable_created_metrics
+
+from telemetry.broker import broker_redis, visibility_timeout
+from telemetry.endpoints import Liveness, RenderCache, TelemetryServer
+from telemetry.metrics.catalogue import BrokerMetrics
+from telemetry.metrics.queues import PollingThread, QueuePoller
+from telemetry.readiness.checks import BrokerCheck
+from telemetry.readiness.probe import ReadinessProbe
+from telemetry.settings import TelemetrySettings
+
+logger = logging.getLogger("telemetry.broker_exporter")
+
+#: A poll must never hang the loop on a dead broker.
+POLL_SOCKET_TIMEOUT = 1.0
+
+
+class ExporterMetrics:
+    """The exporter's registry: the broker series and its own identity and readiness."""
+
+    def __init__(self, registry: CollectorRegistry, version: str) -> None:
+        self.broker = BrokerMetrics(registry)
+        self.info = Gauge(
+            "celery_broker_exporter_info",
+            "Identity of this broker exporter; always 1.",
+            ("version",),
+            registry=registry,
+        )
+        self.info.labels(version).set(1)
+        self.ready = Gauge(
+            "celery_broker_exporter_ready",
+            "1 when the broker check passes.",
+            registry=registry,
+        )
+
+
+class BrokerExporter:
+    """Everything one exporter process holds for ``app``."""
+
+    def __init__(
+        self,
+        app: Celery,
+        settings: TelemetrySettings,
+        queues: Iterable[str],
+        deadletter_key: str | None,
+        version: str,
+    ) -> None:
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        self.app = app
+        self.settings = settings
+        self.queues = sorted(set(queues))
+        self.registry = CollectorRegistry()
+        self.metrics = ExporterMetrics(self.registry, version)
+        broker = self.metrics.broker
+        broker.visibility_timeout.set(visibility_timeout(app))
+        for queue in self.queues:
+            broker.queue_depth.labels(queue).set(0)
+            broker.queue_oldest_age.labels(queue).set(0)
+        self.liveness = Liveness(settings.liveness_timeout)
+        # Binds now: a taken port fails before anything starts.
+        self.server = TelemetryServer(
+            settings.metrics_host,
+            settings.broker_exporter_port,
+            RenderCache(self.registry, settings.metrics_render_interval),
+            self.liveness,
+        )
+        self.poller = QueuePoller(
+            broker_redis(app, socket_timeout=POLL_SOCKET_TIMEOUT),
+            self.queues,
+            app.conf.broker_transport_options or {},
+            deadletter_key,
+            broker,
+        )
+        self.thread = PollingThread(self._poll, settings.queue_poll_interval, "broker-poller")
+        self.probe = ReadinessProbe(
+            [
+                BrokerCheck(
+                    lambda timeout: broker_redis(app, socket_timeout=timeout), broker.ping.observe
+                )
+            ],
+            frozenset({BrokerCheck.name}),
+            settings.readiness_interval,
+            broker.readiness_check_up,
+            self.metrics.ready,
+        )
+        self.server.readiness = self.probe
+
+    def _poll(self) -> None:
+        self.poller.poll()
+        self.liveness.tick()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.server.address
+
+    def start(self) -> None:
+        self.thread.start()
+        self.probe.start()
+        self.server.start()
+        host, port = self.address
+        logger.info(
+            "broker exporter: %d queue(s), serving /metrics, /livez and /readyz on http://%s:%d",
+            len(self.queues),
+            host,
+            port,
+        )
+
+    def stop(self) -> None:
+        self.thread.stop()
+        self.probe.stop()
+        self.server.stop()
