@@ -96,8 +96,8 @@ def delivery_rules(config: dict[str, Any]) -> dict[str, Any]:
                     alert(
                         config,
                         "CeleryUnackedNearVisibilityTimeout",
-                        f"max(celery_broker_oldest_unacked_age_seconds{s})\n"
-                        f"> {unacked['maxRatio']} * max(celery_broker_visibility_timeout_seconds{s})",
+                        "broker:celery_broker_oldest_unacked_age_seconds:max\n"
+                        f"> {unacked['maxRatio']} * broker:celery_broker_visibility_timeout_seconds:max",
                         "warning",
                         "An unacknowledged message nears the visibility timeout.",
                         "The oldest message delivered and not acknowledged is older than "
@@ -113,7 +113,6 @@ def delivery_rules(config: dict[str, Any]) -> dict[str, Any]:
 def delivery_panels(config: dict[str, Any], panels: Panels) -> None:
     s = config["selectors"]["workerSelector"]
     series = f"{{{s}, {QUEUE}, {INSTANCE}}}"
-    broker = f"{{{s}, {INSTANCE}}}"
     panels.row("Delivery")
     panels.add(
         "Redelivered and ETA beyond visibility",
@@ -151,15 +150,15 @@ def delivery_panels(config: dict[str, Any], panels: Panels) -> None:
     )
     panels.add(
         "Unacked messages",
-        [(f"max(celery_broker_unacked_messages{broker})", "unacked")],
-        description="Delivered to some worker and not acknowledged yet, fleet-wide. Every "
-        "worker exports it: max.",
+        [("broker:celery_broker_unacked_messages:max", "unacked")],
+        description="Delivered to some worker and not acknowledged yet, fleet-wide, from "
+        "the workers' polls or the broker exporter.",
     )
     panels.add(
         "Oldest unacked vs visibility timeout",
         [
-            (f"max(celery_broker_oldest_unacked_age_seconds{broker})", "oldest unacked"),
-            (f"max(celery_broker_visibility_timeout_seconds{broker})", "visibility timeout"),
+            ("broker:celery_broker_oldest_unacked_age_seconds:max", "oldest unacked"),
+            ("broker:celery_broker_visibility_timeout_seconds:max", "visibility timeout"),
         ],
         unit="s",
         description="At the visibility timeout the broker restores the message and it runs again.",

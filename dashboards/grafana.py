@@ -148,14 +148,15 @@ def overview(config: dict[str, Any]) -> dict[str, Any]:
     panels.row("Queues")
     panels.add(
         "Queue depth",
-        [(f"max by (queue) (celery_queue_depth{{{s}, {QUEUE}, {INSTANCE}}})", "{{queue}}")],
-        description="Waiting messages, all priority sub-lists. Every worker exports it: max.",
+        [(f"queue:celery_queue_depth:max{{{QUEUE}}}", "{{queue}}")],
+        description="Waiting messages, all priority sub-lists, from the workers' polls or "
+        "the broker exporter.",
     )
     panels.add(
         "Oldest message age",
         [
             (
-                f"max by (queue) (celery_queue_oldest_message_age_seconds{{{s}, {QUEUE}, {INSTANCE}}})",
+                f"queue:celery_queue_oldest_message_age_seconds:max{{{QUEUE}}}",
                 "{{queue}}",
             )
         ],
@@ -165,12 +166,25 @@ def overview(config: dict[str, Any]) -> dict[str, Any]:
         "Queue poll freshness",
         [
             (
-                f"time() - max(celery_queue_poll_last_success_timestamp_seconds{{{s}, {INSTANCE}}})",
+                "time() - broker:celery_queue_poll_last_success_timestamp_seconds:max",
                 "age",
             )
         ],
         unit="s",
-        description="Seconds since any worker last read depths and ages.",
+        description="Seconds since a worker or the broker exporter last read depths and ages.",
+    )
+    exporter = config["selectors"]["exporterSelector"]
+    panels.add(
+        "Broker exporter",
+        [
+            (f"sum(celery_broker_exporter_ready{{{exporter}}})", "ready"),
+            (
+                f"count by (version) (celery_broker_exporter_info{{{exporter}}})",
+                "running {{version}}",
+            ),
+        ],
+        description="Exporters serving broker state with no worker running "
+        "(python -m telemetry.broker_exporter); empty where none runs.",
     )
     panels.add(
         "Active and reserved tasks",
@@ -199,8 +213,8 @@ def overview(config: dict[str, Any]) -> dict[str, Any]:
     panels.row("Dead letters")
     panels.add(
         "Dead-letter list size",
-        [(f"max(celery_deadletter_size{{{s}, {INSTANCE}}})", "records")],
-        description="Shared by every queue; every worker exports it: max.",
+        [("broker:celery_deadletter_size:max", "records")],
+        description="Shared by every queue; from the workers' polls or the broker exporter.",
     )
     panels.add(
         "Dead-lettered by reason",

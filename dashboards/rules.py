@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 from prometheus_client.utils import floatToGoString
 
-from dashboards.config import selector
+from dashboards.config import broker_state, exporter_selector, selector
 
 
 def alert(
@@ -42,13 +42,21 @@ def record(name: str, expr: str) -> dict[str, Any]:
     return {"record": name, "expr": expr}
 
 
+def worker_down(config: dict[str, Any]) -> str:
+    """A target that fails its scrape; with ``minWorkers`` above 0, also too few or none at all.
+    With 0 the fleet may scale to zero on purpose, and only a failing scrape is down."""
+    up = f"up{selector(config)}"
+    minimum = int(config["minWorkers"])
+    if minimum == 0:
+        return f"{up} == 0"
+    return f"{up} == 0\nor absent({up})\nor count({up} == 1) < {minimum}"
+
+
 def worker_rules(config: dict[str, Any]) -> dict[str, Any]:
     s = selector(config)
-    up = f"up{s}"
     saturated = config["alerts"]["CeleryWorkerSaturated"]
     stale = config["alerts"]["CeleryHealthCheckStale"]
     window = saturated["window"]
-    broker_check = selector(config, 'check="broker"')
     return {
         "groups": [
             {
@@ -70,13 +78,17 @@ def worker_rules(config: dict[str, Any]) -> dict[str, Any]:
                     alert(
                         config,
                         "CeleryWorkerDown",
-                        f"{up} == 0\nor absent({up})\n"
-                        f"or count({up} == 1) < {int(config['minWorkers'])}",
+                        worker_down(config),
                         "critical",
                         "Celery workers are down or missing.",
-                        "A worker target fails its scrape, no worker target exists at all, or "
-                        f"fewer than {config['minWorkers']} worker(s) are up. Tasks may not be "
-                        "consumed.",
+                        "A worker target fails its scrape"
+                        + (
+                            f", no worker target exists at all, or fewer than "
+                            f"{config['minWorkers']} worker(s) are up"
+                            if int(config["minWorkers"])
+                            else ""
+                        )
+                        + ". Tasks may not be consumed.",
                     ),
                     alert(
                         config,
@@ -90,11 +102,12 @@ def worker_rules(config: dict[str, Any]) -> dict[str, Any]:
                     alert(
                         config,
                         "CeleryBrokerUnreachable",
-                        f"celery_readiness_check_up{broker_check} == 0",
+                        broker_state(config, "celery_readiness_check_up", 'check="broker"')
+                        + " == 0",
                         "critical",
-                        "Worker {{ $labels.instance }} cannot reach the Redis broker.",
-                        "The broker readiness check (a PING on a fresh connection) fails. "
-                        "Nothing can be consumed or published.",
+                        "{{ $labels.instance }} cannot reach the Redis broker.",
+                        "The broker check of a worker or of the broker exporter (a PING on a "
+                        "fresh connection) fails. Nothing can be consumed or published.",
                     ),
                     alert(
                         config,
@@ -128,8 +141,42 @@ def worker_rules(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+#: Broker-wide gauges of a worker's poller or the broker exporter, recorded as ``broker:<metric>:max``.
+BROKER_WIDE = (
+    "celery_deadletter_size",
+    "celery_broker_unacked_messages",
+    "celery_broker_oldest_unacked_age_seconds",
+    "celery_broker_visibility_timeout_seconds",
+    "celery_queue_poll_last_success_timestamp_seconds",
+)
+
+
+def exporter_alerts(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """``CeleryBrokerExporterDown``, only where ``brokerExporter.enabled`` says one runs."""
+    if not config["brokerExporter"]["enabled"]:
+        return []
+    up = f"up{exporter_selector(config)}"
+    return [
+        {
+            "name": "celery-broker-exporter.alerts",
+            "rules": [
+                alert(
+                    config,
+                    "CeleryBrokerExporterDown",
+                    f"absent({up}) or {up} == 0",
+                    "warning",
+                    "The Celery broker exporter is down or missing.",
+                    "Nothing exports queue depth, age and dead letters while no worker runs: "
+                    "no alert can see work waiting, and scaling from zero has no signal.",
+                )
+            ],
+        }
+    ]
+
+
 def queue_rules(config: dict[str, Any]) -> dict[str, Any]:
     s = selector(config)
+    e = exporter_selector(config)
     backlog = config["alerts"]["CeleryQueueBacklog"]
     idle = config["alerts"]["CeleryQueueNotConsumed"]["idle"]
     growing = config["alerts"]["CeleryDeadLettersGrowing"]
@@ -138,17 +185,36 @@ def queue_rules(config: dict[str, Any]) -> dict[str, Any]:
             {
                 "name": "celery-queue.rules",
                 "rules": [
-                    # Every worker exports the same depth and age: aggregate with max.
+                    # Every worker and the broker exporter export the same broker
+                    # state: aggregate with max.
                     record(
-                        "queue:celery_queue_depth:max", f"max by (queue) (celery_queue_depth{s})"
+                        "queue:celery_queue_depth:max",
+                        f"max by (queue) {broker_state(config, 'celery_queue_depth')}",
                     ),
                     record(
                         "queue:celery_queue_oldest_message_age_seconds:max",
-                        f"max by (queue) (celery_queue_oldest_message_age_seconds{s})",
+                        "max by (queue) "
+                        f"{broker_state(config, 'celery_queue_oldest_message_age_seconds')}",
                     ),
                     record(
                         "queue:celery_queue_depth:deriv10m",
-                        f"max by (queue) (deriv(celery_queue_depth{s}[10m]))",
+                        f"max by (queue) (deriv(celery_queue_depth{s}[10m])\n"
+                        f"  or deriv(celery_queue_depth{e}[10m]))",
+                    ),
+                    *(
+                        record(f"broker:{metric}:max", f"max {broker_state(config, metric)}")
+                        for metric in BROKER_WIDE
+                    ),
+                    # Demand in tasks, for scaling: waiting, plus held by workers and due.
+                    record(
+                        "queue:celery_capacity_demand:sum",
+                        "queue:celery_queue_depth:max\n"
+                        "+ on (queue) (\n"
+                        f"    sum by (queue) (celery_tasks_active{s})\n"
+                        f"  + sum by (queue) (celery_tasks_reserved{s})\n"
+                        f"  - sum by (queue) (celery_tasks_eta_waiting{s})\n"
+                        "  or queue:celery_queue_depth:max * 0\n"
+                        ")",
                     ),
                     record(
                         f"queue:celery_task_started:increase{idle}",
@@ -195,6 +261,7 @@ def queue_rules(config: dict[str, Any]) -> dict[str, Any]:
                     ),
                 ],
             },
+            *exporter_alerts(config),
         ]
     }
 

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
 from dashboards.config import GRAFANA_DIR, RULES_DIR
+from telemetry.broker_exporter.exporter import ExporterMetrics
 from telemetry.metrics.catalogue import WorkerMetrics
 
 #: A metric name in PromQL, not part of a recording rule's ``level:metric:ops`` name.
@@ -83,9 +84,11 @@ def substitute_variables(expr: str) -> str:
 def declared_metrics() -> dict[str, tuple[str, ...]]:
     """Every metric the worker declares, by family name, with its label names."""
     metrics = WorkerMetrics(CollectorRegistry())
+    exporter = ExporterMetrics(CollectorRegistry(), "test")
     declared = {
         metric._name: tuple(metric._labelnames)
-        for metric in vars(metrics).values()
+        for holder in (metrics, metrics.broker, exporter)
+        for metric in vars(holder).values()
         if isinstance(metric, MetricWrapperBase)
     }
     for family in metrics.tasks.describe():

@@ -30,7 +30,11 @@ def test_a_dashboard_has_the_importable_shape(dashboard: dict) -> None:  # type:
         assert panel["datasource"] == DATASOURCE and panel["targets"], panel["title"]
         for target in panel["targets"]:
             for metric, matchers in SELECTOR.findall(target["expr"]):
-                # Every selector: the worker selector, then the variables as regexes.
+                # Every selector: the worker selector, then the variables as regexes;
+                # the broker exporter's series carry its own selector only.
+                if matchers.startswith('job="celery-broker-exporter"'):
+                    assert metric.startswith("celery_broker_exporter_"), target["expr"]
+                    continue
                 assert matchers.startswith('job="celery-worker"'), target["expr"]
                 assert 'instance=~"$instance"' in matchers, target["expr"]
                 if metric.removesuffix("_total").removesuffix("_bucket") in QUEUE_LABELLED:
@@ -60,7 +64,8 @@ def test_the_overview_has_every_signal_the_design_lists() -> None:
     for panel in latency:
         assert all("_bucket{" in t["expr"] and t["exemplar"] for t in panel["targets"])
     shared = [p for p in panels(overview) if p["title"] in {"Queue depth", "Oldest message age"}]
-    assert all(t["expr"].startswith("max by (queue)") for p in shared for t in p["targets"])
+    # Broker state from workers and the exporter alike: the max-by-queue recording rules.
+    assert all(t["expr"].startswith("queue:celery_queue_") for p in shared for t in p["targets"])
 
 
 def test_the_drilldown_adds_exceptions_by_class() -> None:

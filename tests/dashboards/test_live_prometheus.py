@@ -1,4 +1,4 @@
-"""A real Prometheus scrapes a real prefork worker with the project's rules loaded.
+"""A real Prometheus scrapes a real prefork worker and the broker exporter with the project's rules loaded.
 
 Every dashboard query and every recording rule is evaluated through the
 Prometheus HTTP API, exemplars are stored, and stopping the worker raises
@@ -7,26 +7,22 @@ CeleryWorkerDown.
 
 from __future__ import annotations
 
-import json
-import subprocess
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-import yaml
 
-from tests.dashboards.artifacts import panel_queries, rule_files, substitute_variables
+from tests.dashboards.artifacts import panel_queries, substitute_variables
 from tests.dashboards.artifacts import rules as all_rules
-from tests.dashboards.tools import binary
+from tests.support.broker_exporter import start_exporter
 from tests.support.database import schema_command
 from tests.support.messages import item
-from tests.support.worker_process import WorkerProcess, free_port, wait_until
+from tests.support.prometheus import Prometheus, start_prometheus
+from tests.support.scrape import samples_by_labels
+from tests.support.worker_process import WorkerProcess, wait_until
 from worker.celery_app import app
 
 pytestmark = pytest.mark.integration
@@ -35,65 +31,13 @@ pytestmark = pytest.mark.integration
 EXPECTED_EMPTY: dict[str, str] = {}
 
 
-@dataclass
-class Prometheus:
-    url: str
-    process: subprocess.Popen[bytes]
-
-    def api(self, path: str, **params: str) -> Any:
-        query = f"?{urllib.parse.urlencode(params)}" if params else ""
-        with urllib.request.urlopen(f"{self.url}/api/v1/{path}{query}", timeout=10) as response:
-            body = json.loads(response.read())
-        assert body["status"] == "success", body
-        return body["data"]
-
-    def query(self, expr: str) -> list[dict[str, Any]]:
-        data = self.api("query", query=expr)
-        result: list[dict[str, Any]] = data["result"]
-        return result
-
-
-def start_prometheus(tmp_path: Path, target: str) -> Prometheus:
-    port = free_port()
-    config = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(path) for path in rule_files()],
-        "scrape_configs": [
-            {"job_name": "celery-worker", "static_configs": [{"targets": [target]}]}
-        ],
-    }
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    process = subprocess.Popen(
-        [
-            binary("prometheus"),
-            f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--enable-feature=exemplar-storage",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=(tmp_path / "prometheus.log").open("wb"),
-    )
-    server = Prometheus(f"http://127.0.0.1:{port}", process)
-
-    def ready() -> bool:
-        try:
-            with urllib.request.urlopen(f"{server.url}/-/ready", timeout=2) as response:
-                return response.status == 200
-        except OSError:
-            assert process.poll() is None, (tmp_path / "prometheus.log").read_text()[-2000:]
-            return False
-
-    wait_until(ready, 30, interval=0.2, message="prometheus ready")
-    return server
-
-
 @pytest.fixture
 def scraped_worker(
     tmp_path: Path,
     start_worker: Callable[..., WorkerProcess],
     worker_env: dict[str, str],
     redis_client: redis.Redis,
+    log_dir: Path,
 ) -> Iterator[tuple[WorkerProcess, Prometheus]]:
     assert schema_command(worker_env["DATABASE_URL"]).returncode == 0
     env = {
@@ -103,8 +47,16 @@ def scraped_worker(
         # Spans are created (exemplars carry their trace ids) but not exported.
         "OTEL_TRACES_EXPORTER": "none",
     }
-    worker = start_worker(env)
-    prometheus = start_prometheus(tmp_path, f"127.0.0.1:{worker.env['METRICS_PORT']}")
+    # The broker state comes from the exporter alone, as in a fleet that runs one.
+    worker = start_worker({**env, "QUEUE_POLL_ENABLED": "false"})
+    exporter = start_exporter(env, log_dir)
+    prometheus = start_prometheus(
+        tmp_path,
+        {
+            "celery-worker": [f"127.0.0.1:{worker.env['METRICS_PORT']}"],
+            "celery-broker-exporter": [exporter.target],
+        },
+    )
     try:
         # Prometheus syncs new targets after about 5 s: the workload starts after its first scrape
         wait_until(
@@ -120,8 +72,8 @@ def scraped_worker(
         )
         yield worker, prometheus
     finally:
-        prometheus.process.terminate()
-        prometheus.process.wait(10)
+        prometheus.stop()
+        exporter.stop()
 
 
 def run_mixed_workload(redis_client: redis.Redis) -> float:
@@ -153,8 +105,10 @@ def run_mixed_workload(redis_client: redis.Redis) -> float:
 def test_every_panel_query_and_recording_rule_evaluates_against_live_data(
     scraped_worker: tuple[WorkerProcess, Prometheus],
 ) -> None:
-    _, prometheus = scraped_worker
-    # Given the workload's outcomes scraped
+    worker, prometheus = scraped_worker
+    # Given a worker that leaves the broker state to the exporter (QUEUE_POLL_ENABLED=false)
+    assert samples_by_labels(worker.metrics_url)["celery_queue_depth"] == {}
+    # And the workload's outcomes scraped
     wait_until(
         lambda: (
             prometheus.query('celery_messages_dead_lettered_total{reason="bad_envelope"} > 0')
