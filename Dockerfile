@@ -1,10 +1,14 @@
 # The worker image used by docker-compose.yml.
 FROM python:3.11-slim
 WORKDIR /app
+# The locked dependencies first (a layer that changes only with the lock), with
+# hashes and no resolver; then the project itself, without dependencies.
+COPY requirements/lock.txt requirements/lock.txt
+RUN pip install --no-cache-dir --require-hashes --no-deps -r requirements/lock.txt
 COPY pyproject.toml README.md ./
 COPY worker ./worker
 COPY telemetry ./telemetry
-RUN pip install --no-cache-dir . && useradd --create-home jobpilot
+RUN pip install --no-cache-dir --no-deps . && useradd --create-home jobpilot
 USER jobpilot
 ENV METRICS_HOST=0.0.0.0
 EXPOSE 9464

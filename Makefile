@@ -1,4 +1,4 @@
-.PHONY: run demo test test-fast test-faults lint bench schema dashboards
+.PHONY: run demo test test-fast test-faults lint bench schema dashboards lock
 
 run:            ## the worker with its telemetry, on local defaults
 	scripts/run.sh
@@ -23,3 +23,6 @@ bench:          ## drain-rate benchmark, side by side
 
 dashboards:     ## regenerate rules and Grafana dashboards from dashboards/config.yaml
 	scripts/bootstrap.sh && .venv/bin/python -m dashboards.generate
+
+lock:           ## refresh requirements/lock.txt (pinned, hashed) from pyproject.toml
+	scripts/lock.sh

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Creates .venv and installs the project with its test tools; a no-op when up to date.
+# Creates .venv and installs the locked dependencies (requirements/lock.txt, with
+# hashes, no resolver: any pip from 23.x on) and the project; a no-op when up to date.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -7,8 +8,8 @@ stamp=.venv/.installed
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e '.[test]'
+if [ ! -f "$stamp" ] || [ requirements/lock.txt -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  .venv/bin/python -m pip install --quiet --require-hashes --no-deps -r requirements/lock.txt
+  .venv/bin/python -m pip install --quiet --no-deps -e .
   touch "$stamp"
 fi
