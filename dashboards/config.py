@@ -14,6 +14,7 @@ ROOT = HERE.parent
 CONFIG = HERE / "config.yaml"
 RULES_DIR = HERE / "rules"
 GRAFANA_DIR = HERE / "grafana"
+KUBERNETES_DIR = ROOT / "deploy" / "kubernetes"
 #: Matchers every dashboard query carries besides the worker selector.
 
 

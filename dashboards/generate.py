@@ -1,10 +1,11 @@
-"""Generate the Prometheus rule files and Grafana dashboards from dashboards/config.yaml.
+"""Generate the Prometheus rule files, Grafana dashboards and Kubernetes rule and scaling manifests from dashboards/config.yaml.
 
     .venv/bin/python -m dashboards.generate          # write the files (make dashboards)
     .venv/bin/python -m dashboards.generate --check  # exit 1 if any committed file differs
 
 The config is read by ``dashboards.config``, the rules are built by
-``dashboards.rules`` and ``dashboards.delivery``, and the dashboards by ``dashboards.grafana``.
+``dashboards.rules`` and ``dashboards.delivery``, the dashboards by ``dashboards.grafana``,
+and the PrometheusRule and KEDA ScaledObject by ``dashboards.kubernetes``.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dashboards.config import GRAFANA_DIR, ROOT, RULES_DIR, ConfigError, load_config
+from dashboards.config import GRAFANA_DIR, KUBERNETES_DIR, ROOT, RULES_DIR, ConfigError, load_config
 from dashboards.delivery import delivery_rules
 from dashboards.grafana import DASHBOARD_FILES
+from dashboards.kubernetes import prometheus_rule, scaled_object
 from dashboards.rules import dump_rules, queue_rules, slo_rules, task_rules, worker_rules
 
 RULE_FILES = {
@@ -32,6 +34,8 @@ RULE_FILES = {
 
 def render_all(config: dict[str, Any]) -> dict[Path, str]:
     files = {RULES_DIR / name: dump_rules(build(config)) for name, build in RULE_FILES.items()}
+    files[KUBERNETES_DIR / "prometheus-rule.yaml"] = dump_rules(prometheus_rule(config, RULE_FILES))
+    files[KUBERNETES_DIR / "scaledobject.yaml"] = dump_rules(scaled_object(config))
     files.update(
         {
             GRAFANA_DIR / name: json.dumps(build(config), indent=2) + "\n"

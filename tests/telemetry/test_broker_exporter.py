@@ -13,7 +13,9 @@ from typing import Any
 
 import pytest
 import redis
+import yaml
 
+from dashboards.config import KUBERNETES_DIR
 from tests.conftest import redis_url
 from tests.support.broker_exporter import ROOT, start_exporter
 from tests.support.inventory_worker import APP as INVENTORY
@@ -205,6 +207,13 @@ def test_zero_workers_work_waiting_in_a_real_prometheus(
         # And CeleryQueueNotConsumed's expression returns that queue, and only it
         result = prometheus.query(not_consumed)
         assert [r["metric"]["queue"] for r in result] == ["scraping"]
+        # And the ScaledObject's queries ask for ceil(5 / 2) = 3 replicas, and none for ETA tasks
+        triggers = yaml.safe_load((KUBERNETES_DIR / "scaledobject.yaml").read_text())["spec"][
+            "triggers"
+        ]
+        queries = {t["name"]: t["metadata"]["query"] for t in triggers if t["type"] == "prometheus"}
+        assert prometheus.query(queries["demand"])[0]["value"][1] == "5"
+        assert prometheus.query(queries["eta-held"])[0]["value"][1] == "0"
         # And CeleryWorkerDown is pending: the default minWorkers is 1
         wait_until(lambda: prometheus.firing("CeleryWorkerDown"), 20, interval=0.5, message="down")
     finally:
