@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -103,3 +104,17 @@ def test_the_hung_task_threshold_defaults_to_most_of_the_soft_time_limit() -> No
     soft = Settings.model_fields["task_soft_time_limit"].default
     hung = load_config()["alerts"]["CeleryTaskHung"]["maxRunningSeconds"]
     assert hung == pytest.approx(0.8 * soft)
+
+
+def test_the_slo_rules_name_le_in_float_form_as_prometheus_3_normalizes_it() -> None:
+    """Prometheus 3 stores classic histograms' ``le`` as "30.0", never "30"; 2.x keeps the
+    exposition's spelling, which prometheus-client writes in float form too."""
+    bounds = {
+        le for rule in rules_of("slo.yml") for le in re.findall(r'le="([^"]+)"', rule["expr"])
+    }
+    assert bounds and all(le == "+Inf" or "." in le for le in bounds), bounds
+
+
+def rules_of(name: str) -> list[dict[str, object]]:
+    groups = yaml.safe_load((HERE / "rules" / name).read_text())["groups"]
+    return [rule for group in groups for rule in group["rules"]]

@@ -16,6 +16,7 @@ COMPOSE_SERVICES = {
     "redis",
     "postgres",
     "worker",
+    "broker-exporter",
     "otel-collector",
     "jaeger",
     "prometheus",
@@ -43,12 +44,16 @@ def test_every_collector_pipeline_uses_only_defined_components_memory_limiter_fi
         assert all(exporter.split("/")[0] == "otlp" for exporter in pipeline["exporters"])
 
 
-def test_prometheus_scrapes_the_job_the_selector_names() -> None:
-    selector = load_config()["selectors"]["workerSelector"]
-    job = re.fullmatch(r'job="([^"]+)"', selector)
-    assert job is not None
+def test_prometheus_scrapes_the_jobs_the_selectors_name() -> None:
     prometheus = load("prometheus.yml")
-    assert job.group(1) in {c["job_name"] for c in prometheus["scrape_configs"]}
+    jobs = {c["job_name"]: c["static_configs"][0]["targets"] for c in prometheus["scrape_configs"]}
+    services = load("docker-compose.yml")["services"]
+    for name, service in (("workerSelector", "worker"), ("exporterSelector", "broker-exporter")):
+        job = re.fullmatch(r'job="([^"]+)"', load_config()["selectors"][name])
+        assert job is not None
+        (target,) = jobs[job.group(1)]
+        host, port = target.split(":")
+        assert host == service and f"{port}:{port}" in services[service]["ports"]
     assert prometheus["rule_files"]
 
 
@@ -66,6 +71,17 @@ def test_compose_runs_the_whole_stack_from_files_in_the_repo() -> None:
     assert "9464:9464" in services["worker"]["ports"]
     assert services["worker"]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"].endswith(":4318")
     assert "16686:16686" in services["jaeger"]["ports"]
+    # Current releases: Jaeger v2 (v1 reached end of life), Prometheus 3
+    assert services["jaeger"]["image"].startswith("jaegertracing/jaeger:2.")
+    assert "COLLECTOR_OTLP_ENABLED" not in services["jaeger"].get("environment", {})
+    assert services["prometheus"]["image"].startswith("prom/prometheus:v3.")
+    collector_version = services["otel-collector"]["image"].rsplit(":", 1)[1]
+    assert tuple(map(int, collector_version.split("."))) >= (0, 150, 0)
+    assert services["otel-collector"]["environment"]["JAEGER_OTLP_ENDPOINT"] == "jaeger:4317"
+    exporter = services["broker-exporter"]
+    assert exporter["command"][:3] == ["python", "-m", "telemetry.broker_exporter"]
+    assert exporter["environment"]["METRICS_HOST"] == "0.0.0.0"
+    assert services["worker"]["environment"]["QUEUE_POLL_ENABLED"] == "false"
     assert "3000:3000" in services["grafana"]["ports"]
     assert (ROOT / services["worker"]["build"] / "Dockerfile").is_file()
     for name, service in services.items():
