@@ -102,3 +102,14 @@ def retry_n(self: Any, times: int) -> int:
     if self.request.retries < times:
         raise self.retry(countdown=0.1)
     return int(self.request.retries)
+
+
+@app.task(name="tests.nap_then_count")
+def nap_then_count(key: str, seconds: float) -> int:
+    """Sleeps, then counts its own execution in the Redis key ``key``; out of
+    reach of Redis, the count fails within a second instead of hanging."""
+    import redis
+
+    time.sleep(seconds)
+    client = redis.Redis.from_url(app.conf.broker_url, socket_timeout=1, socket_connect_timeout=1)
+    return int(client.incr(key))
