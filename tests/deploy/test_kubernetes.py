@@ -134,6 +134,8 @@ def test_the_prometheus_rule_holds_the_fleet_rules_and_loads_in_promtool(tmp_pat
     assert names - {None} == {r["alert"] for r in rules() if "alert" in r} | {
         "CeleryBrokerExporterDown"
     }
+    runbook = (KUBERNETES_DIR.parents[1] / "dashboards" / "RUNBOOK.md").read_text()
+    assert all(f"\n## {name}\n" in runbook for name in names - {None})
     # And at zero replicas, CeleryWorkerDown is only a failing scrape
     down = next(r for g in groups for r in g["rules"] if r.get("alert") == "CeleryWorkerDown")
     assert "absent" not in down["expr"]
