@@ -10,6 +10,11 @@
 Read with ``INFO``, which managed services allow where ``CONFIG`` is often
 disabled. A broker that cannot be asked is not warned about here: the
 connection's own errors say enough.
+
+Redis Cluster is refused outright, at ``worker_init``: kombu's Redis transport
+does not support it (a queue's priority sub-lists and the unacked hash and index
+would hash to different slots), and Cluster has no URL scheme to refuse it by,
+so ``INFO cluster`` is asked.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from telemetry.broker import broker_redis
 
 logger = logging.getLogger("worker.broker")
 CHECK_TIMEOUT_SECONDS = 2.0
+CLUSTER_REFUSAL = "broker: Redis Cluster is not supported by kombu"
 
 
 def broker_problems(info: Mapping[str, Any]) -> list[str]:
@@ -54,3 +60,17 @@ def warn_about_broker(celery_app: Celery) -> list[str]:
             "; ".join(problems),
         )
     return problems
+
+
+def cluster_refusal(info: Mapping[str, Any]) -> str | None:
+    """The one line that refuses a broker, from its ``INFO cluster``; None when it is no cluster."""
+    return CLUSTER_REFUSAL if str(info.get("cluster_enabled", "0")) == "1" else None
+
+
+def refuse_cluster(celery_app: Celery) -> str | None:
+    """The refusal line when the broker is a Redis Cluster node; None otherwise or when unreachable."""
+    try:
+        info = broker_redis(celery_app, socket_timeout=CHECK_TIMEOUT_SECONDS).info("cluster")
+    except redis.RedisError:
+        return None
+    return cluster_refusal(info)

@@ -19,7 +19,7 @@ import telemetry
 from telemetry import receivers
 from telemetry.logs import configure_logging
 from worker import redis_client, timer_hygiene
-from worker.broker_policy import warn_about_broker
+from worker.broker_policy import refuse_cluster, warn_about_broker
 from worker.celery_app import app, settings_of
 from worker.db import bridge
 from worker.deadletters.records import deadletter_key
@@ -78,6 +78,9 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
         check_retry_delays(app, settings)
     except SettingsError as exc:
         raise SystemExit(str(exc)) from None
+    refusal = refuse_cluster(app)
+    if refusal is not None:
+        raise SystemExit(refusal)
     logger.info("configuration: %s", settings.describe())
 
 

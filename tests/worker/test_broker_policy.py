@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.private_redis import PrivateRedis
-from tests.support.worker_process import WorkerProcess
-from worker.broker_policy import broker_problems
+from tests.support.worker_process import WorkerProcess, free_port
+from worker.broker_policy import CLUSTER_REFUSAL, broker_problems, cluster_refusal
 
 WARNING = "broker: "
 
@@ -57,3 +57,37 @@ def test_the_worker_is_quiet_about_a_safe_broker(
     worker = start_worker({**worker_env, "REDIS_URL": safe_redis.url})
     # The check runs at worker_ready, before the "ready" line the start waited for
     assert WARNING not in worker.log()
+
+
+def test_a_cluster_node_is_refused_and_a_plain_server_is_not() -> None:
+    assert cluster_refusal({"cluster_enabled": 1}) == CLUSTER_REFUSAL
+    assert cluster_refusal({"cluster_enabled": 0}) is None
+    assert cluster_refusal({}) is None
+
+
+@pytest.mark.integration
+def test_the_worker_refuses_a_redis_cluster_with_one_line(
+    tmp_path: Path, log_dir: Path, worker_env: dict[str, str]
+) -> None:
+    # Given one redis-server with cluster mode on
+    node = PrivateRedis(
+        tmp_path,
+        None,
+        *("--cluster-enabled", "yes", "--cluster-config-file", str(tmp_path / "nodes.conf")),
+        # The bus port defaults to the port + 10000, out of range for a high free port.
+        *("--cluster-port", str(free_port())),
+    ).start()
+    worker = WorkerProcess({**worker_env, "REDIS_URL": node.url}, log_dir)
+    try:
+        # When a worker starts on it
+        worker.start(wait=False)
+        assert worker.process is not None
+        code = worker.process.wait(60)
+        # Then it exits non-zero with exactly one line saying why, and no traceback
+        log = worker.log()
+        assert code != 0
+        assert [line for line in log.splitlines() if CLUSTER_REFUSAL in line] == [CLUSTER_REFUSAL]
+        assert "Traceback" not in log
+    finally:
+        worker.stop(timeout=10)
+        node.stop()
