@@ -210,6 +210,21 @@ def overview(config: dict[str, Any]) -> dict[str, Any]:
         ],
         unit="percentunit",
     )
+    panels.add(
+        "Pool size",
+        [
+            (
+                f"sum by (instance) (celery_worker_pool_processes{{{s}, {INSTANCE}}})",
+                "processes {{instance}}",
+            ),
+            (
+                f"sum by (instance) (celery_worker_pool_max_processes{{{s}, {INSTANCE}}})",
+                "max {{instance}}",
+            ),
+        ],
+        description="Pool processes now and the most allowed (--autoscale); pool_grow, "
+        "pool_shrink and autoscaling move the first.",
+    )
     panels.row("Dead letters")
     panels.add(
         "Dead-letter list size",

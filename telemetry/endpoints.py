@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -53,6 +54,8 @@ class RenderCache:
         self.interval = interval
         self._lock = threading.Lock()
         self._cache: dict[bool, tuple[float, bytes]] = {}
+        #: Called before each fresh render, under the cache's lock: series read from live state.
+        self.before_render: Callable[[], object] | None = None
 
     def render(self, openmetrics: bool) -> bytes:
         with self._lock:
@@ -60,6 +63,8 @@ class RenderCache:
             now = time.monotonic()
             if cached is not None and now - cached[0] < self.interval:
                 return cached[1]
+            if self.before_render is not None:
+                self.before_render()
             generate = (
                 openmetrics_format.generate_latest if openmetrics else text_format.generate_latest
             )

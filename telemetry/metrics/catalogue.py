@@ -170,7 +170,14 @@ class WorkerMetrics:
             registry=registry,
         )
         self.worker_pool_processes = Gauge(
-            "celery_worker_pool_processes", "Pool processes of this worker.", registry=registry
+            "celery_worker_pool_processes",
+            "Pool processes of this worker now (pool_grow, pool_shrink and --autoscale change it).",
+            registry=registry,
+        )
+        self.worker_pool_max_processes = Gauge(
+            "celery_worker_pool_max_processes",
+            "The most pool processes this worker may run: the --autoscale maximum, else its pool size.",
+            registry=registry,
         )
         self.worker_pool_busy = Gauge(
             "celery_worker_pool_busy", "Pool processes executing a task now.", registry=registry

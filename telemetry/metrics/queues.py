@@ -25,6 +25,7 @@ Every worker exports the same values; dashboards aggregate with ``max by (queue)
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import threading
@@ -106,6 +107,7 @@ class QueuePoller:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.client = client
+        self.transport_options = transport_options
         self.keys = {queue: priority_keys(queue, transport_options) for queue in queues}
         self.unacked_key, self.unacked_index_key = unacked_keys(transport_options)
         self.deadletter_key = deadletter_key
@@ -114,10 +116,24 @@ class QueuePoller:
         self.round_trips = 0
         self._log = LogThrottle()
 
+    def watch(self, queues: Iterable[str]) -> None:
+        """Poll these queues from the next poll on; a queue no longer polled loses its series."""
+        wanted = set(queues)
+        if wanted == set(self.keys):
+            return
+        for queue in set(self.keys) - wanted:
+            for gauge in (self.metrics.queue_depth, self.metrics.queue_oldest_age):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(queue)
+        self.keys = {
+            queue: priority_keys(queue, self.transport_options) for queue in sorted(wanted)
+        }
+
     def read(self) -> PollReading:
         """One round trip for every reading."""
+        polled = self.keys  # one snapshot: watch() may replace it from another thread
         pipe = self.client.pipeline(transaction=False)
-        for keys in self.keys.values():
+        for keys in polled.values():
             for key in keys:
                 pipe.llen(key)
                 pipe.lindex(key, -1)
@@ -130,7 +146,7 @@ class QueuePoller:
         now = self.clock()
         readings: dict[str, QueueReading] = {}
         position = 0
-        for queue, keys in self.keys.items():
+        for queue, keys in polled.items():
             depth, age = 0, 0.0
             for _ in keys:
                 length, oldest = replies[position], replies[position + 1]

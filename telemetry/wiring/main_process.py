@@ -35,7 +35,6 @@ from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry, disable_created_metrics
 
 from telemetry.broker import (
-    DIRECT_SUFFIX,
     REDIS_DRIVERS,
     app_queues,
     broker_redis,
@@ -48,6 +47,7 @@ from telemetry.extensions import Extensions
 from telemetry.messages import HEALTH_TASK, PROBE_HEADER
 from telemetry.metrics.at_least_once import EtaTrap, StartedWindow
 from telemetry.metrics.catalogue import WorkerMetrics
+from telemetry.metrics.consumer import ConsumerView, pool_processes
 from telemetry.metrics.forwarding import PublishForwarder
 from telemetry.metrics.held import HeldRequests
 from telemetry.metrics.publish import PublishRecorder
@@ -124,6 +124,7 @@ class WorkerTelemetry:
         self.export: ExportProcess | None = None
         self.producer_spans: ProducerSpans | None = None
         self.probe: ReadinessProbe | None = None
+        self.view: ConsumerView | None = None
         self.observers: list[DeliveryObserver] = []
         self.hostname = ""
         self.forks = True
@@ -219,25 +220,21 @@ class WorkerTelemetry:
         hostname = self.hostname = str(getattr(consumer, "hostname", "") or "")
         pool = type(getattr(consumer, "pool", None)).__module__.rsplit(".", 1)[-1]
         metrics.worker_info.labels(celery.__version__, pool, hostname).set(1)
-        concurrency = getattr(getattr(consumer, "controller", None), "concurrency", None)
-        if concurrency is not None:
-            metrics.worker_pool_processes.set(concurrency)
         metrics.worker_pool_busy.set_function(lambda: busy_requests(worker_state.active_requests))
-        consumed = {
-            queue.name
-            for queue in getattr(getattr(consumer, "task_consumer", None), "queues", ()) or ()
-            if not queue.name.endswith(DIRECT_SUFFIX)
-        }
-        for queue in consumed & self.recorder.queues:
-            metrics.worker_consumed_queue.labels(queue).set(1)
+        self.view = ConsumerView(
+            consumer,
+            metrics,
+            self.recorder.queues,
+            self._start_queue_poller() if self.polls_queues else None,
+        )
+        self.view.follow()
+        self.server.cache.before_render = self.view.follow
         hub = getattr(getattr(consumer, "controller", None), "hub", None)
         if hub is not None:
             # A timer, not an on_tick callback: the loop iterates several times per
             # task, and a stuck loop runs no timers either.
             hub.call_repeatedly(LIVENESS_TICK_SECONDS, self.liveness.tick)
-        if self.polls_queues:
-            self._start_queue_poller(self.recorder.queues | consumed)
-        self._start_readiness(hostname, concurrency or 1)
+        self._start_readiness(hostname, lambda: pool_processes(consumer))
         self.server.start()
         host, port = self.server.address
         logger.info("telemetry: serving /metrics and /livez on http://%s:%d", host, port)
@@ -247,20 +244,29 @@ class WorkerTelemetry:
         if not self.health_task:
             logger.info("telemetry: worker_direct is off, so readiness has no health_task check")
 
-    def _start_queue_poller(self, queues: Iterable[str]) -> None:
+    def _start_queue_poller(self) -> Callable[[Iterable[str]], None]:
+        """Poll depth and age in a thread; returns how to change the polled queues.
+        Each poll first follows the consumer, so queues added at run time are polled."""
         options = self.app.conf.broker_transport_options or {}
         poller = QueuePoller(
             broker_redis(self.app, socket_timeout=QUEUE_POLL_SOCKET_TIMEOUT),
-            sorted(queues),
+            sorted(self.recorder.queues),
             options,
             self.extensions.deadletter_key,
             self.metrics.broker,
         )
-        thread = PollingThread(poller.poll, self.settings.queue_poll_interval, "queue-poller")
+
+        def poll() -> bool:
+            if self.view is not None:
+                self.view.follow()
+            return poller.poll()
+
+        thread = PollingThread(poll, self.settings.queue_poll_interval, "queue-poller")
         thread.start()
         self.threads.append(thread)
+        return poller.watch
 
-    def _start_readiness(self, hostname: str, concurrency: int) -> None:
+    def _start_readiness(self, hostname: str, concurrency: Callable[[], int]) -> None:
         checks: list[Check] = []
         if self.redis:
             checks.append(
@@ -272,7 +278,7 @@ class WorkerTelemetry:
         if self.health_task:
             health = HealthTaskCheck(
                 self._health_publisher(worker_direct(hostname)),
-                lambda: busy_requests(worker_state.active_requests) >= concurrency,
+                lambda: busy_requests(worker_state.active_requests) >= max(1, concurrency()),
                 self.metrics,
             )
             self._observe(health)
