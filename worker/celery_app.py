@@ -16,13 +16,16 @@ from typing import Any
 from celery import Celery
 
 from worker import routing
+from worker.deadletters import transport
 from worker.settings import Settings, SettingsError, load_settings
 
 TASKS_PACKAGE = "worker.tasks"
-DEADLETTER_TRANSPORT = "worker.deadletters.transport:Transport"
 DEADLETTER_CONSUMER = "worker.deadletters.consumer:DeadLetteringConsumer"
 CELERY_DEFAULT_RETRY_DELAY = 180
 
+# Every kombu connection of this process, for redis://, rediss:// and unix:// URLs,
+# validates and dead-letters what it pops.
+transport.register()
 app = Celery("jobpilot", task_cls="worker.base_task:JobpilotTask")
 
 
@@ -67,7 +70,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     config: dict[str, Any] = {
         "broker_url": settings.broker_url,
         "result_backend": settings.result_backend,
-        "broker_transport": DEADLETTER_TRANSPORT,
         "broker_transport_options": transport_options(settings),
         "result_backend_transport_options": (
             {"global_keyprefix": settings.broker_key_prefix} if settings.broker_key_prefix else {}

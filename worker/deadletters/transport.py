@@ -1,7 +1,9 @@
 """kombu's Redis transport with a channel that validates every popped item.
 
-Registered with Celery's ``broker_transport`` setting, so ``kombu.Connection``
-uses it for ordinary ``redis://`` and ``rediss://`` URLs. An item that fails
+Registered under kombu's ``redis``, ``rediss`` and ``unix`` aliases (:func:`register`),
+so every ``kombu.Connection`` of the process uses it for those URLs, including one
+that ``Connection.switch()`` re-derives from the next URL of a failover list, and
+the app's URL keeps its real scheme (``as_uri()``), which tools such as Flower parse. An item that fails
 :func:`~worker.deadletters.validation.judge` is moved to the dead-letter list
 as read and never reaches kombu's ``Message``.
 
@@ -27,6 +29,7 @@ from queue import Empty
 from typing import Any
 
 import redis
+from kombu import transport as kombu_transport
 from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
 
@@ -123,3 +126,19 @@ class Channel(kombu_redis.Channel):
 
 class Transport(kombu_redis.Transport):
     Channel = Channel
+
+
+#: The URL schemes whose connections use this transport.
+SCHEMES = ("redis", "rediss", "unix")
+
+
+def register() -> None:
+    """Resolve :data:`SCHEMES` to this transport in kombu; idempotent.
+
+    Both the alias table (names resolved later) and kombu's resolved-class cache
+    (names resolved already, which the alias table alone would not change).
+    """
+    path = f"{__name__}:Transport"
+    for scheme in SCHEMES:
+        kombu_transport.TRANSPORT_ALIASES[scheme] = path
+        kombu_transport._transport_cache[scheme] = Transport

@@ -10,6 +10,7 @@ from kombu import Connection, Producer
 
 from telemetry.messages import HEALTH_TASK
 from tests.conftest import redis_url
+from tests.support.tracing import run_as_producer
 from worker.celery_app import app
 from worker.deadletters.transport import Channel, Transport
 
@@ -79,3 +80,28 @@ def test_a_closed_connection_is_a_connection_error_not_a_crash(redis_client: red
     connection.release()
     with pytest.raises(redis.exceptions.ConnectionError), channel.conn_or_acquire():
         pass
+
+
+def test_every_connection_uses_ours_even_resolved_before_import_and_after_a_switch() -> None:
+    # Given a process that resolved kombu's `redis` transport before importing the worker
+    code = (
+        "from kombu import Connection\n"
+        "from kombu.transport import get_transport_cls\n"
+        "stock = get_transport_cls('redis')\n"
+        "import worker\n"
+        "from worker.celery_app import app\n"
+        "from worker.deadletters.transport import Transport\n"
+        "seen = [get_transport_cls('redis') is Transport, stock is not Transport]\n"
+        "c = Connection('redis://127.0.0.1:1/0;rediss://127.0.0.1:2/0')\n"
+        "seen.append(isinstance(c.transport, Transport))\n"
+        # When kombu switches to the next URL of the failover list, as on a connection error
+        "c.maybe_switch_next()\n"
+        "seen.append(isinstance(c.transport, Transport) and c.as_uri().startswith('rediss://'))\n"
+        "seen.append(isinstance(Connection('unix:///tmp/redis.sock').transport, Transport))\n"
+        "seen.append(app.connection_for_read().as_uri())\n"
+        "print(seen)\n"
+    )
+    seen = run_as_producer({"REDIS_URL": "redis://:secret@127.0.0.1:6379/0"}, code)
+    # Then every connection, before and after the switch, uses the validating transport,
+    # and the app's URL keeps its scheme with the password masked
+    assert seen == "[True, True, True, True, True, 'redis://:**@127.0.0.1:6379/0']"
