@@ -64,12 +64,30 @@ class Settings(TelemetrySettings):
     deadletter_max: PositiveInt = 10_000
     deadletter_max_bytes: PositiveInt = 67_108_864
     redis_tls_ca_file: str | None = None
+    # Celery reads these two straight from the environment: refused when set.
+    celery_broker_read_url: str | None = None
+    celery_broker_write_url: str | None = None
 
     @field_validator("redis_url", "celery_broker_url", "celery_result_backend")
     @classmethod
     def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is not None and ";" in value:
+            raise ValueError(
+                "a ;-separated failover list is not supported: the readiness check, the depth "
+                "poller and the dead-letter writer would stay on the first URL; give one URL"
+            )
         if value is not None and not value.startswith(BROKER_SCHEMES):
             raise ValueError(f"must start with one of {', '.join(BROKER_SCHEMES)}")
+        return value
+
+    @field_validator("celery_broker_read_url", "celery_broker_write_url")
+    @classmethod
+    def _not_supported(cls, value: str | None) -> str | None:
+        if value is not None:
+            raise ValueError(
+                "not supported: Celery reads it from the environment past these settings' "
+                "checks; set CELERY_BROKER_URL"
+            )
         return value
 
     @field_validator("database_url")

@@ -53,6 +53,10 @@ def test_settings_are_frozen() -> None:
         ("BROKER_VISIBILITY_TIMEOUT", "100", "must exceed 1.1 x"),
         ("WORKER_MAX_TASKS_PER_CHILD", "-1", "greater than 0"),
         ("REDIS_TLS_CA_FILE", "/nonexistent/ca.pem", "no such file"),
+        ("REDIS_URL", "redis://a:6379/0;redis://b:6379/0", "failover list is not supported"),
+        ("CELERY_BROKER_URL", "redis://a:6379/0;redis://b:6379/0", "failover list"),
+        ("CELERY_BROKER_READ_URL", "redis://replica:6379/0", "not supported"),
+        ("CELERY_BROKER_WRITE_URL", "redis://primary:6379/0", "not supported"),
     ],
 )
 def test_a_bad_value_names_its_variable(
@@ -95,7 +99,13 @@ def test_the_secret_is_not_echoed_in_the_error(monkeypatch: pytest.MonkeyPatch) 
 
 @pytest.mark.parametrize(
     ("variable", "value"),
-    [("METRICS_PORT", "99999"), ("BROKER_VISIBILITY_TIMEOUT", "10"), ("LOG_LEVEL", "LOUD")],
+    [
+        ("METRICS_PORT", "99999"),
+        ("BROKER_VISIBILITY_TIMEOUT", "10"),
+        ("LOG_LEVEL", "LOUD"),
+        ("REDIS_URL", "redis://localhost:6379/13;redis://localhost:6380/13"),
+        ("CELERY_BROKER_READ_URL", "redis://localhost:6379/13"),
+    ],
 )
 def test_the_worker_exits_with_exactly_one_line(variable: str, value: str) -> None:
     # Given a bad variable, when the real worker command starts
