@@ -20,7 +20,7 @@ from typing import Any
 from celery import Celery
 from celery.app.utils import find_app
 
-from telemetry.broker import REDIS_DRIVERS, app_queues, driver_type
+from telemetry.broker import app_queues, redis_broker
 from telemetry.broker_exporter.exporter import BrokerExporter
 from telemetry.extensions import resolve
 from telemetry.installation import installed
@@ -66,7 +66,7 @@ def build(argv: list[str] | None = None) -> BrokerExporter:
         raise Unusable(str(exc)) from None
     configure_logging(settings.log_level, settings.log_format)
     app = load_app(args.app)
-    if driver_type(app) not in REDIS_DRIVERS:
+    if not redis_broker(app):
         raise Unusable("broker exporter: the app's broker is not Redis")
     extra = {queue.strip() for queue in args.queues.split(",") if queue.strip()}
     installation = installed(app)

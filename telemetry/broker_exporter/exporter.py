@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from celery import Celery
 from prometheus_client import CollectorRegistry, Gauge, disable_created_metrics
 
-from telemetry.broker import broker_redis, visibility_timeout
+from telemetry.broker import visibility_timeout
 from telemetry.endpoints import Liveness, RenderCache, TelemetryServer
 from telemetry.metrics.catalogue import BrokerMetrics
 from telemetry.metrics.queues import PollingThread, QueuePoller
@@ -34,9 +34,6 @@ from telemetry.readiness.probe import ReadinessProbe
 from telemetry.settings import TelemetrySettings
 
 logger = logging.getLogger("telemetry.broker_exporter")
-
-#: A poll must never hang the loop on a dead broker.
-POLL_SOCKET_TIMEOUT = 1.0
 
 
 class ExporterMetrics:
@@ -88,20 +85,10 @@ class BrokerExporter:
             RenderCache(self.registry, settings.metrics_render_interval),
             self.liveness,
         )
-        self.poller = QueuePoller(
-            broker_redis(app, socket_timeout=POLL_SOCKET_TIMEOUT),
-            self.queues,
-            app.conf.broker_transport_options or {},
-            deadletter_key,
-            broker,
-        )
+        self.poller = QueuePoller.for_app(app, self.queues, deadletter_key, broker)
         self.thread = PollingThread(self._poll, settings.queue_poll_interval, "broker-poller")
         self.probe = ReadinessProbe(
-            [
-                BrokerCheck(
-                    lambda timeout: broker_redis(app, socket_timeout=timeout), broker.ping.observe
-                )
-            ],
+            [BrokerCheck.for_app(app, broker.ping.observe)],
             frozenset({BrokerCheck.name}),
             settings.readiness_interval,
             broker.readiness_check_up,

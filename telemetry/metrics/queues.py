@@ -35,14 +35,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+from celery import Celery
 from kombu.transport.redis import Channel as RedisChannel
 
+from telemetry.broker import broker_redis
 from telemetry.log_throttle import LogThrottle
 from telemetry.messages import PUBLISHED_AT_HEADER
 from telemetry.metrics.catalogue import BrokerMetrics
 
 logger = logging.getLogger("telemetry.metrics.queues")
 
+#: A poll must never hang its thread on a dead broker.
+POLL_SOCKET_TIMEOUT = 1.0
 KOMBU_SEP = "\x06\x16"
 KOMBU_PRIORITY_STEPS = (0, 3, 6, 9)
 _PUBLISHED_AT = re.compile(rb'"' + re.escape(PUBLISHED_AT_HEADER.encode()) + rb'":\s*([0-9.eE+-]+)')
@@ -115,6 +119,23 @@ class QueuePoller:
         self.clock = clock
         self.round_trips = 0
         self._log = LogThrottle()
+
+    @classmethod
+    def for_app(
+        cls,
+        app: Celery,
+        queues: Iterable[str],
+        deadletter_key: str | None,
+        metrics: BrokerMetrics,
+    ) -> QueuePoller:
+        """The poller of ``app``'s broker, with its transport options and a short socket timeout."""
+        return cls(
+            broker_redis(app, socket_timeout=POLL_SOCKET_TIMEOUT),
+            queues,
+            app.conf.broker_transport_options or {},
+            deadletter_key,
+            metrics,
+        )
 
     def watch(self, queues: Iterable[str]) -> None:
         """Poll these queues from the next poll on; a queue no longer polled loses its series."""

@@ -26,6 +26,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from celery import Celery
+
+from telemetry.broker import broker_redis
 from telemetry.delivery.observers import SUCCEEDED, DeliveryObserver
 from telemetry.messages import HEALTH_TASK
 from telemetry.metrics.catalogue import WorkerMetrics
@@ -55,6 +58,11 @@ class BrokerCheck:
     def __init__(self, connect: Callable[[float], Any], observe: Callable[[float], None]) -> None:
         self.connect = connect
         self.observe = observe
+
+    @classmethod
+    def for_app(cls, app: Celery, observe: Callable[[float], None]) -> BrokerCheck:
+        """PING ``app``'s resolved broker; ``observe`` gets each round trip's seconds."""
+        return cls(lambda timeout: broker_redis(app, socket_timeout=timeout), observe)
 
     def run(self, timeout: float) -> CheckResult:
         started = time.perf_counter()

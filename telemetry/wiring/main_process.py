@@ -37,7 +37,6 @@ from prometheus_client import CollectorRegistry, disable_created_metrics
 from telemetry.broker import (
     REDIS_DRIVERS,
     app_queues,
-    broker_redis,
     driver_type,
     visibility_timeout,
 )
@@ -69,8 +68,6 @@ from telemetry.wiring.producer import PUBLISH_HOOKS
 
 #: How often the consumer's event loop marks itself alive for /livez.
 LIVENESS_TICK_SECONDS = 1.0
-#: The depth poll must never hang a thread on a dead broker.
-QUEUE_POLL_SOCKET_TIMEOUT = 1.0
 #: Attempts at reading Celery's active requests from another thread.
 BUSY_READ_ATTEMPTS = 5
 
@@ -247,11 +244,9 @@ class WorkerTelemetry:
     def _start_queue_poller(self) -> Callable[[Iterable[str]], None]:
         """Poll depth and age in a thread; returns how to change the polled queues.
         Each poll first follows the consumer, so queues added at run time are polled."""
-        options = self.app.conf.broker_transport_options or {}
-        poller = QueuePoller(
-            broker_redis(self.app, socket_timeout=QUEUE_POLL_SOCKET_TIMEOUT),
+        poller = QueuePoller.for_app(
+            self.app,
             sorted(self.recorder.queues),
-            options,
             self.extensions.deadletter_key,
             self.metrics.broker,
         )
@@ -269,12 +264,7 @@ class WorkerTelemetry:
     def _start_readiness(self, hostname: str, concurrency: Callable[[], int]) -> None:
         checks: list[Check] = []
         if self.redis:
-            checks.append(
-                BrokerCheck(
-                    lambda timeout: broker_redis(self.app, socket_timeout=timeout),
-                    self.metrics.broker.ping.observe,
-                )
-            )
+            checks.append(BrokerCheck.for_app(self.app, self.metrics.broker.ping.observe))
         if self.health_task:
             health = HealthTaskCheck(
                 self._health_publisher(worker_direct(hostname)),

@@ -24,6 +24,7 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
+from functools import cached_property
 from typing import Any
 
 from celery import Celery
@@ -52,9 +53,6 @@ class PublishHooks:
         self.recorder: PublishRecorder | None = None
         self.spans: ProducerSpans | None = None
         self.configured = False
-        #: False until the first message with an ETA; then None on brokers without
-        #: a visibility timeout.
-        self.countdown: CountdownCheck | bool | None = False
         self._counters: dict[int, Counter] = {}
         self._lock = threading.Lock()
         self.receivers: tuple[receivers.Receiver, ...] = (
@@ -72,7 +70,8 @@ class PublishHooks:
         if self.apps.pop(id(app), None) is not None and not self.apps:
             receivers.disconnect(self.receivers)
             self.recorder = self.spans = None
-            self.configured = self.countdown = False
+            self.configured = False
+            self.__dict__.pop("countdown", None)  # built again for the apps installed next
 
     def take_over(self, recorder: PublishRecorder | None, spans: ProducerSpans | None) -> None:
         """A worker's process counts and traces its publishes its own way."""
@@ -126,20 +125,22 @@ class PublishHooks:
                     messaging_system(driver_type(app)),
                 )
 
+    @cached_property
+    def countdown(self) -> CountdownCheck | None:
+        """At the first message with an ETA: the check against the shortest visibility
+        timeout of the installed apps' Redis brokers; None when none is Redis."""
+        timeouts = [
+            visibility_timeout(app) for app, _ in list(self.apps.values()) if redis_broker(app)
+        ]
+        return CountdownCheck(min(timeouts)) if timeouts else None
+
     def _check_countdown(self, task: Any, eta: Any) -> None:
         """Never raises into the publish: a failure is one warning, and no more checks."""
         try:
-            if self.countdown is False:
-                timeouts = [
-                    visibility_timeout(app)
-                    for app, _ in list(self.apps.values())
-                    if redis_broker(app)
-                ]
-                self.countdown = CountdownCheck(min(timeouts)) if timeouts else None
-            if isinstance(self.countdown, CountdownCheck):
+            if self.countdown is not None:
                 self.countdown.check(str(task), eta)
         except Exception as exc:
-            self.countdown = None
+            self.__dict__["countdown"] = None
             logger.warning("the ETA check at publish is off: %s: %s", type(exc).__name__, exc)
 
     def _count(self, queue: str, task: str) -> None:

@@ -28,25 +28,23 @@ def fleet_rules(tmp_path: Path) -> list[str]:
     return list(RULE_FILES)
 
 
-def alert_names(tmp_path: Path) -> set[str]:
-    return {
-        rule["alert"]
+def generated(tmp_path: Path) -> list[dict[str, Any]]:
+    """Every rule of the files ``fleet_rules`` wrote."""
+    return [
+        rule
         for name in RULE_FILES
         for group in yaml.safe_load((tmp_path / name).read_text())["groups"]
         for rule in group["rules"]
-        if "alert" in rule
-    }
+    ]
+
+
+def alert_names(tmp_path: Path) -> set[str]:
+    return {rule["alert"] for rule in generated(tmp_path) if "alert" in rule}
 
 
 def fires(tmp_path: Path, name: str, **labels: str) -> dict[str, Any]:
     """An expected alert: its labels, and its annotations as generated (promtool compares both)."""
-    rule = next(
-        rule
-        for file in RULE_FILES
-        for group in yaml.safe_load((tmp_path / file).read_text())["groups"]
-        for rule in group["rules"]
-        if rule.get("alert") == name
-    )
+    rule = next(rule for rule in generated(tmp_path) if rule.get("alert") == name)
     annotations = {
         key: value.replace("{{ $labels.queue }}", labels.get("queue", ""))
         for key, value in rule["annotations"].items()
