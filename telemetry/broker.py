@@ -1,7 +1,10 @@
 """Plain redis-py clients for an app's broker: the depth poller and the broker check use them.
 
 They connect where the app's resolved broker points (``app.connection_for_read()``),
-with its TLS options, and never through kombu's prefixed client: key prefixes
+with its TLS options, and never through kombu's prefixed client. Behind
+``sentinel://`` URLs they connect to the master the sentinels name, asked again
+on every new connection, so after a failover they follow the new master as
+kombu's own connections do. Key prefixes
 are applied explicitly by the callers, because kombu's client does not prefix
 every command. :func:`redis_broker` tells whether there is a Redis to connect to:
 on another broker the telemetry serves no depth, age or broker check.
@@ -15,13 +18,18 @@ import redis
 from celery import Celery
 from kombu.connection import Connection
 from kombu.transport.redis import Channel as RedisChannel
+from kombu.transport.redis import SentinelTransport
+from kombu.utils.url import url_to_parts
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from redis.sentinel import Sentinel, SentinelConnectionPool
 
 #: Our own clients never wait long: a dead broker must not stall the caller.
 SOCKET_TIMEOUT_SECONDS = 5.0
 #: kombu's driver types that speak to a Redis server (``redis://``, ``rediss://``, ``unix://``).
 REDIS_DRIVERS = frozenset({"redis"})
+#: Sentinel's port when a ``sentinel://`` URL names none.
+SENTINEL_PORT = 26379
 #: Celery's per-worker direct queues (``worker_direct``): not the app's queues.
 DIRECT_SUFFIX = ".dq2"
 
@@ -46,14 +54,56 @@ def redis_for(
     if (connection.hostname or "").startswith("/"):
         return redis.Redis(unix_socket_path=connection.hostname, **kwargs)
     vhost = str(connection.virtual_host or "0").strip("/") or "0"
-    kwargs.update(
-        host=connection.hostname or "localhost", port=connection.port or 6379, db=int(vhost)
-    )
+    kwargs["db"] = int(vhost)
     if connection.ssl:
         kwargs["ssl"] = True
         if isinstance(connection.ssl, dict):
             kwargs.update(connection.ssl)
-    return redis.Redis(**kwargs)
+    if isinstance(connection.transport, SentinelTransport):
+        return _master_of(connection, kwargs)
+    return redis.Redis(
+        host=connection.hostname or "localhost", port=connection.port or 6379, **kwargs
+    )
+
+
+def _master_of(connection: Connection, kwargs: dict[str, Any]) -> redis.Redis:
+    """A client of the master the sentinels of ``connection``'s URLs name, as kombu's channel finds it.
+
+    The sentinels get the same timeouts and no retries, plus ``sentinel_kwargs``
+    (their own password and TLS) from the transport options.
+    """
+    options: dict[str, Any] = connection.transport_options or {}
+    sentinels = [
+        (url.hostname, url.port or SENTINEL_PORT)
+        for url in map(url_to_parts, connection.alt or [connection.as_uri(include_password=True)])
+        if url.scheme == "sentinel"
+    ]
+    timeouts = {key: kwargs[key] for key in ("retry", "socket_timeout", "socket_connect_timeout")}
+    manager = Sentinel(
+        sentinels,
+        min_other_sentinels=int(options.get("min_other_sentinels", 0)),
+        sentinel_kwargs={**timeouts, **(options.get("sentinel_kwargs") or {})},
+    )
+    master_name = options.get("master_name")
+    if not master_name:
+        raise ValueError("sentinel:// needs the 'master_name' transport option")
+    client: redis.Redis = manager.master_for(master_name, redis_class=redis.Redis, **kwargs)
+    return client
+
+
+def reached(client: redis.Redis) -> str:
+    """``host:port`` (or the socket path) of the server ``client`` last connected to; no credentials.
+
+    Behind Sentinel, the master it was given on its last connection.
+    """
+    pool = client.connection_pool
+    if isinstance(pool, SentinelConnectionPool):
+        address = pool.master_address
+        return f"{address[0]}:{address[1]}" if address else "unknown"
+    params = pool.connection_kwargs
+    if "path" in params:
+        return str(params["path"])
+    return f"{params.get('host', 'localhost')}:{params.get('port', 6379)}"
 
 
 def broker_redis(

@@ -17,7 +17,7 @@ from celery import Celery
 
 from worker import routing
 from worker.deadletters import transport
-from worker.settings import Settings, SettingsError, load_settings
+from worker.settings import SENTINEL_SCHEME, Settings, SettingsError, load_settings
 
 TASKS_PACKAGE = "worker.tasks"
 DEADLETTER_CONSUMER = "worker.deadletters.consumer:DeadLetteringConsumer"
@@ -35,13 +35,15 @@ def task_modules() -> list[str]:
     return [f"{TASKS_PACKAGE}.{m.name}" for m in pkgutil.iter_modules([str(path)])]
 
 
-def tls_options(settings: Settings) -> dict[str, Any] | None:
-    """Certificate-verifying TLS for ``rediss://``, or None for plaintext.
+def tls_options(settings: Settings, url: str) -> dict[str, Any] | None:
+    """Certificate-verifying TLS for ``url``, or None for plaintext.
 
-    Set explicitly because kombu applies its TLS default only when the transport
-    name is literally ``rediss``, and ours is a subclass registered by path.
+    TLS is on for ``rediss://``, and for a master found through ``sentinel://``
+    with ``BROKER_SENTINEL_TLS``. Set explicitly because kombu applies its TLS
+    default only when the URL scheme is literally ``rediss``.
     """
-    if not settings.broker_url.startswith("rediss://"):
+    sentinel_tls = url.startswith(SENTINEL_SCHEME) and settings.broker_sentinel_tls
+    if not (url.startswith("rediss://") or sentinel_tls):
         return None
     options: dict[str, Any] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
     if settings.redis_tls_ca_file:
@@ -49,9 +51,26 @@ def tls_options(settings: Settings) -> dict[str, Any] | None:
     return options
 
 
+def sentinel_options(settings: Settings, url: str) -> dict[str, Any]:
+    """The transport options that find the master through Sentinel, for a ``sentinel://`` URL.
+
+    ``master_name`` names the master; ``sentinel_kwargs`` are the sentinels' own
+    connection options (their password and TLS), the URL's password being the master's.
+    """
+    if not url.startswith(SENTINEL_SCHEME):
+        return {}
+    sentinel_kwargs: dict[str, Any] = {}
+    if settings.broker_sentinel_password:
+        sentinel_kwargs["password"] = settings.broker_sentinel_password
+    if settings.broker_sentinel_tls:
+        sentinel_kwargs.update(ssl=True, **(tls_options(settings, url) or {}))
+    return {"master_name": settings.broker_sentinel_master, "sentinel_kwargs": sentinel_kwargs}
+
+
 def transport_options(settings: Settings) -> dict[str, Any]:
     """kombu Redis channel options, plus the dead-letter limits our channel reads."""
     options: dict[str, Any] = {
+        **sentinel_options(settings, settings.broker_url),
         "visibility_timeout": settings.broker_visibility_timeout,
         "unacked_restore_interval": settings.broker_unacked_restore_interval,
         "unacked_restore_throttle": settings.broker_unacked_restore_throttle,
@@ -66,14 +85,14 @@ def transport_options(settings: Settings) -> dict[str, Any]:
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     """The Celery settings derived from ours; a pure function, for tests too."""
-    tls = tls_options(settings)
+    backend_options = sentinel_options(settings, settings.result_backend)
+    if settings.broker_key_prefix:
+        backend_options["global_keyprefix"] = settings.broker_key_prefix
     config: dict[str, Any] = {
         "broker_url": settings.broker_url,
         "result_backend": settings.result_backend,
         "broker_transport_options": transport_options(settings),
-        "result_backend_transport_options": (
-            {"global_keyprefix": settings.broker_key_prefix} if settings.broker_key_prefix else {}
-        ),
+        "result_backend_transport_options": backend_options,
         "broker_connection_retry_on_startup": True,
         "task_serializer": "json",
         "result_serializer": "json",
@@ -109,9 +128,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_send_task_events": False,
         "jobpilot_settings": settings,
     }
-    if tls is not None:
-        config["broker_use_ssl"] = tls
-        config["redis_backend_use_ssl"] = tls
+    broker_tls = tls_options(settings, settings.broker_url)
+    if broker_tls is not None:
+        config["broker_use_ssl"] = broker_tls
+    backend_tls = tls_options(settings, settings.result_backend)
+    if backend_tls is not None:
+        config["redis_backend_use_ssl"] = backend_tls
     return config
 
 

@@ -20,9 +20,12 @@ from typing import Annotated
 from pydantic import Field, field_validator, model_validator
 
 from telemetry.settings import ConfigError, TelemetrySettings, read_settings
-from worker.urls import redact_url
+from worker.urls import REDACTED, redact_url
 
-BROKER_SCHEMES = ("redis://", "rediss://", "unix://")
+BROKER_SCHEMES = ("redis://", "rediss://", "unix://", "sentinel://")
+SENTINEL_SCHEME = "sentinel://"
+#: The URL variables a Redis broker or result backend is read from.
+REDIS_URL_VARIABLES = ("redis_url", "celery_broker_url", "celery_result_backend")
 DATABASE_SCHEMES = ("postgresql+asyncpg://", "sqlite+aiosqlite://")
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./jobpilot.db"
 # Kombu's Redis visibility timeout must outlast the longest a message can be
@@ -64,19 +67,28 @@ class Settings(TelemetrySettings):
     deadletter_max: PositiveInt = 10_000
     deadletter_max_bytes: PositiveInt = 67_108_864
     redis_tls_ca_file: str | None = None
+    # Redis Sentinel: the master's name, the sentinels' own password, TLS to the
+    # sentinels and the master. Only with sentinel:// URLs.
+    broker_sentinel_master: str | None = None
+    broker_sentinel_password: str | None = None
+    broker_sentinel_tls: bool = False
     # Celery reads these two straight from the environment: refused when set.
     celery_broker_read_url: str | None = None
     celery_broker_write_url: str | None = None
 
-    @field_validator("redis_url", "celery_broker_url", "celery_result_backend")
+    @field_validator(*REDIS_URL_VARIABLES)
     @classmethod
     def _redis_scheme(cls, value: str | None) -> str | None:
-        if value is not None and ";" in value:
+        if value is None:
+            return None
+        urls = value.split(";")
+        if len(urls) > 1 and not all(url.startswith(SENTINEL_SCHEME) for url in urls):
             raise ValueError(
-                "a ;-separated failover list is not supported: the readiness check, the depth "
-                "poller and the dead-letter writer would stay on the first URL; give one URL"
+                "a ;-separated list is supported for sentinel:// URLs only: a failover list of "
+                "Redis servers is not, as kombu would switch servers that do not replicate "
+                "each other; give one URL, or the sentinels"
             )
-        if value is not None and not value.startswith(BROKER_SCHEMES):
+        if not all(url.startswith(BROKER_SCHEMES) for url in urls):
             raise ValueError(f"must start with one of {', '.join(BROKER_SCHEMES)}")
         return value
 
@@ -118,7 +130,30 @@ class Settings(TelemetrySettings):
                 f"must exceed 1.1 x (TASK_TIME_LIMIT + MAX_RETRY_COUNTDOWN) = {floor:g}s, "
                 "or unacked messages are redelivered while still running",
             )
+        self._sentinel_agrees()
         return self
+
+    def _sentinel_agrees(self) -> None:
+        if self.uses_sentinel and not self.broker_sentinel_master:
+            raise SettingsError(
+                "BROKER_SENTINEL_MASTER", "required with sentinel:// URLs: the master's name"
+            )
+        if self.uses_sentinel:
+            return
+        for name in ("broker_sentinel_master", "broker_sentinel_password", "broker_sentinel_tls"):
+            if getattr(self, name):
+                raise SettingsError(
+                    name.upper(),
+                    "set without a sentinel:// URL in REDIS_URL, CELERY_BROKER_URL or "
+                    "CELERY_RESULT_BACKEND",
+                )
+
+    @property
+    def uses_sentinel(self) -> bool:
+        """Whether the broker or the result backend is found through Sentinel."""
+        return any(
+            url.startswith(SENTINEL_SCHEME) for url in (self.broker_url, self.result_backend)
+        )
 
     @property
     def broker_url(self) -> str:
@@ -140,9 +175,11 @@ class Settings(TelemetrySettings):
     def describe(self) -> dict[str, object]:
         """The settings with every URL's credentials scrubbed, for logs and /readyz."""
         shown = self.model_dump()
-        for key in ("redis_url", "celery_broker_url", "celery_result_backend", "database_url"):
+        for key in (*REDIS_URL_VARIABLES, "database_url"):
             if shown[key] is not None:
-                shown[key] = redact_url(shown[key])
+                shown[key] = ";".join(redact_url(url) for url in shown[key].split(";"))
+        if shown["broker_sentinel_password"] is not None:
+            shown["broker_sentinel_password"] = REDACTED
         return shown
 
 

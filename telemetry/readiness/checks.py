@@ -2,7 +2,8 @@
 
 * ``broker``: a Redis PING on a fresh connection. It catches a broker that is down,
   refuses us, or no longer answers, even while kombu's own connection is still
-  reconnecting.
+  reconnecting. Behind Sentinel the connection goes to the master the sentinels
+  name at that moment, and the check reports which server it reached.
 * ``database`` (only when the app hands over a database round trip, as the
   jobpilot worker does when ``DATABASE_URL`` is set): the app's ``SELECT 1`` on a
   fresh connection, untraced.
@@ -26,9 +27,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import redis
 from celery import Celery
 
-from telemetry.broker import broker_redis
+from telemetry.broker import broker_redis, reached
 from telemetry.delivery.observers import SUCCEEDED, DeliveryObserver
 from telemetry.messages import HEALTH_TASK
 from telemetry.metrics.catalogue import WorkerMetrics
@@ -42,6 +44,8 @@ class CheckResult:
     latency: float
     error: str | None = None
     busy: bool = False
+    #: The server a check reached (``host:port``), where it tells.
+    reached: str | None = None
 
 
 class Check(Protocol):
@@ -55,7 +59,9 @@ class BrokerCheck:
 
     name = "broker"
 
-    def __init__(self, connect: Callable[[float], Any], observe: Callable[[float], None]) -> None:
+    def __init__(
+        self, connect: Callable[[float], redis.Redis], observe: Callable[[float], None]
+    ) -> None:
         self.connect = connect
         self.observe = observe
 
@@ -70,12 +76,14 @@ class BrokerCheck:
         try:
             client.ping()
         except Exception as exc:
-            return CheckResult(False, time.perf_counter() - started, type(exc).__name__)
+            return CheckResult(
+                False, time.perf_counter() - started, type(exc).__name__, reached=reached(client)
+            )
         finally:
             client.close()
         latency = time.perf_counter() - started
         self.observe(latency)
-        return CheckResult(True, latency)
+        return CheckResult(True, latency, reached=reached(client))
 
 
 class DatabaseCheck:

@@ -77,9 +77,13 @@ class ReadinessProbe:
         self.ready.set(0)
 
     def _loop(self, check: Check) -> None:
+        """Start a run every interval, however long the last took: a check that timed
+        out does not put off the next (the timeout is below the interval)."""
+        due = time.monotonic()
         while not self._stop.is_set():
             self.run_once(check)
-            self._stop.wait(self.interval)
+            due += self.interval
+            self._stop.wait(max(0.0, due - time.monotonic()))
 
     def run_once(self, check: Check) -> CheckResult:
         try:
@@ -121,6 +125,7 @@ class ReadinessProbe:
                     "required": name in self.required,
                     "latency_seconds": round(state.result.latency, 6) if state.result else None,
                     "error": state.result.error if state.result else "not run yet",
+                    "reached": state.result.reached if state.result else None,
                     "checked_at": state.checked_at,
                 }
                 for name, state in self._states.items()

@@ -49,3 +49,21 @@ def item(**kwargs: Any) -> str:
 
 def deep_json(depth: int) -> str:
     return "[" * depth + "]" * depth
+
+
+def poison_items() -> dict[str, str | bytes]:
+    """One malformed item of each dead-letter reason, by reason."""
+    no_id = envelope()
+    del no_id["headers"]["id"]
+    bad_base64 = envelope()
+    bad_base64["body"] = "abc"  # invalid padding: a stock worker exits on it
+    return {
+        "not_json": b"\x80 definitely not json",
+        "bad_envelope": json.dumps(bad_base64),
+        "missing_header": json.dumps(no_id),
+        "content_type": item(body=PICKLED_ONE, content_type="application/x-python-serialize"),
+        "bad_body": item(body=b"[1, 2]"),
+        "unknown_task": item(task="no_such_task"),
+        "too_large": b"x" * 10_000_000,  # 10 MB
+        "bad_arguments": item(task="briefing_compile", body=b'[["only-topic"], {}, {}]'),
+    }

@@ -76,9 +76,10 @@ def own_headers(self: Any) -> dict[str, Any]:
 
 
 def _redis() -> Any:
-    import redis
+    """The broker, where the app's connection finds it (behind Sentinel too)."""
+    from worker.redis_client import task_redis
 
-    return redis.Redis.from_url(app.conf.broker_url)
+    return task_redis(app)
 
 
 @app.task(name="tests.count_run")
@@ -108,8 +109,7 @@ def retry_n(self: Any, times: int) -> int:
 def nap_then_count(key: str, seconds: float) -> int:
     """Sleeps, then counts its own execution in the Redis key ``key``; out of
     reach of Redis, the count fails within a second instead of hanging."""
-    import redis
+    from telemetry.broker import broker_redis
 
     time.sleep(seconds)
-    client = redis.Redis.from_url(app.conf.broker_url, socket_timeout=1, socket_connect_timeout=1)
-    return int(client.incr(key))
+    return int(broker_redis(app, socket_timeout=1).incr(key))

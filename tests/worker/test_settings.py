@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import ssl
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from tests.support.worker_process import ROOT
+from worker.celery_app import celery_config
 from worker.settings import Settings, SettingsError, load_settings
 
 
@@ -53,8 +57,15 @@ def test_settings_are_frozen() -> None:
         ("BROKER_VISIBILITY_TIMEOUT", "100", "must exceed 1.1 x"),
         ("WORKER_MAX_TASKS_PER_CHILD", "-1", "greater than 0"),
         ("REDIS_TLS_CA_FILE", "/nonexistent/ca.pem", "no such file"),
-        ("REDIS_URL", "redis://a:6379/0;redis://b:6379/0", "failover list is not supported"),
+        ("REDIS_URL", "redis://a:6379/0;redis://b:6379/0", "failover list of Redis servers"),
         ("CELERY_BROKER_URL", "redis://a:6379/0;redis://b:6379/0", "failover list"),
+        ("CELERY_RESULT_BACKEND", "redis://a:6379/0;redis://b:6379/0", "failover list"),
+        ("REDIS_URL", "sentinel://a:26379/0;redis://b:6379/0", "for sentinel:// URLs only"),
+        ("REDIS_URL", "sentinel://a:26379/0;http://b:6379/0", "for sentinel:// URLs only"),
+        ("BROKER_SENTINEL_MASTER", "jobpilot", "without a sentinel:// URL"),
+        ("BROKER_SENTINEL_PASSWORD", "s3cret", "without a sentinel:// URL"),
+        ("BROKER_SENTINEL_TLS", "true", "without a sentinel:// URL"),
+        ("BROKER_SENTINEL_TLS", "sometimes", "valid boolean"),
         ("CELERY_BROKER_READ_URL", "redis://replica:6379/0", "not supported"),
         ("CELERY_BROKER_WRITE_URL", "redis://primary:6379/0", "not supported"),
     ],
@@ -105,11 +116,18 @@ def test_the_secret_is_not_echoed_in_the_error(monkeypatch: pytest.MonkeyPatch) 
         ("LOG_LEVEL", "LOUD"),
         ("REDIS_URL", "redis://localhost:6379/13;redis://localhost:6380/13"),
         ("CELERY_BROKER_READ_URL", "redis://localhost:6379/13"),
+        ("BROKER_SENTINEL_MASTER", "jobpilot"),
+        # A sentinel:// URL without BROKER_SENTINEL_MASTER is refused naming the missing one
+        ("BROKER_SENTINEL_MASTER", None),
     ],
 )
-def test_the_worker_exits_with_exactly_one_line(variable: str, value: str) -> None:
+def test_the_worker_exits_with_exactly_one_line(variable: str, value: str | None) -> None:
     # Given a bad variable, when the real worker command starts
-    env = {"PATH": "/usr/bin:/bin", "REDIS_URL": "redis://localhost:6379/13", variable: value}
+    env = {"PATH": "/usr/bin:/bin", "REDIS_URL": "redis://localhost:6379/13"}
+    if value is None:
+        env["REDIS_URL"] = "sentinel://localhost:26379/13;sentinel://localhost:26380/13"
+    else:
+        env[variable] = value
     done = subprocess.run(
         [sys.executable, "-m", "celery", "-A", "worker", "worker", "-Q", "default"],
         cwd=ROOT,
@@ -123,6 +141,59 @@ def test_the_worker_exits_with_exactly_one_line(variable: str, value: str) -> No
     lines = (done.stdout + done.stderr).strip().splitlines()
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"settings: {variable}: ")
+
+
+def test_a_sentinel_list_needs_the_master_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given sentinel:// URLs and no master name
+    monkeypatch.setenv("REDIS_URL", "sentinel://s1:26379/0;sentinel://s2:26379/0")
+    # Then the missing variable is named
+    with pytest.raises(SettingsError, match=r"^settings: BROKER_SENTINEL_MASTER: required"):
+        load_settings()
+    # And with it, the list is accepted as the broker and the result backend
+    monkeypatch.setenv("BROKER_SENTINEL_MASTER", "jobpilot")
+    settings = load_settings()
+    assert settings.uses_sentinel
+    assert settings.broker_url == settings.result_backend == os.environ["REDIS_URL"]
+
+
+def test_sentinel_options_reach_the_broker_and_the_result_backend(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Given a sentinel list with a master password, the sentinels' password, and TLS
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_text("a CA bundle\n")
+    monkeypatch.setenv("REDIS_URL", "sentinel://:master-pw@s1:26379/2;sentinel://s2:26380/2")
+    monkeypatch.setenv("BROKER_SENTINEL_MASTER", "jobpilot")
+    monkeypatch.setenv("BROKER_SENTINEL_PASSWORD", "sentinel-pw")
+    monkeypatch.setenv("BROKER_SENTINEL_TLS", "true")
+    monkeypatch.setenv("REDIS_TLS_CA_FILE", str(ca_file))
+    settings = load_settings()
+    config = celery_config(settings)
+    # Then kombu and the result backend get the master's name and the sentinels' own options
+    verified = {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_ca_certs": str(ca_file)}
+    sentinel_kwargs = {"password": "sentinel-pw", "ssl": True, **verified}
+    for options in (config["broker_transport_options"], config["result_backend_transport_options"]):
+        assert options["master_name"] == "jobpilot"
+        assert options["sentinel_kwargs"] == sentinel_kwargs
+    # And the master is reached over verified TLS, with the URL's password
+    assert config["broker_use_ssl"] == config["redis_backend_use_ssl"] == verified
+    assert config["broker_url"] == os.environ["REDIS_URL"]
+    # And the description shows neither password
+    shown = repr(settings.describe())
+    assert "master-pw" not in shown and "sentinel-pw" not in shown
+    assert "sentinel://***@s1:26379/2;sentinel://s2:26380/2" in shown
+
+
+def test_a_redis_result_backend_beside_a_sentinel_broker_gets_no_sentinel_options(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CELERY_BROKER_URL", "sentinel://s1:26379/0")
+    monkeypatch.setenv("CELERY_RESULT_BACKEND", "redis://results:6379/1")
+    monkeypatch.setenv("BROKER_SENTINEL_MASTER", "jobpilot")
+    config = celery_config(load_settings())
+    assert config["broker_transport_options"]["master_name"] == "jobpilot"
+    assert "master_name" not in config["result_backend_transport_options"]
+    assert "broker_use_ssl" not in config and "redis_backend_use_ssl" not in config
 
 
 def test_import_reads_no_settings(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -158,5 +229,8 @@ def test_settings_type_has_every_pinned_variable() -> None:
         "max_message_bytes",
         "deadletter_max",
         "deadletter_max_bytes",
+        "broker_sentinel_master",
+        "broker_sentinel_password",
+        "broker_sentinel_tls",
     }
     assert pinned <= set(Settings.model_fields)

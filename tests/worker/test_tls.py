@@ -21,7 +21,7 @@ import redis
 from tests.support.endpoints import readyz
 from tests.support.tracing import run_as_producer
 from tests.support.worker_process import WorkerProcess, free_port, wait_until
-from worker.celery_app import tls_options
+from worker.celery_app import celery_config
 from worker.settings import load_settings
 
 
@@ -114,10 +114,22 @@ def test_rediss_urls_require_a_verified_certificate(
     ca_file.write_text("a CA bundle\n")
     monkeypatch.setenv("REDIS_URL", "rediss://localhost:6380/0")
     monkeypatch.setenv("REDIS_TLS_CA_FILE", str(ca_file))
-    options = tls_options(load_settings())
-    assert options == {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_ca_certs": str(ca_file)}
+    config = celery_config(load_settings())
+    verified = {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_ca_certs": str(ca_file)}
+    assert config["broker_use_ssl"] == config["redis_backend_use_ssl"] == verified
     monkeypatch.delenv("REDIS_TLS_CA_FILE")
-    assert tls_options(load_settings()) == {"ssl_cert_reqs": ssl.CERT_REQUIRED}  # system store
+    config = celery_config(load_settings())
+    assert config["broker_use_ssl"] == {"ssl_cert_reqs": ssl.CERT_REQUIRED}  # system store
+
+
+def test_a_plaintext_backend_beside_a_rediss_broker_gets_no_tls(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CELERY_BROKER_URL", "rediss://localhost:6380/0")
+    monkeypatch.setenv("CELERY_RESULT_BACKEND", "redis://localhost:6379/1")
+    config = celery_config(load_settings())
+    assert config["broker_use_ssl"] == {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    assert "redis_backend_use_ssl" not in config
 
 
 def run_through(env: dict[str, str]) -> str:

@@ -1,9 +1,11 @@
 """kombu's Redis transport with a channel that validates every popped item.
 
-Registered under kombu's ``redis``, ``rediss`` and ``unix`` aliases (:func:`register`),
-so every ``kombu.Connection`` of the process uses it for those URLs, including one
-that ``Connection.switch()`` re-derives from the next URL of a failover list, and
-the app's URL keeps its real scheme (``as_uri()``), which tools such as Flower parse. An item that fails
+Registered under kombu's ``redis``, ``rediss``, ``unix`` and ``sentinel`` aliases
+(:func:`register`), so every ``kombu.Connection`` of the process uses it for those
+URLs, including one that ``Connection.switch()`` re-derives from the next URL of a
+failover list, and the app's URL keeps its real scheme (``as_uri()``), which tools
+such as Flower parse. ``sentinel://`` gets the same channel on top of kombu's
+``SentinelChannel``, which finds the master through Sentinel. An item that fails
 :func:`~worker.deadletters.validation.judge` is moved to the dead-letter list
 as read and never reaches kombu's ``Message``.
 
@@ -128,17 +130,29 @@ class Transport(kombu_redis.Transport):
     Channel = Channel
 
 
-#: The URL schemes whose connections use this transport.
-SCHEMES = ("redis", "rediss", "unix")
+class SentinelChannel(Channel, kombu_redis.SentinelChannel):
+    """Ours, connected to the master that Sentinel names (kombu's ``SentinelChannel``)."""
+
+
+class SentinelTransport(kombu_redis.SentinelTransport):
+    Channel = SentinelChannel
+
+
+#: The URL schemes whose connections use these transports.
+SCHEMES: dict[str, type[kombu_redis.Transport]] = {
+    "redis": Transport,
+    "rediss": Transport,
+    "unix": Transport,
+    "sentinel": SentinelTransport,
+}
 
 
 def register() -> None:
-    """Resolve :data:`SCHEMES` to this transport in kombu; idempotent.
+    """Resolve :data:`SCHEMES` to these transports in kombu; idempotent.
 
     Both the alias table (names resolved later) and kombu's resolved-class cache
     (names resolved already, which the alias table alone would not change).
     """
-    path = f"{__name__}:Transport"
-    for scheme in SCHEMES:
-        kombu_transport.TRANSPORT_ALIASES[scheme] = path
-        kombu_transport._transport_cache[scheme] = Transport
+    for scheme, transport_class in SCHEMES.items():
+        kombu_transport.TRANSPORT_ALIASES[scheme] = f"{__name__}:{transport_class.__name__}"
+        kombu_transport._transport_cache[scheme] = transport_class

@@ -88,6 +88,7 @@ def test_every_connection_uses_ours_even_resolved_before_import_and_after_a_swit
         "from kombu import Connection\n"
         "from kombu.transport import get_transport_cls\n"
         "stock = get_transport_cls('redis')\n"
+        "get_transport_cls('sentinel')\n"
         "import worker\n"
         "from worker.celery_app import app\n"
         "from worker.deadletters.transport import Transport\n"
@@ -98,10 +99,18 @@ def test_every_connection_uses_ours_even_resolved_before_import_and_after_a_swit
         "c.maybe_switch_next()\n"
         "seen.append(isinstance(c.transport, Transport) and c.as_uri().startswith('rediss://'))\n"
         "seen.append(isinstance(Connection('unix:///tmp/redis.sock').transport, Transport))\n"
+        # And a sentinel:// list gets our channel on top of kombu's SentinelChannel
+        "from kombu.transport.redis import SentinelChannel as Stock\n"
+        "from worker.deadletters.transport import SentinelTransport, Channel\n"
+        "s = Connection('sentinel://127.0.0.1:1/0;sentinel://127.0.0.1:2/0')\n"
+        "s.maybe_switch_next()\n"
+        "seen.append(isinstance(s.transport, SentinelTransport)\n"
+        "    and issubclass(s.transport.Channel, Channel) and issubclass(s.transport.Channel, Stock)\n"
+        "    and s.as_uri().startswith('sentinel://') and s.as_uri().endswith('127.0.0.1:2/0'))\n"
         "seen.append(app.connection_for_read().as_uri())\n"
         "print(seen)\n"
     )
     seen = run_as_producer({"REDIS_URL": "redis://:secret@127.0.0.1:6379/0"}, code)
     # Then every connection, before and after the switch, uses the validating transport,
     # and the app's URL keeps its scheme with the password masked
-    assert seen == "[True, True, True, True, True, 'redis://:**@127.0.0.1:6379/0']"
+    assert seen == "[True, True, True, True, True, True, 'redis://:**@127.0.0.1:6379/0']"

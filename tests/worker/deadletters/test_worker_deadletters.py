@@ -11,28 +11,11 @@ import pytest
 import redis
 
 from tests.support.deadletters import DEADLETTER_KEY, health_round_trip, records
-from tests.support.messages import PICKLED_ONE, deep_json, envelope, item
+from tests.support.messages import deep_json, item, poison_items
 from tests.support.worker_process import ROOT, WorkerProcess, wait_until
 from worker.celery_app import app
 
 pytestmark = pytest.mark.integration
-
-
-def poison_items() -> dict[str, str | bytes]:
-    no_id = envelope()
-    del no_id["headers"]["id"]
-    bad_base64 = envelope()
-    bad_base64["body"] = "abc"  # invalid padding: a stock worker exits on it
-    return {
-        "not_json": b"\x80 definitely not json",
-        "bad_envelope": json.dumps(bad_base64),
-        "missing_header": json.dumps(no_id),
-        "content_type": item(body=PICKLED_ONE, content_type="application/x-python-serialize"),
-        "bad_body": item(body=b"[1, 2]"),
-        "unknown_task": item(task="no_such_task"),
-        "too_large": b"x" * 10_000_000,  # 10 MB
-        "bad_arguments": item(task="briefing_compile", body=b'[["only-topic"], {}, {}]'),
-    }
 
 
 def test_every_reason_is_dead_lettered_and_the_worker_keeps_serving(
