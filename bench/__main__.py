@@ -1,4 +1,4 @@
-"""``python -m bench [--suite all|drain|scrape|producer|spans|memory|profile|hammer] [--n N] [--pairs P] [--tasks ...]``.
+"""``python -m bench [--suite all|drain|scrape|producer|spans|memory|profile|hammer|failover] [--n N] [--pairs P] [--tasks ...]``.
 
 ``all`` (the default) runs ``scrape``, ``producer``, ``spans``, ``drain``,
 ``memory`` and ``profile`` and prints their tables; results are merged into
@@ -19,6 +19,9 @@ bench/results/latest.json under those keys.
 * ``hammer`` compares a metrics-on worker whose /metrics is scraped 50 times a
   second while it drains against the same worker unscraped (with an A/A
   control), and writes bench/results/hammer.json.
+* ``failover`` kills a Sentinel-watched master mid-stream ``--runs`` times and
+  counts the acknowledged publishes the promoted replica lacks
+  (:mod:`bench.failover`); it writes bench/results/failover.json.
 
 Each drain session is bracketed by a CPU-speed check (:mod:`bench.steadiness`),
 kept in its verdict.
@@ -38,7 +41,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench import memory, producer, profile, scrape, spans, steadiness
+from bench import failover, memory, producer, profile, scrape, spans, steadiness
 from bench.drain import Drainer, Variant, default_workdir, summarize
 from bench.sink import DiscardingSink
 from bench.sliced import SLICE_SIZE, sliced
@@ -103,7 +106,7 @@ DRAIN_SUITES = {
     "hammer": ("metrics", lambda _sink: hammer_variants()),
 }
 #: Suites whose results go to a file of their own, named after them.
-SIDE_SUITES = ("hammer",)
+SIDE_SUITES = ("hammer", "failover")
 SUITES = (
     "all",
     "drain",
@@ -113,6 +116,7 @@ SUITES = (
     "memory",
     "profile",
     "hammer",
+    "failover",
 )
 
 
@@ -189,6 +193,7 @@ def main() -> int:
     parser.add_argument("--producer-n", type=int, default=5000)
     parser.add_argument("--profile-n", type=int, default=20_000)
     parser.add_argument("--tasks", default="bench_noop,bench_cpu")
+    parser.add_argument("--runs", type=int, default=5, help="failovers in the failover suite")
     parser.add_argument(
         "--steadiness-samples",
         type=int,
@@ -234,7 +239,10 @@ def main() -> int:
     if args.suite in ("all", "spans"):
         report["spans"] = spans.measure(args.pairs)
         spans.print_table(report["spans"])
-    if args.suite in ("all", "drain", *SIDE_SUITES):
+    if args.suite == "failover":
+        report["failover"] = failover.measure(args.runs)
+        failover.print_table(report["failover"])
+    if args.suite in ("all", "drain", "hammer"):
         suite = "drain" if args.suite == "all" else args.suite
         report.update(n=args.n, pairs=args.pairs, slice=args.slice, suite=suite)
         results, verdicts = drain_table(
