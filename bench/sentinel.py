@@ -1,8 +1,10 @@
-"""A replicated Redis behind three sentinels, on free ports: the failover suite and test use it.
+"""A replicated Redis behind three sentinels, on free ports: the failover suite and tests use it.
 
 The master and its replica persist with AOF (as README, Guarantees asks); the
 sentinels run with the timings the failover test pins:
-``down-after-milliseconds 1000`` and ``failover-timeout 5000``.
+``down-after-milliseconds 1000`` and ``failover-timeout 5000``. Given a
+:class:`Tls`, every server listens on TLS only, and the servers speak TLS to
+each other.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -36,20 +40,55 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None
         time.sleep(0.05)
 
 
+@dataclass(frozen=True)
+class Tls:
+    """A server certificate and key, and the CA that signed it (for 127.0.0.1)."""
+
+    cert_file: Path
+    key_file: Path
+    ca_file: Path
+
+    def server_options(self, port: int) -> dict[str, str]:
+        """TLS only on ``port``, to clients and between the servers; clients need no certificate."""
+        return {
+            "port": "0",
+            "tls-port": str(port),
+            "tls-cert-file": str(self.cert_file),
+            "tls-key-file": str(self.key_file),
+            "tls-ca-cert-file": str(self.ca_file),
+            "tls-auth-clients": "no",
+            "tls-replication": "yes",
+        }
+
+    def client_options(self) -> dict[str, Any]:
+        return {"ssl": True, "ssl_ca_certs": str(self.ca_file), "ssl_cert_reqs": "required"}
+
+
+def client(port: int, tls: Tls | None, **options: Any) -> redis.Redis:
+    """A client of the server on ``port`` of this host, over TLS when ``tls`` is given."""
+    return redis.Redis(
+        host="127.0.0.1", port=port, **(tls.client_options() if tls else {}), **options
+    )
+
+
 class RedisNode:
     """One redis-server with AOF (``appendfsync always``) in its own directory; restartable."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, tls: Tls | None = None) -> None:
         self.workdir = workdir
+        self.tls = tls
         self.port = free_port()
         self.extra_args: tuple[str, ...] = ()
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> RedisNode:
         self.workdir.mkdir(exist_ok=True)
+        listen = self.tls.server_options(self.port) if self.tls else {"port": str(self.port)}
         self.process = subprocess.Popen(
             [
-                *("redis-server", "--port", str(self.port), "--bind", "127.0.0.1"),
+                "redis-server",
+                *(arg for name, value in listen.items() for arg in (f"--{name}", value)),
+                *("--bind", "127.0.0.1"),
                 *("--save", "", "--appendonly", "yes", "--appendfsync", "always"),
                 # A replica's first full sync starts at once, not after Redis's 5 s wait.
                 *("--repl-diskless-sync-delay", "0"),
@@ -58,9 +97,12 @@ class RedisNode:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        client = redis.Redis(port=self.port, socket_timeout=0.5)
-        wait_for(lambda: _pings(client), START_TIMEOUT_SECONDS, f"redis-server on {self.port}")
+        probe = self.client(socket_timeout=0.5)
+        wait_for(lambda: _pings(probe), START_TIMEOUT_SECONDS, f"redis-server on {self.port}")
         return self
+
+    def client(self, **options: Any) -> redis.Redis:
+        return client(self.port, self.tls, **options)
 
     def kill(self) -> None:
         """SIGKILL, as a crash would."""
@@ -89,10 +131,11 @@ def _pings(client: redis.Redis) -> bool:
 class SentinelGroup:
     """A master, a replica of it, and three sentinels watching them."""
 
-    def __init__(self, workdir: Path, sentinels: int = 3) -> None:
+    def __init__(self, workdir: Path, sentinels: int = 3, tls: Tls | None = None) -> None:
         self.workdir = workdir
-        self.master = RedisNode(workdir / "master")
-        self.replica = RedisNode(workdir / "replica")
+        self.tls = tls
+        self.master = RedisNode(workdir / "master", tls)
+        self.replica = RedisNode(workdir / "replica", tls)
         self.sentinel_ports = [free_port() for _ in range(sentinels)]
         self._sentinels: list[subprocess.Popen[bytes]] = []
 
@@ -112,9 +155,9 @@ class SentinelGroup:
 
     def _start_sentinel(self, port: int) -> subprocess.Popen[bytes]:
         conf = self.workdir / f"sentinel-{port}.conf"
+        listen = self.tls.server_options(port) if self.tls else {"port": str(port)}
         conf.write_text(
-            f"port {port}\n"
-            "bind 127.0.0.1\n"
+            "".join(f"{name} {value}\n" for name, value in listen.items()) + "bind 127.0.0.1\n"
             f"dir {self.workdir}\n"
             f"sentinel monitor {MASTER_NAME} 127.0.0.1 {self.master.port} {QUORUM}\n"
             f"sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}\n"
@@ -132,13 +175,13 @@ class SentinelGroup:
         return self.master_port() == self.replica.port
 
     def sentinel(self, index: int = 0) -> redis.Redis:
-        return redis.Redis(port=self.sentinel_ports[index], socket_timeout=1, decode_responses=True)
+        return client(self.sentinel_ports[index], self.tls, socket_timeout=1, decode_responses=True)
 
     def _settled(self) -> bool:
         """The replica is in sync, and every sentinel sees it and the other sentinels."""
         others = len(self.sentinel_ports) - 1
         try:
-            replication = redis.Redis(port=self.replica.port).info("replication")
+            replication = self.replica.client(socket_timeout=1).info("replication")
             return replication.get("master_link_status") == "up" and all(
                 _count(self.sentinel(i).sentinel_sentinels(MASTER_NAME)) == others
                 and _count(self.sentinel(i).sentinel_slaves(MASTER_NAME)) == 1

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
 import telemetry
+from tests.support.broker_exporter import ExporterProcess
 from tests.support.otlp_receiver import OtlpReceiver
 from tests.support.worker_process import WorkerProcess
 from worker.celery_app import app
@@ -125,6 +126,22 @@ def start_worker(
         for worker in started:
             print(f"--- {worker.name} exited {worker.process and worker.process.returncode}:")
             print(worker.log()[-WORKER_LOG_TAIL:])
+
+
+@pytest.fixture
+def start_exporter(log_dir: Path) -> Iterator[Callable[..., ExporterProcess]]:
+    """Start broker exporters for a test; every one is stopped afterwards, even when the test
+    stops early (a skip, a failed start)."""
+    started: list[ExporterProcess] = []
+
+    def start(env: dict[str, str], *args: str, app: str = "worker") -> ExporterProcess:
+        exporter = ExporterProcess(env, log_dir, *args, app=app)
+        started.append(exporter)
+        return exporter.start()
+
+    yield start
+    for exporter in started:
+        exporter.stop()
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import redis
 
 from tests.dashboards.artifacts import panel_queries, substitute_variables
 from tests.dashboards.artifacts import rules as all_rules
-from tests.support.broker_exporter import start_exporter
+from tests.support.broker_exporter import ExporterProcess
 from tests.support.database import schema_command
 from tests.support.messages import item
 from tests.support.prometheus import Prometheus, start_prometheus
@@ -37,7 +37,7 @@ def scraped_worker(
     start_worker: Callable[..., WorkerProcess],
     worker_env: dict[str, str],
     redis_client: redis.Redis,
-    log_dir: Path,
+    start_exporter: Callable[..., ExporterProcess],
 ) -> Iterator[tuple[WorkerProcess, Prometheus]]:
     assert schema_command(worker_env["DATABASE_URL"]).returncode == 0
     env = {
@@ -49,7 +49,7 @@ def scraped_worker(
     }
     # The broker state comes from the exporter alone, as in a fleet that runs one.
     worker = start_worker({**env, "QUEUE_POLL_ENABLED": "false"})
-    exporter = start_exporter(env, log_dir)
+    exporter = start_exporter(env)
     prometheus = start_prometheus(
         tmp_path,
         {

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.support.broker_exporter import start_exporter
+from tests.support.broker_exporter import ExporterProcess
 from tests.support.netns import Host, Hosts
 from tests.support.private_redis import PrivateRedis
 from tests.support.prometheus import start_prometheus
@@ -64,9 +64,9 @@ def hosts() -> Iterator[list[Host]]:
 def test_a_cut_worker_s_tasks_run_elsewhere_and_every_count_adds_up(
     hosts: list[Host],
     tmp_path: Path,
-    log_dir: Path,
     worker_env: dict[str, str],
     start_worker: Callable[..., WorkerProcess],
+    start_exporter: Callable[..., ExporterProcess],
 ) -> None:
     # Given one Redis, reachable from each namespace through its own link
     broker = PrivateRedis(
@@ -94,7 +94,7 @@ def test_a_cut_worker_s_tasks_run_elsewhere_and_every_count_adds_up(
         worker = start_worker(env, command=command)
         worker.metrics_url = f"http://{host.address}:{METRICS_PORT}/metrics"
         workers.append(worker)
-    exporter = start_exporter({**SHORT_VISIBILITY, "REDIS_URL": local_url}, log_dir)
+    exporter = start_exporter({**SHORT_VISIBILITY, "REDIS_URL": local_url})
     targets = [f"{h.address}:{METRICS_PORT}" for h in hosts]
     prometheus = start_prometheus(
         tmp_path, {"celery-worker": targets, "celery-broker-exporter": [exporter.target]}

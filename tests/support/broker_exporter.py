@@ -79,9 +79,3 @@ class ExporterProcess:
                 self.process.kill()
                 self.process.wait(timeout)
         return self.process.returncode
-
-
-def start_exporter(
-    env: Mapping[str, str], log_dir: Path, *args: str, app: str = "worker"
-) -> ExporterProcess:
-    return ExporterProcess(env, log_dir, *args, app=app).start()

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import yaml
 
 from dashboards.config import KUBERNETES_DIR
 from tests.conftest import redis_url
-from tests.support.broker_exporter import ROOT, start_exporter
+from tests.support.broker_exporter import ROOT, ExporterProcess
 from tests.support.inventory_worker import APP as INVENTORY
 from tests.support.messages import envelope
 from tests.support.private_redis import PrivateRedis
@@ -33,7 +34,7 @@ FAST = {"QUEUE_POLL_INTERVAL": "0.3", "READINESS_INTERVAL": "0.5", "METRICS_REND
 
 
 def test_with_no_worker_it_serves_depth_age_dead_letters_and_unacked(
-    redis_client: redis.Redis, log_dir: Path
+    redis_client: redis.Redis, start_exporter: Callable[..., ExporterProcess]
 ) -> None:
     # Given messages waiting on `agents` at two priorities, the oldest published 100 s
     # ago, two dead letters, and one message held unacked since 30 s ago
@@ -44,7 +45,7 @@ def test_with_no_worker_it_serves_depth_age_dead_letters_and_unacked(
     redis_client.hset("unacked", "tag-1", json.dumps([envelope(), "", "default"]))
     redis_client.zadd("unacked_index", {"tag-1": now - 30})
     # When the exporter runs, with `extra` asked for besides the app's queues
-    exporter = start_exporter(FAST, log_dir, "-Q", "extra")
+    exporter = start_exporter(FAST, "-Q", "extra")
     try:
         url = exporter.url + "/metrics"
 
@@ -79,12 +80,12 @@ def test_with_no_worker_it_serves_depth_age_dead_letters_and_unacked(
 
 
 def test_a_dead_broker_turns_readyz_503_keeps_the_last_values_and_recovers(
-    tmp_path: Path, log_dir: Path
+    tmp_path: Path, start_exporter: Callable[..., ExporterProcess]
 ) -> None:
     broker = PrivateRedis(tmp_path).start()
     client = redis.Redis(port=broker.port)
     client.lpush("default", stamped(time.time(), task="example_task"))
-    exporter = start_exporter({**FAST, "REDIS_URL": broker.url}, log_dir)
+    exporter = start_exporter({**FAST, "REDIS_URL": broker.url})
     try:
         url = exporter.url + "/metrics"
         depth = (("queue", "default"),)
@@ -120,10 +121,12 @@ def test_a_dead_broker_turns_readyz_503_keeps_the_last_values_and_recovers(
         broker.stop()
 
 
-def test_any_celery_app_gets_its_own_queues(redis_client: redis.Redis, log_dir: Path) -> None:
+def test_any_celery_app_gets_its_own_queues(
+    redis_client: redis.Redis, start_exporter: Callable[..., ExporterProcess]
+) -> None:
     # Given the inventory app, which never imports worker
     redis_client.lpush("orders", stamped(time.time(), task="order_ship", queue="orders"))
-    exporter = start_exporter({**FAST, "INVENTORY_BROKER_URL": redis_url()}, log_dir, app=INVENTORY)
+    exporter = start_exporter({**FAST, "INVENTORY_BROKER_URL": redis_url()}, app=INVENTORY)
     try:
         samples = wait_until(
             lambda: (
@@ -177,14 +180,14 @@ def rules(prometheus: Prometheus) -> list[dict[str, Any]]:
 
 
 def test_zero_workers_work_waiting_in_a_real_prometheus(
-    redis_client: redis.Redis, log_dir: Path, tmp_path: Path
+    redis_client: redis.Redis, tmp_path: Path, start_exporter: Callable[..., ExporterProcess]
 ) -> None:
     # Given no worker, five messages waiting on `scraping`, and Prometheus scraping the exporter
     for _ in range(5):
         redis_client.lpush(
             "scraping", stamped(time.time() - 60, task="scrape_page", queue="scraping")
         )
-    exporter = start_exporter(FAST, log_dir)
+    exporter = start_exporter(FAST)
     prometheus = start_prometheus(tmp_path, {"celery-broker-exporter": [exporter.target]})
     try:
         not_consumed = next(

@@ -1,4 +1,4 @@
-"""rediss:// end to end: a TLS-only redis-server with a self-signed CA.
+"""rediss:// and sentinel:// with BROKER_SENTINEL_TLS end to end: TLS-only servers, a self-signed CA.
 
 The worker, the readiness probe, the depth poller and the dead-letter writer all
 connect over TLS with certificate verification; a plaintext client is refused.
@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from bench.sentinel import MASTER_NAME, SentinelGroup, Tls
 from tests.support.endpoints import readyz
 from tests.support.tracing import run_as_producer
 from tests.support.worker_process import WorkerProcess, free_port, wait_until
@@ -107,6 +108,19 @@ def tls_redis(tmp_path: Path) -> Iterator[TlsRedis]:
     process.wait(10)
 
 
+@pytest.fixture
+def tls_sentinels(tmp_path: Path) -> Iterator[SentinelGroup]:
+    """A master, a replica and three sentinels, all on TLS only."""
+    certificates, workdir = tmp_path / "certificates", tmp_path / "redis"
+    certificates.mkdir()
+    workdir.mkdir()
+    make_certificates(certificates)
+    tls = Tls(certificates / "server.pem", certificates / "server.key", certificates / "ca.pem")
+    group = SentinelGroup(workdir, tls=tls).start()
+    yield group
+    group.stop()
+
+
 def test_rediss_urls_require_a_verified_certificate(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -177,3 +191,39 @@ def test_every_connection_uses_tls_and_plaintext_is_refused(
     # And a plaintext client gets nothing
     with pytest.raises(redis.ConnectionError):
         redis.Redis(host="127.0.0.1", port=tls_redis.port, socket_timeout=2).ping()
+
+
+@pytest.mark.integration
+def test_a_sentinel_list_over_tls_reaches_sentinels_and_master_over_verified_tls(
+    tls_sentinels: SentinelGroup,
+    start_worker: Callable[..., WorkerProcess],
+    worker_env: dict[str, str],
+) -> None:
+    # Given sentinels and a master that speak TLS only, and a worker told so
+    assert tls_sentinels.tls is not None
+    env = {
+        **worker_env,
+        "REDIS_URL": tls_sentinels.urls,
+        "BROKER_SENTINEL_MASTER": MASTER_NAME,
+        "BROKER_SENTINEL_TLS": "true",
+        "REDIS_TLS_CA_FILE": str(tls_sentinels.tls.ca_file),
+        "READINESS_INTERVAL": "1",
+        "QUEUE_POLL_INTERVAL": "1",
+    }
+    worker = start_worker(env)
+    # Then tasks run and their results come back through Celery's Sentinel backend
+    assert run_through(env) == "True"
+    # And the readiness probe reached the master the sentinels name, over TLS
+    _, body = wait_until(
+        lambda: (r := readyz(worker))[0] == 200 and r, 20, interval=0.2, message="/readyz 200"
+    )
+    assert body["checks"]["broker"]["reached"] == f"127.0.0.1:{tls_sentinels.master.port}"
+    # And the dead-letter writer writes to the master over TLS
+    master = tls_sentinels.master.client(socket_timeout=5)
+    master.lpush("default", b"not json over tls")
+    record = wait_until(lambda: master.lindex("jobpilot:deadletter", 0), 15)
+    assert json.loads(record)["reason"] == "not_json"
+    # And neither a sentinel nor the master answers a plaintext client
+    for port in (tls_sentinels.sentinel_ports[0], tls_sentinels.master.port):
+        with pytest.raises(redis.ConnectionError):
+            redis.Redis(host="127.0.0.1", port=port, socket_timeout=2).ping()
