@@ -4,7 +4,8 @@ The master and its replica persist with AOF (as README, Guarantees asks); the
 sentinels run with the timings the failover test pins:
 ``down-after-milliseconds 1000`` and ``failover-timeout 5000``. Given a
 :class:`Tls`, every server listens on TLS only, and the servers speak TLS to
-each other.
+each other. Given :class:`Passwords`, the master and replica require one and
+the sentinels another, as in production.
 """
 
 from __future__ import annotations
@@ -64,6 +65,12 @@ class Tls:
         return {"ssl": True, "ssl_ca_certs": str(self.ca_file), "ssl_cert_reqs": "required"}
 
 
+@dataclass(frozen=True)
+class Passwords:
+    master: str
+    sentinels: str
+
+
 def client(port: int, tls: Tls | None, **options: Any) -> redis.Redis:
     """A client of the server on ``port`` of this host, over TLS when ``tls`` is given."""
     return redis.Redis(
@@ -74,9 +81,10 @@ def client(port: int, tls: Tls | None, **options: Any) -> redis.Redis:
 class RedisNode:
     """One redis-server with AOF (``appendfsync always``) in its own directory; restartable."""
 
-    def __init__(self, workdir: Path, tls: Tls | None = None) -> None:
+    def __init__(self, workdir: Path, tls: Tls | None = None, password: str | None = None) -> None:
         self.workdir = workdir
         self.tls = tls
+        self.password = password
         self.port = free_port()
         self.extra_args: tuple[str, ...] = ()
         self.process: subprocess.Popen[bytes] | None = None
@@ -92,6 +100,11 @@ class RedisNode:
                 *("--save", "", "--appendonly", "yes", "--appendfsync", "always"),
                 # A replica's first full sync starts at once, not after Redis's 5 s wait.
                 *("--repl-diskless-sync-delay", "0"),
+                *(
+                    ("--requirepass", self.password, "--masterauth", self.password)
+                    if self.password
+                    else ()
+                ),
                 *("--dir", str(self.workdir), *self.extra_args),
             ],
             stdout=subprocess.DEVNULL,
@@ -102,7 +115,7 @@ class RedisNode:
         return self
 
     def client(self, **options: Any) -> redis.Redis:
-        return client(self.port, self.tls, **options)
+        return client(self.port, self.tls, password=self.password, **options)
 
     def kill(self) -> None:
         """SIGKILL, as a crash would."""
@@ -131,18 +144,27 @@ def _pings(client: redis.Redis) -> bool:
 class SentinelGroup:
     """A master, a replica of it, and three sentinels watching them."""
 
-    def __init__(self, workdir: Path, sentinels: int = 3, tls: Tls | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        sentinels: int = 3,
+        tls: Tls | None = None,
+        passwords: Passwords | None = None,
+    ) -> None:
         self.workdir = workdir
         self.tls = tls
-        self.master = RedisNode(workdir / "master", tls)
-        self.replica = RedisNode(workdir / "replica", tls)
+        self.passwords = passwords
+        master_password = passwords.master if passwords else None
+        self.master = RedisNode(workdir / "master", tls, master_password)
+        self.replica = RedisNode(workdir / "replica", tls, master_password)
         self.sentinel_ports = [free_port() for _ in range(sentinels)]
         self._sentinels: list[subprocess.Popen[bytes]] = []
 
     @property
     def urls(self) -> str:
-        """The ``sentinel://`` list a worker is given (REDIS_URL)."""
-        return ";".join(f"sentinel://127.0.0.1:{port}/0" for port in self.sentinel_ports)
+        """The ``sentinel://`` list a worker is given (REDIS_URL), with the master's password."""
+        auth = f":{self.passwords.master}@" if self.passwords else ""
+        return ";".join(f"sentinel://{auth}127.0.0.1:{port}/0" for port in self.sentinel_ports)
 
     def start(self) -> SentinelGroup:
         self.master.start()
@@ -163,6 +185,13 @@ class SentinelGroup:
             f"sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}\n"
             f"sentinel failover-timeout {MASTER_NAME} {FAILOVER_TIMEOUT_MS}\n"
             f"sentinel parallel-syncs {MASTER_NAME} 1\n"
+            + (
+                f"requirepass {self.passwords.sentinels}\n"
+                f"sentinel sentinel-pass {self.passwords.sentinels}\n"
+                f"sentinel auth-pass {MASTER_NAME} {self.passwords.master}\n"
+                if self.passwords
+                else ""
+            )
         )
         return subprocess.Popen(
             ["redis-server", str(conf), "--sentinel"],
@@ -175,7 +204,14 @@ class SentinelGroup:
         return self.master_port() == self.replica.port
 
     def sentinel(self, index: int = 0) -> redis.Redis:
-        return client(self.sentinel_ports[index], self.tls, socket_timeout=1, decode_responses=True)
+        password = self.passwords.sentinels if self.passwords else None
+        return client(
+            self.sentinel_ports[index],
+            self.tls,
+            password=password,
+            socket_timeout=1,
+            decode_responses=True,
+        )
 
     def _settled(self) -> bool:
         """The replica is in sync, and every sentinel sees it and the other sentinels."""

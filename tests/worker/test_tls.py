@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from bench.sentinel import MASTER_NAME, SentinelGroup, Tls
-from tests.support.endpoints import readyz
+from bench.sentinel import MASTER_NAME, Passwords, SentinelGroup, Tls
+from tests.support.endpoints import fetch, readyz
 from tests.support.tracing import run_as_producer
 from tests.support.worker_process import WorkerProcess, free_port, wait_until
 from worker.celery_app import celery_config
@@ -108,15 +108,18 @@ def tls_redis(tmp_path: Path) -> Iterator[TlsRedis]:
     process.wait(10)
 
 
+PASSWORDS = Passwords(master="master-password-5e1a", sentinels="sentinel-password-0b7c")
+
+
 @pytest.fixture
 def tls_sentinels(tmp_path: Path) -> Iterator[SentinelGroup]:
-    """A master, a replica and three sentinels, all on TLS only."""
+    """A master, a replica and three sentinels, all on TLS only, with passwords."""
     certificates, workdir = tmp_path / "certificates", tmp_path / "redis"
     certificates.mkdir()
     workdir.mkdir()
     make_certificates(certificates)
     tls = Tls(certificates / "server.pem", certificates / "server.key", certificates / "ca.pem")
-    group = SentinelGroup(workdir, tls=tls).start()
+    group = SentinelGroup(workdir, tls=tls, passwords=PASSWORDS).start()
     yield group
     group.stop()
 
@@ -194,17 +197,20 @@ def test_every_connection_uses_tls_and_plaintext_is_refused(
 
 
 @pytest.mark.integration
-def test_a_sentinel_list_over_tls_reaches_sentinels_and_master_over_verified_tls(
+def test_a_sentinel_list_over_tls_with_passwords_reaches_the_master_and_shows_no_password(
     tls_sentinels: SentinelGroup,
     start_worker: Callable[..., WorkerProcess],
     worker_env: dict[str, str],
 ) -> None:
-    # Given sentinels and a master that speak TLS only, and a worker told so
+    # Given sentinels and a master that speak TLS only and require passwords, the master's in
+    # the URLs and the sentinels' in BROKER_SENTINEL_PASSWORD
     assert tls_sentinels.tls is not None
     env = {
         **worker_env,
+        "LOG_LEVEL": "DEBUG",
         "REDIS_URL": tls_sentinels.urls,
         "BROKER_SENTINEL_MASTER": MASTER_NAME,
+        "BROKER_SENTINEL_PASSWORD": PASSWORDS.sentinels,
         "BROKER_SENTINEL_TLS": "true",
         "REDIS_TLS_CA_FILE": str(tls_sentinels.tls.ca_file),
         "READINESS_INTERVAL": "1",
@@ -227,3 +233,7 @@ def test_a_sentinel_list_over_tls_reaches_sentinels_and_master_over_verified_tls
     for port in (tls_sentinels.sentinel_ports[0], tls_sentinels.master.port):
         with pytest.raises(redis.ConnectionError):
             redis.Redis(host="127.0.0.1", port=port, socket_timeout=2).ping()
+    # And neither password appears in the log, /metrics or /readyz
+    surfaces = [worker.log(), fetch(worker, "/metrics")[1].decode(), json.dumps(body)]
+    for password in (PASSWORDS.master, PASSWORDS.sentinels):
+        assert not [surface for surface in surfaces if password in surface]
