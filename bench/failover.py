@@ -22,26 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from celery import Celery
 
-from bench.sentinel import MASTER_NAME, SentinelGroup
+from bench.sentinel import SentinelGroup
 
 QUEUE = "failover"
 #: Seconds of stream before the kill: the window is the last one of them.
 STREAM_SECONDS = 2.0
 PROMOTION_TIMEOUT_SECONDS = 30.0
-
-
-def _producer(group: SentinelGroup) -> Celery:
-    from worker.deadletters import transport
-
-    transport.register()  # our transports, as the app's producers have
-    return Celery(
-        "failover-bench",
-        broker=group.urls,
-        broker_transport_options={"master_name": MASTER_NAME},
-        task_serializer="json",
-    )
 
 
 def _replica_trails_by(master: redis.Redis) -> int:
@@ -53,7 +40,7 @@ def _replica_trails_by(master: redis.Redis) -> int:
 def one_run(workdir: Path) -> dict[str, Any]:
     group = SentinelGroup(workdir).start()
     try:
-        producer = _producer(group)
+        producer = group.producer()
         acked: dict[str, float] = {}
         stop = threading.Event()
 

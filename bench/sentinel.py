@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from celery import Celery
 
 from bench.redis_server import free_port
 
@@ -197,6 +198,20 @@ class SentinelGroup:
             ["redis-server", str(conf), "--sentinel"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+        )
+
+    def producer(self) -> Celery:
+        """A plain producer app (no telemetry) that finds the master through the sentinels,
+        on this project's transports as the app's own producers are."""
+        from worker.deadletters import transport
+
+        transport.register()
+        return Celery(
+            "sentinel-producer",
+            broker=self.urls,
+            broker_transport_options={"master_name": MASTER_NAME},
+            task_serializer="json",
+            accept_content=["json"],
         )
 
     def promoted(self) -> bool:

@@ -42,17 +42,6 @@ def group(tmp_path: Path) -> Iterator[SentinelGroup]:
     started.stop()
 
 
-def producer_for(group: SentinelGroup) -> Celery:
-    """A plain producer app (no telemetry) that finds the master through the sentinels."""
-    return Celery(
-        "producer",
-        broker=group.urls,
-        broker_transport_options={"master_name": MASTER_NAME},
-        task_serializer="json",
-        accept_content=["json"],
-    )
-
-
 def recorded(database: Path) -> set[str]:
     """The keys of the tasks that ran (``tests.sleep_then_record`` rows)."""
     if not database.exists():
@@ -126,13 +115,13 @@ def test_a_worker_follows_a_sentinel_failover_and_keeps_its_guarantees(
     worker = start_worker(env, queues="default,agents,briefings")
     wait_until(lambda: ready(worker), 30, 0.1, "/readyz 200 before the failover")
     assert readyz(worker)[1]["checks"]["broker"]["reached"] == f"127.0.0.1:{group.master.port}"
-    producer = producer_for(group)
+    producer = group.producer()
     for n in range(4):
         producer.send_task("tests.sleep_then_record", args=[f"before-{n}", 0], queue="default")
     wait_until(lambda: len(recorded(database)) == 4, 20, 0.1, "the tasks before the failover")
 
     # When tasks stream in and the master is killed mid-stream
-    stream = Stream(producer_for(group))
+    stream = Stream(group.producer())
     publisher = threading.Thread(target=stream.run, daemon=True)
     publisher.start()
     time.sleep(1.5)  # a second and a half of stream before the kill

@@ -12,16 +12,16 @@ import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
-from bench.sentinel import MASTER_NAME, Passwords, SentinelGroup, Tls
+from bench.sentinel import MASTER_NAME, Passwords, RedisNode, SentinelGroup, Tls
 from tests.support.endpoints import fetch, readyz
 from tests.support.tracing import run_as_producer
-from tests.support.worker_process import WorkerProcess, free_port, wait_until
+from tests.support.worker_process import WorkerProcess, wait_until
 from worker.celery_app import celery_config
 from worker.settings import load_settings
 
@@ -41,71 +41,14 @@ def make_certificates(directory: Path) -> None:
             "-days", "2", "-extfile", "san.cnf", "-out", "server.pem", cwd=directory)  # fmt: skip
 
 
-@dataclass
-class TlsRedis:
-    port: int
-    ca_file: Path
-    process: subprocess.Popen[bytes]
-
-    @property
-    def url(self) -> str:
-        return f"rediss://localhost:{self.port}/0"
-
-    def client(self) -> redis.Redis:
-        return redis.Redis(
-            host="localhost",
-            port=self.port,
-            ssl=True,
-            ssl_ca_certs=str(self.ca_file),
-            ssl_cert_reqs="required",
-            socket_timeout=5,
-        )
-
-
 @pytest.fixture
-def tls_redis(tmp_path: Path) -> Iterator[TlsRedis]:
+def tls_redis(tmp_path: Path) -> Iterator[RedisNode]:
+    """A redis-server on TLS only, with a certificate for localhost and 127.0.0.1."""
     make_certificates(tmp_path)
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            "0",
-            "--tls-port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--tls-cert-file",
-            "server.pem",
-            "--tls-key-file",
-            "server.key",
-            "--tls-ca-cert-file",
-            "ca.pem",
-            "--tls-auth-clients",
-            "no",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path),
-        ],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    server = TlsRedis(port, tmp_path / "ca.pem", process)
-
-    def pings() -> bool:
-        try:
-            return bool(server.client().ping())
-        except redis.RedisError:
-            return False
-
-    wait_until(pings, 10, message="TLS redis-server")
+    tls = Tls(tmp_path / "server.pem", tmp_path / "server.key", tmp_path / "ca.pem")
+    server = RedisNode(tmp_path / "redis", tls).start()
     yield server
-    process.terminate()
-    process.wait(10)
+    server.stop()
 
 
 PASSWORDS = Passwords(master="master-password-5e1a", sentinels="sentinel-password-0b7c")
@@ -159,15 +102,31 @@ def run_through(env: dict[str, str]) -> str:
     )
 
 
+def ready_body(worker: WorkerProcess) -> dict[str, Any]:
+    """The /readyz body once it is 200 (every check's first probe in)."""
+    _, body = wait_until(
+        lambda: (r := readyz(worker))[0] == 200 and r, 20, interval=0.2, message="/readyz 200"
+    )
+    return dict(body)
+
+
+def dead_letter_reason(client: redis.Redis) -> str:
+    """Push a non-JSON item into `default`; the reason the worker dead-letters it with."""
+    client.lpush("default", b"not json over tls")
+    record = wait_until(lambda: client.lindex("jobpilot:deadletter", 0), 15)
+    return str(json.loads(record)["reason"])
+
+
 @pytest.mark.integration
 @pytest.mark.faults
 def test_every_connection_uses_tls_and_plaintext_is_refused(
-    start_worker: Callable[..., WorkerProcess], worker_env: dict[str, str], tls_redis: TlsRedis
+    start_worker: Callable[..., WorkerProcess], worker_env: dict[str, str], tls_redis: RedisNode
 ) -> None:
+    assert tls_redis.tls is not None
     env = {
         **worker_env,
-        "REDIS_URL": tls_redis.url,
-        "REDIS_TLS_CA_FILE": str(tls_redis.ca_file),
+        "REDIS_URL": f"rediss://localhost:{tls_redis.port}/0",
+        "REDIS_TLS_CA_FILE": str(tls_redis.tls.ca_file),
         "READINESS_INTERVAL": "1",
         "QUEUE_POLL_INTERVAL": "1",
     }
@@ -175,9 +134,7 @@ def test_every_connection_uses_tls_and_plaintext_is_refused(
     # The worker consumes and stores results over TLS
     assert run_through(env) == "True"
     # The readiness probe reaches the broker over TLS (ready once every check's first probe is in)
-    _, body = wait_until(
-        lambda: (r := readyz(worker))[0] == 200 and r, 20, interval=0.2, message="/readyz 200"
-    )
+    body = ready_body(worker)
     assert body["checks"]["broker"]["up"] is True
     # The depth poller reads over TLS
     with urllib.request.urlopen(worker.metrics_url, timeout=5) as response:
@@ -187,10 +144,7 @@ def test_every_connection_uses_tls_and_plaintext_is_refused(
     )
     assert float(poll_line.split()[-1]) > 0
     # The dead-letter writer writes over TLS
-    client = tls_redis.client()
-    client.lpush("default", b"not json over tls")
-    record = wait_until(lambda: client.lindex("jobpilot:deadletter", 0), 15)
-    assert json.loads(record)["reason"] == "not_json"
+    assert dead_letter_reason(tls_redis.client(socket_timeout=5)) == "not_json"
     # And a plaintext client gets nothing
     with pytest.raises(redis.ConnectionError):
         redis.Redis(host="127.0.0.1", port=tls_redis.port, socket_timeout=2).ping()
@@ -220,15 +174,10 @@ def test_a_sentinel_list_over_tls_with_passwords_reaches_the_master_and_shows_no
     # Then tasks run and their results come back through Celery's Sentinel backend
     assert run_through(env) == "True"
     # And the readiness probe reached the master the sentinels name, over TLS
-    _, body = wait_until(
-        lambda: (r := readyz(worker))[0] == 200 and r, 20, interval=0.2, message="/readyz 200"
-    )
+    body = ready_body(worker)
     assert body["checks"]["broker"]["reached"] == f"127.0.0.1:{tls_sentinels.master.port}"
     # And the dead-letter writer writes to the master over TLS
-    master = tls_sentinels.master.client(socket_timeout=5)
-    master.lpush("default", b"not json over tls")
-    record = wait_until(lambda: master.lindex("jobpilot:deadletter", 0), 15)
-    assert json.loads(record)["reason"] == "not_json"
+    assert dead_letter_reason(tls_sentinels.master.client(socket_timeout=5)) == "not_json"
     # And neither a sentinel nor the master answers a plaintext client
     for port in (tls_sentinels.sentinel_ports[0], tls_sentinels.master.port):
         with pytest.raises(redis.ConnectionError):
