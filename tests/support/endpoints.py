@@ -7,7 +7,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from tests.support.worker_process import WorkerProcess
+from tests.support.worker_process import WorkerProcess, wait_until
 
 
 def fetch(worker: WorkerProcess, path: str, accept: str = "") -> tuple[int, bytes]:
@@ -30,3 +30,11 @@ def readyz(worker: WorkerProcess) -> tuple[int, dict[str, Any]]:
     """(status, the decoded /readyz body)."""
     status, body = fetch(worker, "/readyz")
     return status, json.loads(body)
+
+
+def ready_body(worker: WorkerProcess, timeout: float = 20) -> dict[str, Any]:
+    """The /readyz body once it is 200 (every check's first probe in)."""
+    _, body = wait_until(
+        lambda: (r := readyz(worker))[0] == 200 and r, timeout, interval=0.2, message="/readyz 200"
+    )
+    return dict(body)

@@ -13,13 +13,12 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
 
 from bench.sentinel import MASTER_NAME, Passwords, RedisNode, SentinelGroup, Tls
-from tests.support.endpoints import fetch, readyz
+from tests.support.endpoints import fetch, ready_body
 from tests.support.tracing import run_as_producer
 from tests.support.worker_process import WorkerProcess, wait_until
 from worker.celery_app import celery_config
@@ -100,14 +99,6 @@ def run_through(env: dict[str, str]) -> str:
         "r = app.send_task('tests.own_headers', ignore_result=False)\n"
         "print(r.get(timeout=30) is not None)\n",
     )
-
-
-def ready_body(worker: WorkerProcess) -> dict[str, Any]:
-    """The /readyz body once it is 200 (every check's first probe in)."""
-    _, body = wait_until(
-        lambda: (r := readyz(worker))[0] == 200 and r, 20, interval=0.2, message="/readyz 200"
-    )
-    return dict(body)
 
 
 def dead_letter_reason(client: redis.Redis) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.support.endpoints import fetch, readyz
+from tests.support.endpoints import fetch, ready_body
 from tests.support.inventory_worker import APP, WORKER, inventory_env
 from tests.support.otlp_receiver import OtlpReceiver
 from tests.support.scrape import samples_by_labels
@@ -67,9 +67,7 @@ def test_another_apps_worker_gets_metrics_readiness_depth_exemplars_and_traces(
     assert samples["celery_queue_oldest_message_age_seconds"][(("queue", "invoices"),)] > 0
     assert samples["celery_worker_consumed_queue"] == {(("queue", "orders"),): 1.0}
 
-    _, body = wait_until(
-        lambda: (answer := readyz(worker))[0] == 200 and answer, 15, message="/readyz 200"
-    )
+    body = ready_body(worker, 15)
     assert body["checks"]["broker"]["up"] and body["checks"]["health_task"]["up"]
     assert "database" not in body["checks"]
 

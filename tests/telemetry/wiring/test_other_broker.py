@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 from kombu import Connection, Queue
 
-from tests.support.endpoints import readyz
+from tests.support.endpoints import ready_body
 from tests.support.inventory_worker import APP, WORKER, inventory_env
 from tests.support.otlp_receiver import OtlpReceiver
 from tests.support.scrape import samples_by_labels
@@ -55,9 +55,7 @@ def test_an_amqp_worker_has_task_metrics_readiness_and_traces_but_no_depth(
     assert (
         not samples["celery_queue_depth"] and not samples["celery_queue_oldest_message_age_seconds"]
     )
-    _, body = wait_until(
-        lambda: (answer := readyz(worker))[0] == 200 and answer, 15, message="/readyz 200"
-    )
+    body = ready_body(worker, 15)
     assert set(body["checks"]) == {"health_task"}
     run = receiver.wait_for("run/order_ship", message_id=ids[0])
     assert run.attributes["messaging.system"] == "rabbitmq"
