@@ -25,6 +25,13 @@ its own time. Timers fire as often per wall second as in a plain drain, so per
 second of a worker's own running they fire more often: a cost the session
 charges to the variant that has the timers.
 
+Why shifting heaps: a worker's throughput depends by a few percent on where
+its objects land, so two configurations that differ in anything at all also
+differ in that luck, and an A/A pair (the same configuration twice) cannot
+see it. Each worker of each round therefore starts with its heap shifted by a
+random amount (``bench.tasks.shift_heap``, seeded from the session's
+generator), and every variant samples many layouts.
+
 A slice ends on a keyspace notification: kombu deletes ``unacked`` when its
 last entry is acknowledged, and the harness, blocked on the notification, then
 checks the queue and the hash in one round trip, and again a millisecond
@@ -59,6 +66,7 @@ from bench.drain import (
 )
 from bench.hammer import Hammer
 from bench.redis_server import DATABASES, PrivateRedis, free_port
+from bench.tasks import HEAP_SHIFT_VARIABLE
 from worker.command import worker_command
 
 #: About half a second of a no-op drain: the turn length of the interleaving.
@@ -163,7 +171,10 @@ class SlicedSession:
 
     def round(self, rng: random.Random) -> dict[str, Run]:
         """Fresh workers for every variant, each draining all slices in shuffled turns."""
-        workers = [self._start(variant, db) for db, variant in enumerate(self.variants, 1)]
+        workers = [
+            self._start(variant, db, str(rng.random()))
+            for db, variant in enumerate(self.variants, 1)
+        ]
         try:
             deadline = time.monotonic() + READY_TIMEOUT_SECONDS
             while not all(worker.ready() for worker in workers):
@@ -211,7 +222,7 @@ class SlicedSession:
                 f"(see {worker.log})"
             )
 
-    def _start(self, variant: Variant, db: int) -> Worker:
+    def _start(self, variant: Variant, db: int, heap_shift: str) -> Worker:
         self.server.client(db).flushdb()
         log = self.workdir / f"{variant.name}.log"
         port = free_port()
@@ -220,6 +231,7 @@ class SlicedSession:
             "REDIS_URL": self.server.url(db),
             "LOG_LEVEL": "INFO",
             "METRICS_PORT": str(port),
+            HEAP_SHIFT_VARIABLE: heap_shift,
             **variant.env,
         }
         command = worker_command(

@@ -1,13 +1,47 @@
-"""Tasks the benchmark drains (``celery worker --include bench.tasks``)."""
+"""Tasks the benchmark drains (``celery worker --include bench.tasks``).
+
+Imported by every benchmark worker before its consumer, pool and event loop
+exist, so it also shifts the worker's heap by a random amount
+(``BENCH_HEAP_SHIFT``, a seed the harness draws per worker and round): see
+:func:`shift_heap`.
+"""
 
 from __future__ import annotations
 
+import os
+import random
 import time
 
 from worker.celery_app import app
 
 #: About 1 ms of CPU on this project's reference machine.
 CPU_TASK_SECONDS = 0.001
+#: The harness's seed for this worker's heap shift; unset, the heap is left alone.
+HEAP_SHIFT_VARIABLE = "BENCH_HEAP_SHIFT"
+#: At most this many small objects, each of at most SHIFT_OBJECT_BYTES.
+SHIFT_OBJECTS = 512
+SHIFT_OBJECT_BYTES = 480
+
+
+def shift_heap(seed: str | None) -> list[bytes]:
+    """Small objects of random number and sizes, to be kept alive: everything the
+    worker allocates after them lands at other addresses.
+
+    Where a worker's objects land changes its throughput by a few percent, for
+    the same configuration: the main process's event loop settles into one of
+    two schedules (about 2.0 or 2.2 blocking waits per task), and which one
+    follows from unrelated changes, such as a gauge created at start instead of
+    at the first poll, or a few lines more in this module (docs/benchmarks.md).
+    Fixed per configuration, that is a bias no A/A control sees; drawn anew per
+    worker and round, it is noise every variant shares.
+    """
+    if not seed:
+        return []
+    rng = random.Random(seed)
+    return [bytes(rng.randrange(SHIFT_OBJECT_BYTES)) for _ in range(rng.randrange(SHIFT_OBJECTS))]
+
+
+_SHIFT = shift_heap(os.environ.get(HEAP_SHIFT_VARIABLE))
 
 
 @app.task(name="bench_noop")

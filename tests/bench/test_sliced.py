@@ -48,3 +48,18 @@ def test_a_round_whose_tasks_do_not_succeed_is_refused(tmp_path: Path) -> None:
         session = SlicedSession(server, (Variant("off", OFF),), "bench_unknown", 10, tmp_path, 10)
         with pytest.raises(RuntimeError, match="off: 0 of 10 tasks succeeded"):
             session.round(random.Random(1))
+
+
+def test_heap_shifts_follow_their_seed() -> None:
+    """Given seeds, when the heap shift is drawn, then the same seed gives the same
+    objects, different seeds give different ones, and no seed leaves the heap alone."""
+    from bench.tasks import SHIFT_OBJECT_BYTES, SHIFT_OBJECTS, shift_heap
+
+    def sizes(seed: str | None) -> list[int]:
+        return [len(item) for item in shift_heap(seed)]
+
+    assert sizes("0.25") == sizes("0.25")
+    drawn = [sizes(str(seed)) for seed in range(20)]
+    assert len({tuple(d) for d in drawn}) == 20
+    assert all(len(d) < SHIFT_OBJECTS and max(d, default=0) < SHIFT_OBJECT_BYTES for d in drawn)
+    assert shift_heap(None) == [] and shift_heap("") == []
