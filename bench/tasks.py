@@ -25,15 +25,12 @@ SHIFT_OBJECT_BYTES = 480
 
 def shift_heap(seed: str | None) -> list[bytes]:
     """Small objects of random number and sizes, to be kept alive: everything the
-    worker allocates after them lands at other addresses.
+    worker allocates after them lands at other addresses. Why a session needs
+    that: ``bench.sliced`` ("Why shifting heaps").
 
-    Where a worker's objects land changes its throughput by a few percent, for
-    the same configuration: the main process's event loop settles into one of
-    two schedules (about 2.0 or 2.2 blocking waits per task), and which one
-    follows from unrelated changes, such as a gauge created at start instead of
-    at the first poll, or a few lines more in this module (docs/benchmarks.md).
-    Fixed per configuration, that is a bias no A/A control sees; drawn anew per
-    worker and round, it is noise every variant shares.
+    This runs at import, against the rule that importing does next to nothing,
+    because it must come before the worker builds its consumer, pool and event
+    loop, and ``--include`` modules are imported before any of them exists.
     """
     if not seed:
         return []

@@ -11,6 +11,7 @@ import pytest
 from bench.drain import STAGING, Variant
 from bench.redis_server import PrivateRedis
 from bench.sliced import SlicedSession, slice_sizes
+from bench.tasks import SHIFT_OBJECT_BYTES, SHIFT_OBJECTS, shift_heap
 
 OFF = {"TELEMETRY_ENABLED": "false"}
 
@@ -53,7 +54,6 @@ def test_a_round_whose_tasks_do_not_succeed_is_refused(tmp_path: Path) -> None:
 def test_heap_shifts_follow_their_seed() -> None:
     """Given seeds, when the heap shift is drawn, then the same seed gives the same
     objects, different seeds give different ones, and no seed leaves the heap alone."""
-    from bench.tasks import SHIFT_OBJECT_BYTES, SHIFT_OBJECTS, shift_heap
 
     def sizes(seed: str | None) -> list[int]:
         return [len(item) for item in shift_heap(seed)]
