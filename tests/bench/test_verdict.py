@@ -1,14 +1,14 @@
-"""The drain suite's judgement of a session: the A/A control and the must threshold."""
+"""The drain suite's judgement of a session: the A/A control and the musts of issue 21."""
 
 from __future__ import annotations
 
 import pytest
 
-from bench.verdict import must_met, session_counts
+from bench.verdict import session_counts, verdict
 
 
-def row(variant: str, low: float, high: float) -> dict[str, object]:
-    return {"variant": variant, "ratio_ci95": [low, high]}
+def row(variant: str, low: float, high: float, median: float = 1.0) -> dict[str, object]:
+    return {"variant": variant, "ratio_ci95": [low, high], "ratio_median": median}
 
 
 @pytest.mark.parametrize(
@@ -33,5 +33,22 @@ def test_session_without_its_control_is_not_judged() -> None:
 
 
 @pytest.mark.parametrize(("low", "met"), [(0.97, True), (0.9699, False), (1.01, True)])
-def test_a_must_is_met_by_the_lower_end_of_its_interval(low: float, met: bool) -> None:
-    assert must_met(row("all_on", low, 1.05)) is met
+def test_the_no_op_must_is_met_by_the_lower_end_of_the_metrics_interval(
+    low: float, met: bool
+) -> None:
+    rows = [row("off", 1.0, 1.0), row("metrics", low, 1.05, median=1.0)]
+    targets = verdict("bench_noop", rows, "off_aa")["targets"]
+    assert targets == {"metrics": {"statistic": "lower_end", "least": 0.97, "met": met}}
+
+
+@pytest.mark.parametrize(("median", "met"), [(0.94, True), (0.9399, False), (0.99, True)])
+def test_the_cpu_task_must_is_met_by_the_median_of_all_on(median: float, met: bool) -> None:
+    # A lower end far below the median does not decide it
+    rows = [row("off", 1.0, 1.0), row("all_on", 0.90, 0.99, median=median)]
+    targets = verdict("bench_cpu", rows, "off_aa")["targets"]
+    assert targets == {"all_on": {"statistic": "median", "least": 0.94, "met": met}}
+
+
+def test_variants_without_a_must_are_not_judged() -> None:
+    rows = [row("all_on", 0.5, 0.6), row("events", 0.5, 0.6), row("metrics", 0.5, 0.6)]
+    assert verdict("bench_cpu", rows, "off_aa")["targets"].keys() == {"all_on"}
