@@ -204,9 +204,12 @@ class WorkerTelemetry:
             trace.set_tracer_provider(provider)
             self.run_spans(provider, relay).connect()
 
-    def run_spans(self, provider: TracerProvider, relay: Any) -> RunSpanWiring:
+    def run_spans(
+        self, provider: TracerProvider, relay: Any, thread: bool = False
+    ) -> RunSpanWiring:
+        settings = self.settings
         return RunSpanWiring(
-            provider, relay, self.system, self.settings.trace_task_args, self.extensions
+            provider, relay, self.system, settings.trace_task_args, self.extensions, thread
         )
 
     # worker_ready ------------------------------------------------------------
