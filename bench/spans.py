@@ -8,8 +8,7 @@ process would push: the headers and properties Celery builds for the message
 * ``none``: the signals with no span receiver, the floor;
 * ``lean``: this project's :class:`telemetry.tracing.handlers.ConsumerSpans`, connected by
   :class:`telemetry.tracing.wiring.RunSpanWiring` as in a pool process, with a
-  relay sending each span's row on a socket pair (``telemetry.tracing.export.relay``),
-  from the task's own thread (a pool process sends from its relay thread instead);
+  relay sending each span's row on a socket pair (``telemetry.tracing.export.relay``);
 * ``upstream``: OpenTelemetry's ``CeleryInstrumentor``, when
   ``opentelemetry-instrumentation-celery`` is installed.
 

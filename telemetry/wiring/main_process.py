@@ -204,12 +204,9 @@ class WorkerTelemetry:
             trace.set_tracer_provider(provider)
             self.run_spans(provider, relay).connect()
 
-    def run_spans(
-        self, provider: TracerProvider, relay: Any, thread: bool = False
-    ) -> RunSpanWiring:
-        settings = self.settings
+    def run_spans(self, provider: TracerProvider, relay: Any) -> RunSpanWiring:
         return RunSpanWiring(
-            provider, relay, self.system, settings.trace_task_args, self.extensions, thread
+            provider, relay, self.system, self.settings.trace_task_args, self.extensions
         )
 
     # worker_ready ------------------------------------------------------------

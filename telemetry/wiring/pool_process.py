@@ -36,6 +36,6 @@ def become_pool_process(worker: WorkerTelemetry) -> None:
             worker.export.in_pool_process()
         provider, relay = relayed_provider(worker.export, worker.hostname)
         trace.set_tracer_provider(provider)
-        worker.run_spans(provider, relay, thread=True).connect()
+        worker.run_spans(provider, relay).connect()
         spans = ProducerSpans(provider.get_tracer(INSTRUMENTATION), worker.system)
     PUBLISH_HOOKS.take_over(recorder, spans)

@@ -2,30 +2,18 @@
 
     relay = SpanRelay(sender, provider.resource, drops)   # a provider's span processor
     relay.send([row])                                     # the lean run span's end
-    thread = RelayThread(relay)                           # in a pool process:
-    thread.send([row])                                    #   sent by a thread of its own
-    thread.flush()                                        #   as the process exits
 
 Every span is sent when it ends, as a JSON row (``telemetry.tracing.export.rows``),
 on the socket the main process opened before forking. Sending never blocks a
 task: when the socket's buffer is full the span is dropped and counted
 (:class:`DropCounter`). See ``telemetry.tracing.export`` for the whole hop.
-
-A pool process hands its ``run`` spans' rows to a :class:`RelayThread`: the
-encoding and the ``send`` then happen while the process waits for its next
-task, after the task's result is on its way to the main process, instead of
-before it. The worker's throughput on 1 ms CPU tasks rose by about 2% with it
-(docs/benchmarks.md, "Sending off the task's path").
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
-import queue
 import socket
-import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -45,10 +33,6 @@ SOCKET_BUFFER_BYTES = 4 << 20
 MAX_DATAGRAM_BYTES = 1 << 20
 #: Tells the export process to drain, flush and exit.
 SHUTDOWN = b"\x00shutdown"
-#: Spans a relay thread may hold before new ones are dropped (and counted).
-MAX_PENDING = 2048
-#: How long an exiting pool process waits for its relay thread's last sends.
-FLUSH_TIMEOUT_SECONDS = 2.0
 
 
 class DropCounter:
@@ -104,68 +88,8 @@ class SpanRelay(SpanProcessor):
         except OSError as exc:  # BlockingIOError when the buffer is full
             self._drops.dropped(type(exc).__name__)
 
-    def dropped(self, reason: str) -> None:
-        self._drops.dropped(reason)
-
     def shutdown(self) -> None:
         return
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True  # nothing is buffered here
-
-
-class RelayThread:
-    """Sends rows through a relay from a thread of this process, in the order given.
-
-    ``send`` only queues the rows, so a task's ``task_postrun`` returns at once and
-    its result reaches the main process before the span is encoded and sent; the
-    thread does that while the process waits for its next task. The thread is
-    started by the first ``send`` of each process (a forked copy starts its own).
-    A span is lost only if its process is killed in the moment between its end
-    and its send; a process that exits in order calls :meth:`flush` first (the
-    pool process's ``worker_process_shutdown``). Past ``MAX_PENDING`` queued
-    spans, new ones are dropped and counted with the relay's other drops.
-    """
-
-    def __init__(self, relay: SpanRelay, max_pending: int = MAX_PENDING) -> None:
-        self._relay = relay
-        self._max_pending = max_pending
-        #: Rows to send, and the events that flushes wait on.
-        self._pending: queue.SimpleQueue[Sequence[Sequence[Any]] | threading.Event] = (
-            queue.SimpleQueue()
-        )
-        self._pid = 0
-
-    def send(self, rows: Sequence[Sequence[Any]]) -> None:
-        if self._pid != os.getpid():
-            self._start()
-        if self._pending.qsize() >= self._max_pending:
-            self._relay.dropped("the relay thread fell behind")
-            return
-        self._pending.put(rows)
-
-    def flush(self, timeout: float = FLUSH_TIMEOUT_SECONDS) -> bool:
-        """Wait until everything queued so far is sent; False if ``timeout`` passed first."""
-        if self._pid != os.getpid():
-            return True  # nothing was queued in this process
-        done = threading.Event()
-        self._pending.put(done)
-        return done.wait(timeout)
-
-    def _start(self) -> None:
-        self._pending = queue.SimpleQueue()  # a forked copy's queue has no thread behind it
-        self._pid = os.getpid()
-        threading.Thread(
-            target=self._run, args=(self._pending,), name="span-relay", daemon=True
-        ).start()
-
-    def _run(self, pending: queue.SimpleQueue[Sequence[Sequence[Any]] | threading.Event]) -> None:
-        while True:
-            item = pending.get()
-            if isinstance(item, threading.Event):
-                item.set()
-                continue
-            try:
-                self._relay.send(item)
-            except Exception as exc:  # one span that cannot be sent must not stop the rest
-                self._relay.dropped(f"{type(exc).__name__} while sending")
