@@ -203,7 +203,7 @@ class SentinelGroup:
     def producer(self) -> Celery:
         """A plain producer app (no telemetry) that finds the master through the sentinels,
         on this project's transports as the app's own producers are."""
-        from worker.deadletters import transport
+        from telemetry import transport
 
         transport.register()
         return Celery(

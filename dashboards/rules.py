@@ -257,7 +257,7 @@ def queue_rules(config: dict[str, Any]) -> dict[str, Any]:
                         "warning",
                         "Messages from {{ $labels.queue }} are being dead-lettered ({{ $labels.reason }}).",
                         f"At least {growing['minIncrease']} message(s) dead-lettered in "
-                        f"{growing['window']}. Inspect them with `python -m worker.deadletters list`.",
+                        f"{growing['window']}. Inspect them with `python -m telemetry.deadletters -A worker list`.",
                     ),
                 ],
             },

@@ -15,12 +15,12 @@ from typing import Any
 
 from celery import Celery
 
+from telemetry import transport
 from worker import routing
-from worker.deadletters import transport
 from worker.settings import SENTINEL_SCHEME, Settings, SettingsError, load_settings
 
 TASKS_PACKAGE = "worker.tasks"
-DEADLETTER_CONSUMER = "worker.deadletters.consumer:DeadLetteringConsumer"
+DEADLETTER_CONSUMER = "telemetry.deadletters.consumer:DeadLetteringConsumer"
 CELERY_DEFAULT_RETRY_DELAY = 180
 
 # Every kombu connection of this process, for redis://, rediss:// and unix:// URLs,

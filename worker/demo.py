@@ -21,10 +21,10 @@ from typing import Any
 
 from celery.result import AsyncResult
 
+from telemetry.deadletters.writer import DeadLetterWriter
 from telemetry.delivery.observers import FAILED, SUCCEEDED
 from worker.celery_app import app
 from worker.command import worker_command
-from worker.deadletters.writer import DeadLetterWriter
 from worker.routing import QUEUE_NAMES, queue_for
 
 RESULT_TIMEOUT_SECONDS = 60.0
@@ -178,7 +178,7 @@ def print_summary(outcomes: Counter[tuple[str, str]], dead_letters: int) -> None
     print(f"\n{'queue':<12}" + "".join(f"{s:>12}" for s in states))
     for queue in QUEUE_NAMES:
         print(f"{queue:<12}" + "".join(f"{outcomes[(queue, s)]:>12}" for s in states))
-    print(f"\nnew dead letters: {dead_letters} (python -m worker.deadletters list)")
+    print(f"\nnew dead letters: {dead_letters} (python -m telemetry.deadletters -A worker list)")
 
 
 if __name__ == "__main__":

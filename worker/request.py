@@ -1,4 +1,4 @@
-"""The worker's Request: dead letters (``worker.deadletters.request``) plus the delivery
+"""The worker's Request: dead letters (``telemetry.deadletters.request``) plus the delivery
 announcements of ``telemetry.delivery.request``.
 
 Every jobpilot task uses it (``worker.base_task``). ``telemetry.install`` keeps
@@ -7,8 +7,8 @@ it as it is, setting only ``TRACE_TASK_ARGS`` on it when the worker starts.
 
 from __future__ import annotations
 
+from telemetry.deadletters.request import DeadLetteringRequest
 from telemetry.delivery.request import TelemetryRequest
-from worker.deadletters.request import DeadLetteringRequest
 
 
 class JobpilotRequest(TelemetryRequest, DeadLetteringRequest):

@@ -17,12 +17,12 @@ from celery.signals import setup_logging, worker_init, worker_ready
 
 import telemetry
 from telemetry import receivers
+from telemetry.deadletters.records import deadletter_key
 from telemetry.logs import configure_logging
 from worker import redis_client, timer_hygiene
 from worker.broker_policy import refuse_cluster, warn_about_broker
 from worker.celery_app import app, settings_of
 from worker.db import bridge
-from worker.deadletters.records import deadletter_key
 from worker.settings import Settings, SettingsError
 
 logger = logging.getLogger("worker.startup")

@@ -17,6 +17,7 @@ import redis
 import yaml
 
 from dashboards.config import KUBERNETES_DIR
+from telemetry.deadletters.records import DEADLETTER_KEY
 from tests.conftest import redis_url
 from tests.support.broker_exporter import ROOT, ExporterProcess
 from tests.support.inventory_worker import APP as INVENTORY
@@ -26,7 +27,6 @@ from tests.support.prometheus import Prometheus, start_prometheus
 from tests.support.scrape import samples_by_labels
 from tests.support.worker_process import wait_until
 from tests.telemetry.metrics.test_queues import SEP, stamped
-from worker.deadletters.records import DEADLETTER_KEY
 
 pytestmark = pytest.mark.integration
 

@@ -20,11 +20,11 @@ import redis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from telemetry.deadletters.records import deadletter_key
 from tests.support.messages import envelope
 from tests.support.scrape import sample_sum, scrape
 from tests.support.worker_process import WorkerProcess, wait_until
 from worker.celery_app import app
-from worker.deadletters.records import deadletter_key
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 

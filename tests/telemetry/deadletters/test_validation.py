@@ -7,9 +7,9 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from telemetry.deadletters.records import Reason
+from telemetry.deadletters.validation import judge
 from tests.support.messages import PICKLED_ONE, deep_json, envelope, item
-from worker.deadletters.records import Reason
-from worker.deadletters.validation import judge
 
 LIMIT = 1_048_576
 

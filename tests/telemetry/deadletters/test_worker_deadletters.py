@@ -84,7 +84,7 @@ def test_the_cap_trims_the_oldest(
 def deadletters_cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {"PATH": "/usr/bin:/bin", "REDIS_URL": "redis://localhost:6379/13"}
     return subprocess.run(
-        [sys.executable, "-m", "worker.deadletters", *args],
+        [sys.executable, "-m", "telemetry.deadletters", "-A", "worker", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -103,8 +103,8 @@ def test_requeue_returns_a_valid_message_and_refuses_an_invalid_one(
     redis_client.lpush("briefings", item(task="briefing_compile", queue="briefings"))
     # (the briefing is dead-lettered by hand, as if its task had been unknown then)
     raw = redis_client.rpop("briefings")
-    from worker.deadletters.records import Reason
-    from worker.deadletters.writer import DeadLetterWriter
+    from telemetry.deadletters.records import Reason
+    from telemetry.deadletters.writer import DeadLetterWriter
 
     DeadLetterWriter.for_app(app).write(
         "briefings", Reason.UNKNOWN_TASK, "briefing_compile", "x", raw

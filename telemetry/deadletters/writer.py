@@ -12,17 +12,17 @@ from celery import Celery
 from kombu.connection import Connection
 
 from telemetry.broker import redis_for
-from telemetry.delivery.observers import OBSERVERS
-from worker.deadletters.records import (
+from telemetry.deadletters.records import (
     DeadLetter,
     Reason,
     deadletter_key,
     log_dead_lettered,
     make_record,
 )
-from worker.deadletters.store import DeadLetterStore
+from telemetry.deadletters.store import DeadLetterStore
+from telemetry.delivery.observers import OBSERVERS
 
-logger = logging.getLogger("worker.deadletters")
+logger = logging.getLogger("telemetry.deadletters")
 
 
 class DeadLetterWriter:

@@ -8,7 +8,7 @@ import time
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 
-logger = logging.getLogger("worker.deadletters")
+logger = logging.getLogger("telemetry.deadletters")
 
 DEADLETTER_KEY = "jobpilot:deadletter"
 UNKNOWN_TASK_NAME = "unknown"

@@ -8,5 +8,5 @@ points feed it:
 * ``consumer`` and ``request`` catch what only the worker can judge (unknown
   tasks, arguments that do not bind, ``Reject``, pool processes lost too often).
 
-``python -m worker.deadletters list|show|requeue|purge`` inspects and replays it.
+``python -m telemetry.deadletters list|show|requeue|purge`` inspects and replays it.
 """

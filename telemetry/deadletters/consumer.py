@@ -17,10 +17,10 @@ from celery.worker.consumer import Consumer
 from kombu.exceptions import ContentDisallowed
 from vine import promise
 
-from worker.deadletters.records import Reason
-from worker.deadletters.writer import DeadLetterWriter
+from telemetry.deadletters.records import Reason
+from telemetry.deadletters.writer import DeadLetterWriter
 
-logger = logging.getLogger("worker.deadletters")
+logger = logging.getLogger("telemetry.deadletters")
 
 
 class DeadLetteringConsumer(Consumer):  # type: ignore[misc]

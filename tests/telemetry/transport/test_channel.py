@@ -9,10 +9,10 @@ import redis
 from kombu import Connection, Producer
 
 from telemetry.messages import HEALTH_TASK
+from telemetry.transport.channel import Channel, Transport
 from tests.conftest import redis_url
 from tests.support.tracing import run_as_producer
 from worker.celery_app import app
-from worker.deadletters.transport import Channel, Transport
 
 QUEUE = "transport-test"
 
@@ -91,7 +91,7 @@ def test_every_connection_uses_ours_even_resolved_before_import_and_after_a_swit
         "get_transport_cls('sentinel')\n"
         "import worker\n"
         "from worker.celery_app import app\n"
-        "from worker.deadletters.transport import Transport\n"
+        "from telemetry.transport.channel import Transport\n"
         "seen = [get_transport_cls('redis') is Transport, stock is not Transport]\n"
         "c = Connection('redis://127.0.0.1:1/0;rediss://127.0.0.1:2/0')\n"
         "seen.append(isinstance(c.transport, Transport))\n"
@@ -101,7 +101,7 @@ def test_every_connection_uses_ours_even_resolved_before_import_and_after_a_swit
         "seen.append(isinstance(Connection('unix:///tmp/redis.sock').transport, Transport))\n"
         # And a sentinel:// list gets our channel on top of kombu's SentinelChannel
         "from kombu.transport.redis import SentinelChannel as Stock\n"
-        "from worker.deadletters.transport import SentinelTransport, Channel\n"
+        "from telemetry.transport.channel import SentinelTransport, Channel\n"
         "s = Connection('sentinel://127.0.0.1:1/0;sentinel://127.0.0.1:2/0')\n"
         "s.maybe_switch_next()\n"
         "seen.append(isinstance(s.transport, SentinelTransport)\n"

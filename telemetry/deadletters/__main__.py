@@ -1,9 +1,11 @@
 """Inspect and replay the dead-letter list.
 
-    python -m worker.deadletters list [--start N] [--limit N]
-    python -m worker.deadletters show INDEX
-    python -m worker.deadletters requeue INDEX
-    python -m worker.deadletters purge --yes
+    python -m telemetry.deadletters -A yourmodule list [--start N] [--limit N]
+    python -m telemetry.deadletters -A yourmodule show INDEX
+    python -m telemetry.deadletters -A yourmodule requeue INDEX
+    python -m telemetry.deadletters -A yourmodule purge --yes
+
+``-A`` names the app as ``celery -A`` does.
 
 INDEX 0 is the newest record. ``requeue`` puts a record's message back on its
 queue only when its envelope passes the same validation the worker applies,
@@ -20,9 +22,10 @@ from typing import Any
 
 from celery import Celery
 
-from worker.deadletters.records import DeadLetter
-from worker.deadletters.validation import judge
-from worker.deadletters.writer import DeadLetterWriter
+from telemetry.deadletters.records import DeadLetter
+from telemetry.deadletters.validation import judge
+from telemetry.deadletters.writer import DeadLetterWriter
+from telemetry.transport.channel import DEFAULT_MAX_MESSAGE_BYTES
 
 
 def _when(timestamp: float) -> str:
@@ -61,7 +64,8 @@ def cmd_requeue(writer: DeadLetterWriter, args: argparse.Namespace, app: Celery)
     if found is None:
         return 1
     stored, record = found
-    max_bytes = app.conf.jobpilot_settings.max_message_bytes
+    options = app.conf.broker_transport_options or {}
+    max_bytes = int(options.get("jobpilot_max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES))
     verdict = judge(record.raw_bytes(), max_bytes)
     if verdict.payload is None:
         print(
@@ -98,8 +102,9 @@ def cmd_purge(writer: DeadLetterWriter, args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
-        prog="python -m worker.deadletters", description=__doc__.split("\n\n")[0]
+        prog="python -m telemetry.deadletters", description=__doc__.split("\n\n")[0]
     )
+    root.add_argument("-A", "--app", required=True, help="the app, as celery -A takes it")
     commands = root.add_subparsers(dest="command", required=True)
     listing = commands.add_parser("list", help="newest records first")
     listing.add_argument("--start", type=int, default=0)
@@ -116,7 +121,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    from worker.celery_app import app
+    from celery.app.utils import find_app
+
+    app = find_app(args.app)
 
     writer = DeadLetterWriter.for_app(app)
     if args.command == "list":

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import redis
 
-from worker.deadletters.records import Reason, make_record
-from worker.deadletters.store import DeadLetterStore
+from telemetry.deadletters.records import Reason, make_record
+from telemetry.deadletters.store import DeadLetterStore
 
 
 def record(n: int, size: int = 10) -> object:

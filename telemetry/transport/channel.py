@@ -6,7 +6,7 @@ URLs, including one that ``Connection.switch()`` re-derives from the next URL of
 failover list, and the app's URL keeps its real scheme (``as_uri()``), which tools
 such as Flower parse. ``sentinel://`` gets the same channel on top of kombu's
 ``SentinelChannel``, which finds the master through Sentinel. An item that fails
-:func:`~worker.deadletters.validation.judge` is moved to the dead-letter list
+:func:`~telemetry.deadletters.validation.judge` is moved to the dead-letter list
 as read and never reaches kombu's ``Message``.
 
 ``_brpop_read`` and ``_get`` are private kombu methods, copied from kombu 5.7
@@ -31,12 +31,11 @@ from queue import Empty
 from typing import Any
 
 import redis
-from kombu import transport as kombu_transport
 from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
 
-from worker.deadletters.validation import is_control_queue, judge
-from worker.deadletters.writer import DeadLetterWriter
+from telemetry.deadletters.validation import is_control_queue, judge
+from telemetry.deadletters.writer import DeadLetterWriter
 
 DEFAULT_MAX_MESSAGE_BYTES = 1_048_576
 
@@ -136,23 +135,3 @@ class SentinelChannel(Channel, kombu_redis.SentinelChannel):
 
 class SentinelTransport(kombu_redis.SentinelTransport):
     Channel = SentinelChannel
-
-
-#: The URL schemes whose connections use these transports.
-SCHEMES: dict[str, type[kombu_redis.Transport]] = {
-    "redis": Transport,
-    "rediss": Transport,
-    "unix": Transport,
-    "sentinel": SentinelTransport,
-}
-
-
-def register() -> None:
-    """Resolve :data:`SCHEMES` to these transports in kombu; idempotent.
-
-    Both the alias table (names resolved later) and kombu's resolved-class cache
-    (names resolved already, which the alias table alone would not change).
-    """
-    for scheme, transport_class in SCHEMES.items():
-        kombu_transport.TRANSPORT_ALIASES[scheme] = f"{__name__}:{transport_class.__name__}"
-        kombu_transport._transport_cache[scheme] = transport_class

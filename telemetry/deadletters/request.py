@@ -23,11 +23,11 @@ from celery.exceptions import Reject, Retry
 from celery.signals import task_retry
 from celery.worker.request import Request
 
+from telemetry.deadletters.records import Reason
+from telemetry.deadletters.writer import DeadLetterWriter
 from telemetry.delivery.request import unwrap_exception
-from worker.deadletters.records import Reason
-from worker.deadletters.writer import DeadLetterWriter
 
-logger = logging.getLogger("worker.deadletters")
+logger = logging.getLogger("telemetry.deadletters")
 
 _writers: dict[int, DeadLetterWriter] = {}
 
@@ -72,7 +72,8 @@ class DeadLetteringRequest(Request):  # type: ignore[misc]
         """Celery 5.7's method, with ``WORKER_LOST_RETRY_DELAY`` as the countdown."""
         task = self.task
         request = self._context
-        countdown = self._app.conf.jobpilot_settings.worker_lost_retry_delay
+        settings = self._app.conf.get("jobpilot_settings")
+        countdown = getattr(settings, "worker_lost_retry_delay", task.default_retry_delay)
         try:
             task.signature_from_request(
                 request, countdown=countdown, retries=request.retries + 1

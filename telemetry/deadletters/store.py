@@ -13,9 +13,9 @@ from typing import Any
 
 import redis
 
-from worker.deadletters.records import DeadLetter
+from telemetry.deadletters.records import DeadLetter
 
-logger = logging.getLogger("worker.deadletters")
+logger = logging.getLogger("telemetry.deadletters")
 
 # Push, then trim the oldest records until both caps hold; the newest record is
 # always kept, even when it alone exceeds the byte cap.

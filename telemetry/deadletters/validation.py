@@ -20,7 +20,7 @@ from typing import Any
 from kombu.compression import decompress
 from kombu.utils.json import loads as kombu_loads
 
-from worker.deadletters.records import Reason
+from telemetry.deadletters.records import Reason
 
 JSON_CONTENT_TYPE = "application/json"
 ACCEPTED_ENCODINGS = (None, "utf-8", "utf8", "binary")
