@@ -5,6 +5,8 @@ app and connects process-wide receivers, each of which acts only for an
 installed app:
 
 * publish hooks (``telemetry.wiring.producer``), configured at the first publish;
+* bounded waits on the Redis broker and result backend (``telemetry.transport.bounds``),
+  applied when the app is configured;
 * ``celeryd_init``: the worker's direct queue is turned on (``worker_direct``)
   for the readiness round trip, unless the app set it to False;
 * ``worker_init``: the settings are read (a bad value is one ``settings:`` line
@@ -44,6 +46,7 @@ from telemetry.delivery.request import with_telemetry
 from telemetry.extensions import ExtensionsSource, resolve
 from telemetry.messages import HEALTH_TASK
 from telemetry.settings import ConfigError, TelemetrySettings, read_settings, required_names
+from telemetry.transport.bounds import BROKER_BOUNDS
 from telemetry.wiring.main_process import WorkerTelemetry
 from telemetry.wiring.pool_process import become_pool_process
 from telemetry.wiring.producer import PUBLISH_HOOKS
@@ -80,6 +83,7 @@ def install(
     if not _installed:
         receivers.connect(WORKER_RECEIVERS)
     _installed[id(app)] = Installation(app, extensions)
+    BROKER_BOUNDS.install(app)
     PUBLISH_HOOKS.add(app, registry)
 
 
@@ -89,6 +93,7 @@ def uninstall(app: Celery) -> None:
     if installation is None:
         return
     PUBLISH_HOOKS.remove(app)
+    BROKER_BOUNDS.uninstall(app)
     if installation.worker is not None:
         installation.worker.stop()
     if not _installed:

@@ -5,7 +5,8 @@ HTTP port (a taken port is one line and a non-zero exit), register the delivery
 recorder, start every series at zero, take over the publish hooks, and start the
 span export process. ``ready`` (``worker_ready``): identity, pool and
 consumed-queue gauges; start the queue poller and the readiness probe; start
-serving; a timer on the consumer's event loop marks it alive for ``/livez``.
+serving; a timer on the consumer's event loop marks it alive for ``/livez``, and
+so does Celery's reconnect loop (``telemetry.readiness.consumer``).
 ``shutting_down`` (SIGTERM): /readyz turns 503 at once. ``stop``
 (``worker_shutdown``): stop polling, probing and serving. A pool process
 continues in ``telemetry.wiring.pool_process``.
@@ -53,6 +54,7 @@ from telemetry.metrics.publish import PublishRecorder
 from telemetry.metrics.queues import PollingThread, QueuePoller
 from telemetry.metrics.recorder import DeliveryRecorder
 from telemetry.readiness.checks import BrokerCheck, Check, DatabaseCheck, HealthTaskCheck
+from telemetry.readiness.consumer import ConsumerCheck, ReconnectTicks
 from telemetry.readiness.probe import ReadinessProbe, required_checks
 from telemetry.settings import ConfigError, TelemetrySettings
 from telemetry.tracing.export.supervisor import ExportProcess, relayed_provider
@@ -115,6 +117,7 @@ class WorkerTelemetry:
             else EtaTrap(self.visibility_timeout, app.conf.task_time_limit),
         )
         self.liveness = Liveness(settings.liveness_timeout)
+        self.reconnects = ReconnectTicks(self.liveness.tick)
         self.forwarder = PublishForwarder(self._count_publish)
         self.server: TelemetryServer | None = None
         self.threads: list[PollingThread] = []
@@ -231,7 +234,8 @@ class WorkerTelemetry:
             # A timer, not an on_tick callback: the loop iterates several times per
             # task, and a stuck loop runs no timers either.
             hub.call_repeatedly(LIVENESS_TICK_SECONDS, self.liveness.tick)
-        self._start_readiness(hostname, lambda: pool_processes(consumer))
+        self.reconnects.ready(consumer)
+        self._start_readiness(consumer, hostname, lambda: pool_processes(consumer))
         self.server.start()
         host, port = self.server.address
         logger.info("telemetry: serving /metrics and /livez on http://%s:%d", host, port)
@@ -261,10 +265,14 @@ class WorkerTelemetry:
         self.threads.append(thread)
         return poller.watch
 
-    def _start_readiness(self, hostname: str, concurrency: Callable[[], int]) -> None:
+    def _start_readiness(
+        self, consumer: Any, hostname: str, concurrency: Callable[[], int]
+    ) -> None:
         checks: list[Check] = []
         if self.redis:
             checks.append(BrokerCheck.for_app(self.app, self.metrics.broker.ping.observe))
+            with self.app.connection_for_read() as connection:
+                checks.append(ConsumerCheck(consumer, connection.as_uri()))
         if self.health_task:
             health = HealthTaskCheck(
                 self._health_publisher(worker_direct(hostname)),
@@ -304,6 +312,7 @@ class WorkerTelemetry:
             self.probe.shutting_down()
 
     def stop(self) -> None:
+        self.reconnects.stop()
         for thread in self.threads:
             thread.stop()
         if self.probe is not None:
