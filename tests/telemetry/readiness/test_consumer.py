@@ -63,7 +63,9 @@ def test_the_check_fails_on_silence_and_while_reconnecting_and_says_so_once_a_mi
         result = check.run(1)
         assert (result.up, result.error) == (False, "Reconnecting")
     lines = [r.getMessage() for r in caplog.records]
-    assert lines == ["consumer: no answer from the broker redis://:**@broker:6379/0 for 11 s (no reply to its fetch)"]
+    assert lines == [
+        "consumer: no answer from the broker redis://:**@broker:6379/0 for 11 s (no reply to its fetch)"
+    ]
 
 
 def test_reconnect_ticks_come_from_celery_s_retry_loop_and_keep_its_callback() -> None:
