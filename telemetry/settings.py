@@ -52,7 +52,7 @@ class BrokerSettings(BaseSettings):
     model_config = SettingsConfigDict(frozen=True, env_ignore_empty=True, extra="ignore")
 
     # Any one command on a broker connection, publishes and acks included.
-    broker_socket_timeout: PositiveFloat = 10
+    broker_socket_timeout: PositiveFloat = 5
     broker_connect_timeout: PositiveFloat = 5
     # TCP keepalive on every broker connection (kombu turns redis-py's off).
     broker_keepalive_idle: KeepaliveSeconds = 30

@@ -86,10 +86,11 @@ class ConsumerCheck:
 
 
 class ReconnectTicks:
-    """Ticks ``tick`` from inside Celery's reconnect loop (``Consumer.ensure_connected``).
+    """Ticks ``tick`` along Celery's reconnect path.
 
-    ``ready`` wraps the consumer's ``ensure_connected``: each connection it
-    ensures gets a callback that ticks, then calls Celery's own. ``stop`` unwraps.
+    ``ready`` wraps two of the consumer's methods: ``on_connection_error_after_connected``
+    (the loss is handled: a tick as it starts) and ``ensure_connected`` (each connection
+    it ensures gets a callback that ticks, then calls Celery's own). ``stop`` unwraps.
     """
 
     def __init__(self, tick: Callable[[], None]) -> None:
@@ -98,7 +99,12 @@ class ReconnectTicks:
 
     def ready(self, consumer: Any) -> None:
         original = consumer.ensure_connected
+        on_loss = consumer.on_connection_error_after_connected
         tick = self.tick
+
+        def on_connection_error_after_connected(exc: Any) -> Any:
+            tick()  # the reconnect path starts here: closing, cancelling, then the retries
+            return on_loss(exc)
 
         def ensure_connected(conn: Any) -> Any:
             ensure = conn.ensure_connection
@@ -116,9 +122,11 @@ class ReconnectTicks:
             return original(conn)
 
         consumer.ensure_connected = ensure_connected
+        consumer.on_connection_error_after_connected = on_connection_error_after_connected
         self._consumer = consumer
 
     def stop(self) -> None:
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             consumer.__dict__.pop("ensure_connected", None)
+            consumer.__dict__.pop("on_connection_error_after_connected", None)

@@ -46,6 +46,8 @@ from telemetry.transport.poller import SILENCE_CHECK_SECONDS, Poller
 from telemetry.transport.reliable import ReliableFetch
 
 DEFAULT_MAX_MESSAGE_BYTES = 1_048_576
+#: The longest the reachability probe after a silence waits, to connect and for PONG.
+PROBE_SECONDS = 5.0
 
 
 class Channel(ReliableFetch, kombu_redis.Channel):
@@ -60,6 +62,7 @@ class Channel(ReliableFetch, kombu_redis.Channel):
         Sharing is safe: each command and pipeline checks a connection out of the
         pool. A new pool (after a reconnect) gets a new client.
         """
+        self._check_reachable()
         if client:
             yield client
             return
@@ -72,6 +75,7 @@ class Channel(ReliableFetch, kombu_redis.Channel):
     def scripts(self) -> redis.Redis:
         """A plain client on the channel's pool, for reliable fetch's scripts: they prefix
         their keys themselves, and kombu's prefixed client would prefix the first again."""
+        self._check_reachable()
         self._check_open()
         client = self._script_client
         if client is None or client.connection_pool is not self.pool:
@@ -87,6 +91,34 @@ class Channel(ReliableFetch, kombu_redis.Channel):
             # while the hub closes) handle; those messages come back once their
             # visibility timeout passes.
             raise redis.exceptions.ConnectionError("the broker connection is closed")
+
+    def _check_reachable(self) -> None:
+        """On a channel abandoned after a loss, every command (while closing) first learns
+        whether the broker answers at all: one probe per loss, then remembered."""
+        if self._abandoned:
+            cycle = getattr(self.connection, "cycle", None)
+            if not isinstance(cycle, Poller) or not cycle.reachable(self._probe):
+                raise redis.exceptions.ConnectionError("the broker does not answer")
+
+    def _probe(self) -> bool:
+        """PING on a new connection, within the pool's connect timeout (at most
+        :data:`PROBE_SECONDS` each way, whatever the app set)."""
+        try:
+            self._check_open()
+            connection = self.pool.make_connection()
+        except (redis.exceptions.RedisError, OSError):
+            return False
+        for attribute in ("socket_timeout", "socket_connect_timeout"):
+            given = getattr(connection, attribute, None)
+            setattr(connection, attribute, min(given or PROBE_SECONDS, PROBE_SECONDS))
+        try:
+            connection.connect()
+            connection.send_command("PING")
+            return bool(connection.read_response())
+        except (redis.exceptions.RedisError, OSError):
+            return False
+        finally:
+            connection.disconnect()
 
     @cached_property
     def max_message_bytes(self) -> int:

@@ -129,7 +129,7 @@ class ReliableFetch:
     _sleep_until = 0.0
     _kept_at = float("-inf")
     _recorded_tag: str | None = None
-    _silenced = False
+    _abandoned = False
     _no_ack_queues: frozenset[str] = frozenset()
     #: When the consuming connection last answered (monotonic); None before its first answer.
     answered_at: float | None = None
@@ -167,8 +167,15 @@ class ReliableFetch:
         return float(options.get("polling_interval") or WAIT_SECONDS)
 
     def retried(self, operation: Callable[[], T]) -> T:
-        """``operation``, retried once on a fresh connection (see :func:`retried_once`)."""
-        return retried_once(self._drop_idle_connections, operation)
+        """``operation``, retried once on a fresh connection (see :func:`retried_once`).
+        When the fresh connection fails too, the path is gone: the loss is declared."""
+        try:
+            return retried_once(self._drop_idle_connections, operation)
+        except (redis.exceptions.TimeoutError, redis.exceptions.ConnectionError) as exc:
+            cycle = getattr(self.connection, "cycle", None)
+            if cycle is not None and hasattr(cycle, "declare_lost"):
+                cycle.declare_lost(f"a command failed on a fresh connection ({type(exc).__name__})")
+            raise
 
     def _drop_idle_connections(self) -> None:
         if self._pool is not None:
@@ -361,7 +368,7 @@ class ReliableFetch:
         """Each health-check interval: move on this channel's deadline and sweep the
         in-flight lists of silent consumers back to their queues."""
         interval = self.health_check_interval or DEFAULT_HEALTH_CHECK_INTERVAL
-        if not self._reliable or now - self._kept_at < interval or self._waiting_late(now):
+        if not self._reliable or now - self._kept_at < interval or self.waiting_late(now):
             return
         self._kept_at = now
         alive = self._inflight.id if self._inflight is not None else ""
@@ -371,21 +378,14 @@ class ReliableFetch:
                 "transport: put %d message(s) of silent consumers back in their queues", restored
             )
 
-    def _waiting_late(self, now: float) -> bool:
+    def waiting_late(self, now: float) -> bool:
         """The consuming connection's reply is late: a sweep would likely block on the
         same dead path, and the silence check decides soon. Periodic, so it waits."""
         sent_at = self._brpop_sent_at
         return bool(self._in_poll) and sent_at is not None and now - sent_at > self.wait_timeout + 1
 
     def _give_back(self, inflight: InFlight) -> None:
-        """Best effort, on a fresh connection: what fails here, a sweep does later.
-
-        After a silence, only when a socket timeout bounds it: on a broker that still
-        does not answer, an unbounded give-back would hang the close.
-        """
-        pool = self._pool
-        if self._silenced and pool is not None and not pool.connection_kwargs.get("socket_timeout"):
-            return
+        """Best effort, on a fresh connection: what fails here, a sweep does later."""
         try:
             self._drop_idle_connections()
             inflight.give_back(self.scripts())
@@ -399,6 +399,9 @@ class ReliableFetch:
         sent_at = self._brpop_sent_at
         if not connection or sent_at is None or not self.health_check_interval:
             return None
+        answered = self.answered_at
+        if answered is not None and answered >= sent_at:
+            return None  # answered: the reply is being delivered, maybe slowly
         waited: float = now - sent_at
         if waited < self.wait_timeout + self.health_check_interval:
             return None
@@ -407,9 +410,13 @@ class ReliableFetch:
             return None
         return waited
 
+    def abandon(self) -> None:
+        """The path is gone (see the poller): drop every connection, and check that
+        the broker answers before any later command (:meth:`_check_reachable`)."""
+        self._abandoned = True
+        self.drop_connections()
+
     def drop_connections(self) -> None:
-        """Every connection of the channel: when one went silent, the path is gone."""
-        self._silenced = True
         for pool in (self._pool, self._async_pool):
             if pool is not None:
                 with contextlib.suppress(Exception):

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from tests.support.worker_process import ROOT, free_port, wait_until
@@ -17,9 +17,17 @@ START_TIMEOUT_SECONDS = 30
 
 class ExporterProcess:
     def __init__(
-        self, env: Mapping[str, str], log_dir: Path, *args: str, app: str = "worker"
+        self,
+        env: Mapping[str, str],
+        log_dir: Path,
+        *args: str,
+        app: str = "worker",
+        wrap: Callable[..., list[str]] | None = None,
     ) -> None:
+        """``wrap``: the command line around the exporter's (``Host.command``, for a
+        network namespace); the exporter then listens on ``METRICS_HOST`` in ``env``."""
         self.port = free_port()
+        self.host = env.get("METRICS_HOST", "127.0.0.1")
         self.env = {
             **os.environ,
             **env,
@@ -27,12 +35,14 @@ class ExporterProcess:
             "PYTHONUNBUFFERED": "1",
         }
         self.args = [sys.executable, "-m", "telemetry.broker_exporter", "-A", app, *args]
+        if wrap is not None:
+            self.args = wrap(*self.args)
         self.log_path = log_dir / f"exporter-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     @property
     def url(self) -> str:

@@ -4,12 +4,16 @@
     proxy.cut(); proxy.restore()                 # refusals and resets, then service again
     proxy.delay = 0.2                            # every chunk, each way, 200 ms late
     proxy.silence(); proxy.unsilence()           # bytes swallowed, connections left open
+    proxy.forget()                               # the connections so far go silent for good
+                                                 # and the server's side closes; new ones pass
 
 ``tc netem`` is not in every kernel; the delay comes from here instead. Each
 direction of each connection has a reader, which stamps every chunk with when
 it is due, and a writer, which sends it then, so order is kept and a delay does
 not slow the throughput. While silenced, every chunk is read and dropped and
-nothing is closed: both ends see an open connection and no answer.
+nothing is closed: both ends see an open connection and no answer. ``forget``
+is a NAT that timed out: for the connections it ends, the client keeps an open
+socket that never answers again, and the server sees them closed.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ class TcpProxy:
         self._silent = threading.Event()
         self._listener: socket.socket | None = None
         self._sockets: set[socket.socket] = set()
+        #: Each connection: its upstream socket, and whether it was forgotten.
+        self._pairs: list[tuple[socket.socket, threading.Event]] = []
         self._lock = threading.Lock()
 
     def start(self) -> TcpProxy:
@@ -61,6 +67,14 @@ class TcpProxy:
 
     stop = cut
 
+    def forget(self) -> None:
+        with self._lock:
+            pairs, self._pairs = self._pairs, []
+        for upstream, forgotten in pairs:
+            forgotten.set()
+            with contextlib.suppress(OSError):
+                upstream.shutdown(socket.SHUT_RDWR)
+
     def silence(self) -> None:
         self._silent.set()
 
@@ -85,17 +99,27 @@ class TcpProxy:
                     upstream.close()
                     return
                 self._sockets |= {client, upstream}
+                forgotten = threading.Event()
+                self._pairs.append((upstream, forgotten))
             for source, sink in ((client, upstream), (upstream, client)):
                 chunks: queue.Queue[tuple[float, bytes]] = queue.Queue()
-                threading.Thread(target=self._read, args=(source, chunks), daemon=True).start()
+                threading.Thread(
+                    target=self._read, args=(source, chunks, forgotten), daemon=True
+                ).start()
                 threading.Thread(target=self._write, args=(chunks, sink), daemon=True).start()
 
-    def _read(self, source: socket.socket, chunks: queue.Queue[tuple[float, bytes]]) -> None:
+    def _read(
+        self,
+        source: socket.socket,
+        chunks: queue.Queue[tuple[float, bytes]],
+        forgotten: threading.Event,
+    ) -> None:
         with contextlib.suppress(OSError):
             while chunk := source.recv(65536):
-                if not self._silent.is_set():
+                if not (self._silent.is_set() or forgotten.is_set()):
                     chunks.put((time.monotonic() + self.delay, chunk))
-        chunks.put((0.0, b""))
+        if not forgotten.is_set():  # a forgotten client's socket stays open, silent
+            chunks.put((0.0, b""))
 
     @staticmethod
     def _write(chunks: queue.Queue[tuple[float, bytes]], sink: socket.socket) -> None:

@@ -76,6 +76,9 @@ def test_reconnect_ticks_come_from_celery_s_retry_loop_and_keep_its_callback() -
     callbacks: list[float] = []
 
     class Consumer:
+        def on_connection_error_after_connected(self, exc: Exception) -> None:
+            callbacks.append(-1.0)
+
         def ensure_connected(self, conn: Connection) -> Connection:
             return conn.ensure_connection(
                 lambda exc, interval: None, 1, callback=lambda: callbacks.append(time.monotonic())
@@ -90,5 +93,8 @@ def test_reconnect_ticks_come_from_celery_s_retry_loop_and_keep_its_callback() -
         consumer.ensure_connected(dead)
     assert len(ticks) >= 3 and len(callbacks) == len(ticks) - 1
     assert max(b - a for a, b in zip([started, *ticks], ticks, strict=False)) < 1.5
+    # And the loss handling that comes first ticks as it starts
+    consumer.on_connection_error_after_connected(OSError())
+    assert len(callbacks) == len(ticks) - 1 and callbacks[-1] == -1.0
     watcher.stop()
-    assert "ensure_connected" not in consumer.__dict__
+    assert not {"ensure_connected", "on_connection_error_after_connected"} & set(consumer.__dict__)

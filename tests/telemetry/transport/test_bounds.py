@@ -16,7 +16,7 @@ from tests.conftest import redis_url
 
 #: What the defaults give (BROKER_* unset).
 SOCKETS = {
-    "socket_timeout": 10.0,
+    "socket_timeout": 5.0,
     "socket_connect_timeout": 5.0,
     "socket_keepalive": True,
     "socket_keepalive_options": {
@@ -63,13 +63,13 @@ def test_an_app_that_set_nothing_gets_every_bound_and_uninstall_restores_it(
     options = app.conf.broker_transport_options
     assert {key: options[key] for key in SOCKETS} == SOCKETS
     assert options["health_check_interval"] == 10 and options["reliable_fetch"] is True
-    assert app.conf.redis_socket_timeout == 10 and app.conf.redis_socket_connect_timeout == 5
+    assert app.conf.redis_socket_timeout == 5 and app.conf.redis_socket_connect_timeout == 5
     assert app.conf.redis_backend_health_check_interval == 10
     # The connections the app makes carry them: kombu's pool and Celery's backend
     with app.connection_for_write() as connection:
         kwargs = connection.default_channel.pool.connection_kwargs
         assert {key: kwargs[key] for key in SOCKETS} == SOCKETS
-    assert app.backend.connparams["socket_timeout"] == 10
+    assert app.backend.connparams["socket_timeout"] == 5
     assert app.backend.connparams["health_check_interval"] == 10
     # And uninstall leaves the configuration as stock Celery and the app had it
     stock = Celery("stock", set_as_current=False)
@@ -125,7 +125,7 @@ def test_an_app_configured_before_install_is_bounded_at_once(apps: list[Celery])
     app = new_app(apps, broker_url=redis_url())
     app.conf.broker_url  # noqa: B018 - configures the app
     telemetry.install(app)
-    assert app.conf.broker_transport_options["socket_timeout"] == 10
+    assert app.conf.broker_transport_options["socket_timeout"] == 5
 
 
 def test_the_settings_are_read_when_the_app_is_configured(
