@@ -1,10 +1,13 @@
-"""``python -m bench [--suite all|drain|scrape|producer|spans|memory|profile|hammer|failover] [--n N] [--pairs P] [--tasks ...]``.
+"""``python -m bench [--suite all|drain|fetch|scrape|producer|spans|memory|profile|hammer|failover] [--n N] [--pairs P] [--tasks ...]``.
 
 ``all`` (the default) runs ``scrape``, ``producer``, ``spans``, ``drain``,
 ``memory`` and ``profile`` and prints their tables; results are merged into
 bench/results/latest.json under those keys.
 
 * ``drain`` compares telemetry variants against "off", interleaved, with an A/A control;
+* ``fetch`` compares today's fetch (kombu's BRPOP, ``off_stockfetch``) against
+  reliable fetch (``off``, as shipped), telemetry off, with an A/A control; it
+  writes bench/results/fetch.json;
 * ``scrape`` measures render time, exposition size, cached scrape latency and
   Redis round trips per depth poll (:mod:`bench.scrape`);
 * ``producer`` compares the ``send_task`` rate without ``telemetry.install``,
@@ -101,15 +104,26 @@ def hammer_variants() -> tuple[Variant, ...]:
     )
 
 
+def fetch_variants() -> tuple[Variant, ...]:
+    """off (reliable fetch) is the baseline, off_aa its A/A control, off_stockfetch kombu's BRPOP."""
+    return (
+        Variant("off", OFF),
+        Variant("off_aa", OFF),
+        Variant("off_stockfetch", {**OFF, "BROKER_RELIABLE_FETCH": "false"}),
+    )
+
+
 DRAIN_SUITES = {
     "drain": ("off", variants),
     "hammer": ("metrics", lambda _sink: hammer_variants()),
+    "fetch": ("off", lambda _sink: fetch_variants()),
 }
 #: Suites whose results go to a file of their own, named after them.
-SIDE_SUITES = ("hammer", "failover")
+SIDE_SUITES = ("hammer", "failover", "fetch")
 SUITES = (
     "all",
     "drain",
+    "fetch",
     "scrape",
     "producer",
     "spans",
@@ -242,7 +256,7 @@ def main() -> int:
     if args.suite == "failover":
         report["failover"] = failover.measure(args.runs)
         failover.print_table(report["failover"])
-    if args.suite in ("all", "drain", "hammer"):
+    if args.suite in ("all", "drain", "hammer", "fetch"):
         suite = "drain" if args.suite == "all" else args.suite
         report.update(n=args.n, pairs=args.pairs, slice=args.slice, suite=suite)
         results, verdicts = drain_table(

@@ -1,4 +1,4 @@
-"""The drain suite's judgement of a session: the A/A control and the musts of issue 21."""
+"""The drain suites' judgement of a session: the A/A control and the musts of issues 21 and 36."""
 
 from __future__ import annotations
 
@@ -52,3 +52,22 @@ def test_the_cpu_task_must_is_met_by_the_median_of_all_on(median: float, met: bo
 def test_variants_without_a_must_are_not_judged() -> None:
     rows = [row("all_on", 0.5, 0.6), row("events", 0.5, 0.6), row("metrics", 0.5, 0.6)]
     assert verdict("bench_cpu", rows, "off_aa")["targets"].keys() == {"all_on"}
+
+
+@pytest.mark.parametrize(("low", "met"), [(1.0204, True), (1.0205, False), (0.99, True)])
+def test_reliable_fetch_costs_at_most_2_percent(low: float, met: bool) -> None:
+    """The fetch suite's ratio is today's fetch against reliable fetch: reliable fetch is at
+    most 2% slower when that ratio's interval includes 1 / 0.98 or less."""
+    rows = [row("off", 1.0, 1.0), row("off_stockfetch", low, 1.06, median=1.03)]
+    targets = verdict("bench_noop", rows, "off_aa")["targets"]
+    assert targets == {"off_stockfetch": {"statistic": "lower_end", "most": 1.0204, "met": met}}
+
+
+def test_the_fetch_suite_runs_kombu_s_brpop_beside_reliable_fetch() -> None:
+    from bench.__main__ import CONTROLS, DRAIN_SUITES, fetch_variants
+
+    baseline, _ = DRAIN_SUITES["fetch"]
+    envs = {variant.name: variant.env for variant in fetch_variants()}
+    assert baseline == "off" and CONTROLS["fetch"] in envs
+    assert envs["off_stockfetch"] == {**envs["off"], "BROKER_RELIABLE_FETCH": "false"}
+    assert "BROKER_RELIABLE_FETCH" not in envs["off"]  # reliable fetch is the default
