@@ -42,6 +42,7 @@ from prometheus_client import CollectorRegistry
 from telemetry import receivers
 from telemetry.delivery.request import with_telemetry
 from telemetry.extensions import ExtensionsSource, resolve
+from telemetry.failed.exhausted import ExhaustedCapture
 from telemetry.messages import HEALTH_TASK
 from telemetry.settings import ConfigError, TelemetrySettings, read_settings, required_names
 from telemetry.wiring.main_process import WorkerTelemetry
@@ -58,6 +59,8 @@ class Installation:
     app: Celery
     extensions: ExtensionsSource | None
     worker: WorkerTelemetry | None = None
+    #: The exhausted set's capture, with ``install(app, exhausted=True)``.
+    exhausted: ExhaustedCapture | None = None
 
 
 _installed: dict[int, Installation] = {}
@@ -68,18 +71,24 @@ def install(
     registry: CollectorRegistry | None = None,
     *,
     extensions: ExtensionsSource | None = None,
+    exhausted: bool = False,
 ) -> None:
     """Telemetry for ``app``, in whatever process this is; a second call for it is a no-op.
 
     ``registry`` receives ``celery_task_published_total`` in a process that only
     publishes (prometheus-client's default registry if None); a worker serves
     a registry of its own. ``extensions``: what the app adds (``telemetry.extensions``).
+    ``exhausted``: keep every task that fails for good in the exhausted set
+    (``telemetry.failed``), to be requeued or deleted later.
     """
     if id(app) in _installed:
         return
     if not _installed:
         receivers.connect(WORKER_RECEIVERS)
-    _installed[id(app)] = Installation(app, extensions)
+    installation = _installed[id(app)] = Installation(app, extensions)
+    if exhausted:
+        installation.exhausted = ExhaustedCapture(app)
+        installation.exhausted.install(app)
     PUBLISH_HOOKS.add(app, registry)
 
 
@@ -91,6 +100,8 @@ def uninstall(app: Celery) -> None:
     PUBLISH_HOOKS.remove(app)
     if installation.worker is not None:
         installation.worker.stop()
+    if installation.exhausted is not None:
+        installation.exhausted.uninstall(app)
     if not _installed:
         receivers.disconnect(WORKER_RECEIVERS)
 
@@ -137,10 +148,17 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
         app.task(name=HEALTH_TASK, bind=True, shared=False, ignore_result=True)(health_check)
     for task in app.tasks.values():
         task.Request = with_telemetry(symbol_by_name(task.Request), settings.trace_task_args)
-    installation.worker = WorkerTelemetry(
-        app, settings, resolve(installation.extensions), health_task
+    worker = installation.worker = WorkerTelemetry(
+        app,
+        settings,
+        resolve(installation.extensions),
+        health_task,
+        exhausted=installation.exhausted is not None,
     )
-    installation.worker.start(sender)
+    worker.start(sender)
+    if installation.exhausted is not None:
+        registry = worker.registry if settings.metrics_enabled else None
+        installation.exhausted.start(sender, settings, registry, worker.labels)
 
 
 def _on_worker_ready(sender: Any = None, **_: Any) -> None:
@@ -161,6 +179,8 @@ def _on_worker_shutdown(sender: Any = None, **_: Any) -> None:
     if installation is not None and installation.worker is not None:
         installation.worker.stop()
         installation.worker = None
+        if installation.exhausted is not None:
+            installation.exhausted.stop()
 
 
 def _on_worker_process_init(**_: Any) -> None:
@@ -171,6 +191,8 @@ def _on_worker_process_init(**_: Any) -> None:
         return  # the solo pool sends this signal from the main process
     become_pool_process(installation.worker)
     installation.worker = None
+    if installation.exhausted is not None:
+        installation.exhausted.pool_process()
 
 
 WORKER_RECEIVERS: tuple[receivers.Receiver, ...] = (

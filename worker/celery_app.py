@@ -17,6 +17,7 @@ from celery import Celery
 
 from telemetry import transport
 from worker import routing
+from worker.retry_policy import DefaultRetryDelay
 from worker.settings import SENTINEL_SCHEME, Settings, SettingsError, load_settings
 
 TASKS_PACKAGE = "worker.tasks"
@@ -77,6 +78,7 @@ def transport_options(settings: Settings) -> dict[str, Any]:
         "jobpilot_max_message_bytes": settings.max_message_bytes,
         "jobpilot_deadletter_max": settings.deadletter_max,
         "jobpilot_deadletter_max_bytes": settings.deadletter_max_bytes,
+        "jobpilot_deadletter_ttl": settings.deadletter_ttl,
     }
     if settings.broker_key_prefix:
         options["global_keyprefix"] = settings.broker_key_prefix
@@ -117,12 +119,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_create_missing_queues": True,
         "worker_max_tasks_per_child": settings.worker_max_tasks_per_child,
         # Celery's 180 s default retry delay, capped so it never outlasts the
-        # visibility timeout; tasks that set their own are checked at start.
-        "task_annotations": {
-            "*": {
-                "default_retry_delay": min(CELERY_DEFAULT_RETRY_DELAY, settings.max_retry_countdown)
-            }
-        },
+        # visibility timeout; tasks that set their own keep it, and are checked at start.
+        "task_annotations": (
+            DefaultRetryDelay(min(CELERY_DEFAULT_RETRY_DELAY, settings.max_retry_countdown)),
+        ),
         "worker_consumer": DEADLETTER_CONSUMER,
         "worker_hijack_root_logger": False,
         "worker_send_task_events": False,

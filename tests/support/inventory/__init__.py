@@ -35,4 +35,9 @@ def invoice_send(invoice: int) -> int:
     return invoice
 
 
-telemetry.install(app)
+@app.task(name="order_cancel")
+def order_cancel(order: int) -> None:
+    raise LookupError(f"no order {order}")
+
+
+telemetry.install(app, exhausted=True)
