@@ -55,9 +55,13 @@ NOT_EXHAUSTED = (
     KeyboardInterrupt,
     MemoryError,
 )
-#: What Celery adds to a message's headers on the way into a task's request context.
+#: What Celery adds to a message's headers on the way into a task's request context
+#: (``Request.__init__``, ``fast_trace_task``, ``Context.__init__`` and ``update``).
 CONTEXT_KEYS = frozenset(
     {
+        "headers",
+        "time_limit",
+        "soft_time_limit",
         "args",
         "kwargs",
         "properties",
@@ -115,7 +119,7 @@ def envelope_from_context(fields: dict[str, Any]) -> str:
         if key not in CONTEXT_KEYS and not key.startswith("_")
     }
     properties = dict(fields.get("properties") or {})
-    embed = {key: fields[key] for key in EMBED_KEYS if fields.get(key) is not None}
+    embed = {key: fields[key] for key in EMBED_KEYS if key in fields}
     body = [list(fields.get("args") or ()), dict(fields.get("kwargs") or {}), embed]
     content_type, content_encoding, data = kombu_dumps(body, serializer="json")  # type: ignore[no-untyped-call]
     encoded = data.encode("utf-8") if isinstance(data, str) else data

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http import HTTPStatus
 
 from telemetry.settings import TelemetrySettings
@@ -49,7 +49,7 @@ def _bracketed(address: str) -> str:
 
 @dataclass(frozen=True)
 class AccessPolicy:
-    token: bytes | None
+    token: bytes | None = field(repr=False)
     read_open: bool
     allowed_hosts: frozenset[str]
     trusted_proxies: tuple[Network, ...] = ()
