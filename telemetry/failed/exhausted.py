@@ -39,6 +39,7 @@ from celery.signals import task_failure
 from prometheus_client import CollectorRegistry
 
 from telemetry import receivers
+from telemetry.broker import broker_redis
 from telemetry.delivery.observers import OBSERVERS, DeliveryObserver
 from telemetry.failed.capture import exhausted_outcome, record_in_main, record_in_pool
 from telemetry.failed.locate import stores_for_app
@@ -55,6 +56,9 @@ logger = logging.getLogger("telemetry.failed")
 MAX_PENDING_WRITES = 1000
 #: How long ``stop`` waits for the writer thread's last records.
 STOP_TIMEOUT_SECONDS = 2.0
+#: A write waits at most this long for the broker: a failing task's pool process must
+#: not hang on a dead one (a write takes well under a millisecond).
+WRITE_SOCKET_TIMEOUT_SECONDS = 2.0
 #: The (queue, task) labels of a routing key and task name, as the task series label them.
 Labels = Callable[[str | None, str | None], tuple[str, str]]
 
@@ -138,7 +142,8 @@ class ExhaustedCapture(DeliveryObserver):
     def store(self) -> FailedStore:
         if self._store is None:
             assert self.settings is not None
-            self._store = stores_for_app(self.app, self.settings)[Kind.EXHAUSTED]
+            client = broker_redis(self.app, socket_timeout=WRITE_SOCKET_TIMEOUT_SECONDS)
+            self._store = stores_for_app(self.app, self.settings, client)[Kind.EXHAUSTED]
         return self._store
 
     def write(self, record: FailedRecord) -> bool:
