@@ -120,12 +120,9 @@ class FailedWork:
         """Every record matching ``flt``, newest first (ties by id, descending)."""
         found: list[_Match] = []
         for kind in flt.kinds:
-            store = self.stores[kind]
-            window = store.window(flt.since, flt.until)
-            summaries = store.summaries([record_id for record_id, _ in window])
-            for (record_id, failed_at), item in zip(window, summaries, strict=True):
-                if item is not None and flt.matches(item):
-                    found.append(_Match(failed_at, record_id, kind, item))
+            for item in self.stores[kind].listed(flt.since, flt.until):
+                if flt.matches(item):
+                    found.append(_Match(float(item["failed_at"] or 0.0), item["id"], kind, item))
         found.sort(key=lambda match: (match.failed_at, match.id), reverse=True)
         return found
 

@@ -179,7 +179,10 @@ class FailedRecord:
         return self.raw.encode("utf-8", "surrogateescape")
 
 
-def summary_from_json(record_id: str, text: str | bytes) -> dict[str, Any]:
-    """A stored summary as a listing item: ``id`` first, then :data:`SUMMARY_FIELDS`."""
-    data = json.loads(text)
+def summary_from_data(record_id: str, data: dict[str, Any]) -> dict[str, Any]:
+    """A parsed summary as a listing item: ``id`` first, then :data:`SUMMARY_FIELDS`."""
     return {"id": record_id, **{name: data.get(name) for name in SUMMARY_FIELDS}}
+
+
+def summary_from_json(record_id: str, text: str | bytes) -> dict[str, Any]:
+    return summary_from_data(record_id, json.loads(text))

@@ -156,10 +156,9 @@ class Requeuer:
             return INVALID_MESSAGE
         if not force and in_canvas(verdict.payload):
             return IN_CANVAS
+        # Only headers and properties the validation accepts change: still valid.
         message = requeued_envelope(record, verdict.payload)
         text = str(kombu_dumps(message))  # type: ignore[no-untyped-call]
-        if judge(text, self.max_message_bytes).payload is None:
-            return INVALID_MESSAGE
         return Prepared(record, self.queue_key(record.queue, message), text)
 
     def push(self, store: FailedStore, prepared: Sequence[Prepared]) -> list[bool]:

@@ -126,3 +126,16 @@ if redis.call('ZCARD', KEYS[3]) == 0 then redis.call('DEL', KEYS[4]) end
 return 1
 """
 )
+
+#: KEYS: by_time, summary. ARGV: max score, min score (ZREVRANGEBYSCORE bounds), offset, count.
+#: Returns one JSON array of [id, summary] pairs, newest first: a single bulk reply for
+#: the client to parse in one call, whatever the number of records.
+SUMMARIES = """
+local ids = redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[2], 'LIMIT', ARGV[3], ARGV[4])
+local parts = {}
+for _, id in ipairs(ids) do
+  local brief = redis.call('HGET', KEYS[2], id)
+  if brief then parts[#parts + 1] = '["' .. id .. '",' .. brief .. ']' end
+end
+return '[' .. table.concat(parts, ',') .. ']'
+"""

@@ -23,6 +23,7 @@ upgraded in a rolling deploy may still push there.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -33,8 +34,8 @@ from typing import Any
 import redis
 from redis.commands.core import Script
 
-from telemetry.failed.records import FailedRecord, summary_from_json
-from telemetry.failed.scripts import DELETE, KEEP, REQUEUE
+from telemetry.failed.records import FailedRecord, summary_from_data, summary_from_json
+from telemetry.failed.scripts import DELETE, KEEP, REQUEUE, SUMMARIES
 
 logger = logging.getLogger("telemetry.failed")
 
@@ -101,6 +102,7 @@ class FailedStore:
         self._keep: Script = client.register_script(KEEP)
         self._delete: Script = client.register_script(DELETE)
         self._requeue: Script = client.register_script(REQUEUE)
+        self._summaries: Script = client.register_script(SUMMARIES)
 
     # Writing and keeping ---------------------------------------------------------
     def _keep_args(self, records: Sequence[FailedRecord], spare_ids: int) -> list[Any]:
@@ -133,7 +135,7 @@ class FailedStore:
 
     def load(self) -> None:
         """Load the scripts into the server (after NOSCRIPT: a restart, a failover)."""
-        for script in (self._keep, self._delete, self._requeue):
+        for script in (self._keep, self._delete, self._requeue, self._summaries):
             script.sha = self.client.script_load(script.script)
 
     def kept(self, reply: Sequence[Any]) -> KeepResult:
@@ -188,6 +190,29 @@ class FailedStore:
             self.keys.by_time, high, low, withscores=True
         )
         return [(_text(member), float(score)) for member, score in pairs]
+
+    def listed(
+        self, since: float | None = None, until: float | None = None
+    ) -> list[dict[str, Any]]:
+        """Listing items with ``since <= failed_at < until``, newest first.
+
+        Read :data:`READ_BATCH` at a time by a script that returns each batch as one
+        JSON text, so the client parses one reply per batch rather than one per record;
+        each call holds Redis for about a millisecond.
+        """
+        high = f"({until!r}" if until is not None else "+inf"
+        low = repr(since) if since is not None else "-inf"
+        found: list[dict[str, Any]] = []
+        offset = 0
+        while True:
+            text = self._summaries(
+                keys=[self.keys.by_time, self.keys.summary], args=[high, low, offset, READ_BATCH]
+            )
+            batch = json.loads(text)
+            found += [summary_from_data(record_id, data) for record_id, data in batch]
+            if len(batch) < READ_BATCH:
+                return found
+            offset += READ_BATCH
 
     def summaries(self, ids: Sequence[str]) -> list[dict[str, Any] | None]:
         """Listing items for ``ids``, None for an id that is gone."""
