@@ -149,8 +149,8 @@ def record_in_pool(task: Any, exception: BaseException, einfo: Any) -> FailedRec
     """The record of a task failing in this process (``task_failure`` inside the trace),
     or None when the failure is not exhausted or not the trace's own."""
     request = task.request
-    if request.called_directly or task.name == HEALTH_TASK:
-        return None  # the worker's own failure handlers, or a direct call
+    if request.called_directly or request.is_eager or task.name == HEALTH_TASK:
+        return None  # the worker's own failure handlers, a direct call, or apply(): no message
     if not exhausted_in_pool(exception):
         return None
     fields = dict(vars(request))

@@ -22,7 +22,12 @@ from celery.worker.request import Request
 from kombu.transport.virtual.base import Message
 
 from telemetry.delivery.observers import FAILED, REQUEUED, RETRIED
-from telemetry.failed.capture import envelope_from_context, exhausted_in_pool, exhausted_outcome
+from telemetry.failed.capture import (
+    envelope_from_context,
+    exhausted_in_pool,
+    exhausted_outcome,
+    record_in_pool,
+)
 from telemetry.failed.records import MAX_MESSAGE_BYTES, MAX_TRACEBACK_BYTES, FailedRecord, Kind
 from telemetry.failed.redaction import public_envelope, redact
 from tests.conftest import redis_url
@@ -46,6 +51,22 @@ from tests.support.messages import envelope
 )
 def test_what_a_pool_process_keeps(exception: BaseException, final: bool) -> None:
     assert exhausted_in_pool(exception) is final
+
+
+def test_only_the_trace_of_a_delivered_message_is_recorded() -> None:
+    class Task:
+        name = "t"
+        request = Context({"id": "1"}, called_directly=True)
+
+    task = Task()
+    assert record_in_pool(task, ValueError(), None) is None  # the worker's Request handlers
+    task.request = Context({"id": "1", "is_eager": True}, called_directly=False)
+    assert record_in_pool(task, ValueError(), None) is None  # apply(): the caller gets it
+    task.request = Context(
+        {"id": "1", "delivery_info": {"routing_key": "q"}}, called_directly=False
+    )
+    kept = record_in_pool(task, ValueError("boom"), None)
+    assert kept is not None and (kept.queue, kept.message) == ("q", "boom")
 
 
 def test_what_the_main_process_counts() -> None:
