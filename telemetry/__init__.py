@@ -13,6 +13,9 @@ is counted in the given registry (prometheus-client's default otherwise) and an
 (``celery -A yourmodule worker -Q ...``), the worker serves ``/metrics``,
 ``/livez`` and ``/readyz`` on ``METRICS_HOST:METRICS_PORT``, polls the depth and
 age of the app's queues, and sends every span to an export process of its own.
+With ``telemetry.install(app, exhausted=True)`` it also keeps every task that fails
+for good, to be listed and requeued (``telemetry.failed``; the operator API,
+``telemetry.ops``, is served by the broker exporter).
 
 The layout: ``settings`` (the variables), ``delivery`` (the delivery lifecycle),
 ``metrics``, ``readiness``, ``tracing`` (with the export hop, ``tracing.export``),
