@@ -30,6 +30,7 @@ from typing import Any
 
 import redis
 from celery import Celery
+from kombu.exceptions import OperationalError
 
 from telemetry.broker import redis_for
 from telemetry.failed.locate import key_prefix
@@ -196,11 +197,20 @@ def _handler_for(server: OpsServer) -> type[BaseHTTPRequestHandler]:
             except BadInput as exc:
                 self._json(HTTPStatus.BAD_REQUEST, {"error": str(exc), "key": exc.key})
                 return
-            except (redis.RedisError, OSError) as exc:
+            except (redis.RedisError, OSError, OperationalError) as exc:
                 logger.warning("ops: broker error: %s", type(exc).__name__)
                 self._error(
                     HTTPStatus.SERVICE_UNAVAILABLE, f"broker unavailable: {type(exc).__name__}"
                 )
+                return
+            except Exception as exc:  # answered, never a dropped connection
+                logger.error(
+                    "ops: %s %s failed: %s",
+                    self.command,
+                    self.path.partition("?")[0],
+                    type(exc).__name__,
+                )
+                self._error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error")
                 return
             self._json(status, payload)
 
