@@ -8,9 +8,11 @@ installed app:
 * ``celeryd_init``: the worker's direct queue is turned on (``worker_direct``)
   for the readiness round trip, unless the app set it to False;
 * ``worker_init``: the settings are read (a bad value is one ``settings:`` line
-  and a non-zero exit), the probe task is registered if the app has none, each
-  task's Request gets the delivery announcements (``telemetry.delivery.request``),
-  and the main process starts (``telemetry.wiring.main_process``);
+  and a non-zero exit), poison safety starts (``telemetry.deadletters.safety``,
+  even with ``TELEMETRY_ENABLED=false``), the probe task is registered if the
+  app has none, each task's Request gets the delivery announcements
+  (``telemetry.delivery.request``), and the main process starts
+  (``telemetry.wiring.main_process``);
 * ``worker_ready``, ``worker_shutting_down``, ``worker_shutdown``: serve, probe, stop;
 * ``worker_process_init``: a pool process (``telemetry.wiring.pool_process``).
 
@@ -40,6 +42,7 @@ from celery.utils.imports import symbol_by_name
 from prometheus_client import CollectorRegistry
 
 from telemetry import receivers
+from telemetry.deadletters.safety import PoisonSafety
 from telemetry.delivery.request import with_telemetry
 from telemetry.extensions import ExtensionsSource, resolve
 from telemetry.messages import HEALTH_TASK
@@ -57,6 +60,7 @@ class Installation:
 
     app: Celery
     extensions: ExtensionsSource | None
+    poison: PoisonSafety | None = None
     worker: WorkerTelemetry | None = None
 
 
@@ -68,18 +72,25 @@ def install(
     registry: CollectorRegistry | None = None,
     *,
     extensions: ExtensionsSource | None = None,
+    poison_safety: bool = True,
 ) -> None:
     """Telemetry for ``app``, in whatever process this is; a second call for it is a no-op.
 
     ``registry`` receives ``celery_task_published_total`` in a process that only
     publishes (prometheus-client's default registry if None); a worker serves
     a registry of its own. ``extensions``: what the app adds (``telemetry.extensions``).
+    ``poison_safety``: what the app's worker cannot run is dead-lettered, not fatal
+    (``telemetry.deadletters.safety``); it registers the validating Redis transport
+    for the whole process.
     """
     if id(app) in _installed:
         return
     if not _installed:
         receivers.connect(WORKER_RECEIVERS)
-    _installed[id(app)] = Installation(app, extensions)
+    poison = PoisonSafety() if poison_safety else None
+    if poison is not None:
+        poison.install(app)
+    _installed[id(app)] = Installation(app, extensions, poison)
     PUBLISH_HOOKS.add(app, registry)
 
 
@@ -91,6 +102,8 @@ def uninstall(app: Celery) -> None:
     PUBLISH_HOOKS.remove(app)
     if installation.worker is not None:
         installation.worker.stop()
+    if installation.poison is not None:
+        installation.poison.uninstall(app)
     if not _installed:
         receivers.disconnect(WORKER_RECEIVERS)
 
@@ -123,6 +136,8 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
     app = installation.app
     try:
         settings = read_settings(TelemetrySettings)
+        if installation.poison is not None:
+            installation.poison.start(sender, settings)
     except ConfigError as exc:
         raise SystemExit(str(exc)) from None
     if not settings.telemetry_enabled:
@@ -158,6 +173,8 @@ def _on_worker_shutting_down(**_: Any) -> None:
 
 def _on_worker_shutdown(sender: Any = None, **_: Any) -> None:
     installation = installed(getattr(sender, "app", None))
+    if installation is not None and installation.poison is not None:
+        installation.poison.stop()
     if installation is not None and installation.worker is not None:
         installation.worker.stop()
         installation.worker = None

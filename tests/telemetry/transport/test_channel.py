@@ -22,7 +22,7 @@ def test_tasks_published_consumed_and_acked_share_one_client(
 ) -> None:
     """Given 20 task messages published, consumed and acknowledged, then the channel
     builds one redis-py client for all of it (plus kombu's own for polling), not one per call."""
-    with app.connection_for_write() as connection:
+    with Connection(redis_url(), transport=Transport) as connection:
         channel = connection.default_channel
         assert isinstance(channel, Channel)
         built: list[Any] = []
