@@ -9,6 +9,8 @@ an attacker or a broken producer would.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -17,12 +19,13 @@ import msgpack
 import pytest
 import redis
 
+from tests.conftest import redis_url
 from tests.support.deadletters import DEADLETTER_KEY, records
 from tests.support.inventory_worker import APP, WORKER, inventory_env
 from tests.support.messages import deep_json, item, poison_items
 from tests.support.scrape import samples_by_labels
 from tests.support.tracing import run_as_producer
-from tests.support.worker_process import WorkerProcess, wait_until
+from tests.support.worker_process import ROOT, WorkerProcess, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -145,6 +148,19 @@ def test_every_poison_kind_on_another_apps_queue_is_dead_lettered_kept_and_count
     assert log.count("dead-lettered message from") == len(poison)
     assert "definitely not json" not in log
     assert worker.process is not None and worker.process.poll() is None
+    # And the dead-letter CLI lists them for this app
+    listing = subprocess.run(
+        [sys.executable, "-m", "telemetry.deadletters", "-A", APP, "list", "--limit", "50"],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "INVENTORY_BROKER_URL": redis_url()},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert listing.returncode == 0, listing.stderr
+    lines = listing.stdout.splitlines()
+    assert lines[0] == f"{len(poison)} record(s) in {DEADLETTER_KEY}"
+    assert sorted(line.split()[3] for line in lines[1:]) == sorted(r["reason"] for r in found)
 
 
 def test_an_app_that_accepts_msgpack_runs_its_msgpack_tasks(
@@ -194,6 +210,18 @@ def test_an_app_that_accepts_msgpack_runs_its_msgpack_tasks(
     # And the app's own consumer ran, combined with ours
     assert "inventory consumer connected" in worker.log()
     assert redis_client.llen(DEADLETTER_KEY) == len(poison)
+
+
+def test_poison_safety_stays_on_with_the_telemetry_off(
+    start_worker: Callable[..., WorkerProcess], redis_client: redis.Redis
+) -> None:
+    """TELEMETRY_ENABLED=false turns the observability off; dead letters are not telemetry."""
+    worker, _ = start_inventory(start_worker, TELEMETRY_ENABLED="false")
+    redis_client.lpush(QUEUE, b"\x80 not json", raw_item("order_ship", [[5], {}, {}]))
+    worker.wait_for_log("] succeeded in", 15)
+    assert [(r["reason"], r["raw"]) for r in records(redis_client)] == [
+        ("not_json", as_text(b"\x80 not json"))
+    ]
 
 
 def test_a_worker_consumer_that_cannot_be_combined_is_one_line_and_a_non_zero_exit(
