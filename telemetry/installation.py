@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from celery import Celery, Task
@@ -42,9 +42,10 @@ from celery.utils.imports import symbol_by_name
 from prometheus_client import CollectorRegistry
 
 from telemetry import receivers
+from telemetry.deadletters.records import app_deadletter_key
 from telemetry.deadletters.safety import PoisonSafety
 from telemetry.delivery.request import with_telemetry
-from telemetry.extensions import ExtensionsSource, resolve
+from telemetry.extensions import Extensions, ExtensionsSource, resolve
 from telemetry.messages import HEALTH_TASK
 from telemetry.settings import ConfigError, TelemetrySettings, read_settings, required_names
 from telemetry.wiring.main_process import WorkerTelemetry
@@ -112,6 +113,15 @@ def installed(app: Any) -> Installation | None:
     return _installed.get(id(app))
 
 
+def worker_extensions(installation: Installation) -> Extensions:
+    """The app's extensions; with poison safety, the dead-letter list's length is measured
+    (``celery_deadletter_size``) unless the app names another list."""
+    extensions = resolve(installation.extensions)
+    if extensions.deadletter_key is None and installation.poison is not None:
+        extensions = replace(extensions, deadletter_key=app_deadletter_key(installation.app))
+    return extensions
+
+
 def health_check(task: Task) -> dict[str, Any]:
     """The readiness probe's task: proves a pool process can take and finish work."""
     return {"hostname": task.request.hostname, "pid": os.getpid(), "time": time.time()}
@@ -153,7 +163,7 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
     for task in app.tasks.values():
         task.Request = with_telemetry(symbol_by_name(task.Request), settings.trace_task_args)
     installation.worker = WorkerTelemetry(
-        app, settings, resolve(installation.extensions), health_task
+        app, settings, worker_extensions(installation), health_task
     )
     installation.worker.start(sender)
 

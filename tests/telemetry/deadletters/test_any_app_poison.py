@@ -120,15 +120,17 @@ def test_every_poison_kind_on_another_apps_queue_is_dead_lettered_kept_and_count
         matches = [r for r in found if r["reason"] == reason and kept(r, raw)]
         assert len(matches) == 1, f"{name}: {[(r['reason'], r['raw'][:80]) for r in found]}"
         assert matches[0]["queue"] == QUEUE
-    # And the dead-letter metrics count them, by reason; every one ended as `rejected`
+    # And the dead-letter metrics count them, by reason, and the list's length; every one
+    # ended as `rejected`
     samples = wait_until(
         lambda: (
             (s := samples_by_labels(worker.metrics_url))
             and sum(dead_lettered_by_reason(s).values()) == len(poison)
+            and s["celery_deadletter_size"].get(()) == len(poison)
             and s
         ),
         10,
-        message="every dead letter counted",
+        message="every dead letter counted, and the list's length polled",
     )
     assert dead_lettered_by_reason(samples) == Counter(name.split(" ")[0] for name in poison)
     rejected = sum(
