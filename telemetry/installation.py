@@ -146,20 +146,24 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
     app = installation.app
     try:
         settings = read_settings(TelemetrySettings)
-        if installation.poison is not None:
-            installation.poison.start(sender, settings)
     except ConfigError as exc:
         raise SystemExit(str(exc)) from None
+    health_task = bool(app.conf.worker_direct)
+    if settings.telemetry_enabled:
+        if not health_task and "health_task" in required_names(settings.readiness_required or ""):
+            raise SystemExit(
+                "settings: READINESS_REQUIRED: health_task needs the worker's direct queue, "
+                "and the app sets worker_direct=False"
+            )
+        if HEALTH_TASK not in app.tasks:
+            app.task(name=HEALTH_TASK, bind=True, shared=False, ignore_result=True)(health_check)
+    if installation.poison is not None:
+        try:
+            installation.poison.start(sender, settings)  # every task, the probe task included
+        except ConfigError as exc:
+            raise SystemExit(str(exc)) from None
     if not settings.telemetry_enabled:
         return
-    health_task = bool(app.conf.worker_direct)
-    if not health_task and "health_task" in required_names(settings.readiness_required or ""):
-        raise SystemExit(
-            "settings: READINESS_REQUIRED: health_task needs the worker's direct queue, "
-            "and the app sets worker_direct=False"
-        )
-    if HEALTH_TASK not in app.tasks:
-        app.task(name=HEALTH_TASK, bind=True, shared=False, ignore_result=True)(health_check)
     for task in app.tasks.values():
         task.Request = with_telemetry(symbol_by_name(task.Request), settings.trace_task_args)
     installation.worker = WorkerTelemetry(
