@@ -101,12 +101,25 @@ class DeadLetteringRequest(Request):  # type: ignore[misc]
 
     def _refuse(self, why: str) -> None:
         """Fail the request here as the pool would report a ``Reject`` (dead-lettered
-        by ``on_failure``), without it ever reaching the pool."""
+        by ``on_failure``), without it ever reaching the pool.
+
+        Recording the failure may fail (a result backend that is down); the message
+        is rejected all the same, since its dead letter was written first.
+        """
         try:
             raise Refused(why)
         except Refused:
             exc_info = ExceptionInfo()
-        self.on_failure(exc_info)
+        try:
+            self.on_failure(exc_info)
+        except Exception as exc:
+            logger.error(
+                "could not record the refusal of %s[%s]: %s",
+                self._type,
+                self.id,
+                type(exc).__name__,
+            )
+            self.reject(requeue=False)
 
     def on_failure(
         self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False

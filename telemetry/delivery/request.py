@@ -60,6 +60,9 @@ class Refused(Reject):  # type: ignore[misc]
         # it, as Celery does with an exception read back from a result backend.
         super().__init__(reason, requeue=False)
 
+    def __str__(self) -> str:
+        return str(self.reason)
+
 
 def unwrap_exception(exc: BaseException) -> BaseException:
     """The task's exception, as raised, from what the pool hands back."""
