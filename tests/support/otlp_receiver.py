@@ -71,6 +71,8 @@ class ReceivedPoint:
 
 def _points(metric: ProtoMetric, resource: dict[str, Any], scope: str) -> list[ReceivedPoint]:
     kind = metric.WhichOneof("data")
+    if kind is None:
+        raise ValueError(f"metric {metric.name} has no data")  # a collector refuses it too
     data = getattr(metric, kind)
     temporality = (
         AggregationTemporality.Name(data.aggregation_temporality)
@@ -114,13 +116,14 @@ def _points(metric: ProtoMetric, resource: dict[str, Any], scope: str) -> list[R
 
 
 class OtlpReceiver:
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.spans: list[ReceivedSpan] = []
         self.points: list[ReceivedPoint] = []
         self.requests = 0
         self.metric_requests = 0
+        self.refused: list[str] = []
         self._lock = threading.Lock()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property
@@ -177,13 +180,15 @@ class OtlpReceiver:
 
     def _store_metrics(self, body: bytes) -> None:
         request = ExportMetricsServiceRequest.FromString(body)
+        points = []
+        for resource_metrics in request.resource_metrics:
+            resource = {a.key: _value(a.value) for a in resource_metrics.resource.attributes}
+            for scope_metrics in resource_metrics.scope_metrics:
+                for metric in scope_metrics.metrics:
+                    points.extend(_points(metric, resource, scope_metrics.scope.name))
         with self._lock:
             self.metric_requests += 1
-            for resource_metrics in request.resource_metrics:
-                resource = {a.key: _value(a.value) for a in resource_metrics.resource.attributes}
-                for scope_metrics in resource_metrics.scope_metrics:
-                    for metric in scope_metrics.metrics:
-                        self.points.extend(_points(metric, resource, scope_metrics.scope.name))
+            self.points.extend(points)
 
     def _store(self, body: bytes) -> None:
         request = ExportTraceServiceRequest.FromString(body)
@@ -223,7 +228,13 @@ class OtlpReceiver:
                     receiver._store(body)
                     reply = ExportTraceServiceResponse().SerializeToString()
                 elif self.path == "/v1/metrics":
-                    receiver._store_metrics(body)
+                    try:
+                        receiver._store_metrics(body)
+                    except ValueError as exc:
+                        receiver.refused.append(str(exc))
+                        self.send_response(400)
+                        self.end_headers()
+                        return
                     reply = ExportMetricsServiceResponse().SerializeToString()
                 else:
                     self.send_response(404)

@@ -116,7 +116,9 @@ class MetricExport:
         for derived, build in self.histograms:
             readings = self._read(derived)
             if readings is not None:
-                metrics.append(build(readings, now_ns))
+                metric = build(readings, now_ns)
+                if metric.data.data_points:  # OTLP has no metric without a point
+                    metrics.append(metric)
         return MetricsData(
             [ResourceMetrics(self.resource, [ScopeMetrics(self.scope, metrics, "")], "")]
         )
