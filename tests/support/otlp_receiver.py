@@ -178,6 +178,19 @@ class OtlpReceiver:
             newest[point.key] = point
         return newest
 
+    def wait_for_metric(self, name: str, timeout: float = 20, **attributes: Any) -> ReceivedPoint:
+        """The first point of metric ``name`` with a non-zero value and these attributes."""
+
+        def found() -> list[ReceivedPoint]:
+            return [
+                p
+                for p in self.metric_points(name)
+                if (p.value or p.count) and attributes.items() <= p.attributes.items()
+            ]
+
+        points: list[ReceivedPoint] = wait_until(found, timeout, message=f"metric {name}")
+        return points[0]
+
     def _store_metrics(self, body: bytes) -> None:
         request = ExportMetricsServiceRequest.FromString(body)
         points = []

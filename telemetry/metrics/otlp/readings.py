@@ -85,10 +85,14 @@ def samples(metric: Counter | Gauge, suffix: str = "") -> Iterable[tuple[dict[st
                 yield sample.labels, sample.value
 
 
-def sent_messages(counter: Counter, system: str) -> Observed:
-    """``messaging.client.sent.messages`` from a ``celery_task_published_total`` counter."""
+def sent_messages(counter: Callable[[], Counter | None], system: str) -> Observed:
+    """``messaging.client.sent.messages`` from a ``celery_task_published_total`` counter
+    (``counter()``: None until the process has one)."""
 
     def observe(_: CallbackOptions) -> Iterable[Observation]:
+        found = counter()
+        if found is None:
+            return []
         return [
             Observation(
                 value,
@@ -99,7 +103,7 @@ def sent_messages(counter: Counter, system: str) -> Observed:
                     TASK: labels["task"],
                 },
             )
-            for labels, value in samples(counter, "_total")
+            for labels, value in samples(found, "_total")
         ]
 
     return Observed(SENT_MESSAGES, observe)
@@ -145,7 +149,7 @@ class WorkerReadings:
     def observed(self) -> list[Observed]:
         observed = [
             Observed(CONSUMED_MESSAGES, self._consumed),
-            sent_messages(self.metrics.task_published, self.system),
+            sent_messages(lambda: self.metrics.task_published, self.system),
             Observed(TASK_FINISHED, self._finished),
         ]
         return observed + (self.broker.observed() if self.broker is not None else [])
