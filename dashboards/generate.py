@@ -68,6 +68,11 @@ def render_all(config: dict[str, Any], out: Path = ROOT, source: Path = CONFIG) 
     return files
 
 
+def shown(path: Path) -> str:
+    """A path as a user reads it: relative under the working folder, else absolute."""
+    return os.path.relpath(path) if path.resolve().is_relative_to(Path.cwd()) else str(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument(
@@ -89,16 +94,16 @@ def main(argv: list[str] | None = None) -> int:
     stale = [path for path, text in files.items() if not path.exists() or path.read_text() != text]
     if args.check:
         for path in stale:
-            print(f"out of date: {os.path.relpath(path)}", file=sys.stderr)
+            print(f"out of date: {shown(path)}", file=sys.stderr)
         return 1 if stale else 0
     for path in stale:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(files[path])
         except OSError as exc:
-            print(f"{os.path.relpath(path)}: cannot write it: {exc.strerror}", file=sys.stderr)
+            print(f"{shown(path)}: cannot write it: {exc.strerror}", file=sys.stderr)
             return 2
-        print(f"wrote {os.path.relpath(path)}")
+        print(f"wrote {shown(path)}")
     return 0
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -48,7 +47,7 @@ def test_a_stale_file_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[
     capsys.readouterr()
     # Then --check names it, and only it
     assert generate.main(["--check", "--out", str(tmp_path)]) == 1
-    assert capsys.readouterr().err.splitlines() == [f"out of date: {os.path.relpath(edited)}"]
+    assert capsys.readouterr().err.splitlines() == [f"out of date: {edited}"]
 
 
 def write_config(tmp_path: Path, **slo: object) -> Path:

@@ -261,3 +261,14 @@ def test_a_config_that_is_not_yaml_or_not_there_is_one_line(
 def test_our_own_config_needs_no_site_keys_of_a_team() -> None:
     # dashboards/config.yaml is read as is, and is also the defaults a team's config overrides
     assert generate.main(["--config", str(CONFIG), "--check"]) == 0
+
+
+def test_a_folder_that_cannot_be_written_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "out"
+    blocker.write_text("a file where the folder should go")
+    config = write(tmp_path / "their.yaml", THEIRS)
+    assert generate.main(["--config", str(config), "--out", str(blocker)]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"{blocker}/") and ": cannot write it: " in line, line
