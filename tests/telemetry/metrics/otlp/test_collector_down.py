@@ -48,6 +48,7 @@ def test_a_hung_collector_for_30_s_blocks_nothing_and_loses_nothing(
             # Its own memory flat too: the duplicate-execution window keeps every
             # task id it starts (100,000 by default), which would grow it here.
             "DUPLICATE_WINDOW_MAX": "100",
+            "METRICS_RENDER_INTERVAL": "0",  # /metrics as of now, not up to 1 s before
         }
     )
     livez = worker.metrics_url.replace("/metrics", "/livez")

@@ -43,6 +43,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[OtlpRec
         "OTEL_METRIC_EXPORT_INTERVAL": "200",
         "OTEL_TRACES_EXPORTER": "none",
         "WORKER_LOST_RETRY_DELAY": "0.2",
+        "METRICS_RENDER_INTERVAL": "0",  # /metrics as of now, not up to 1 s before
     }
     log_dir: Path = tmp_path_factory.mktemp("logs")
     worker = WorkerProcess(env, log_dir, extra_args=("--max-tasks-per-child", "3")).start()
