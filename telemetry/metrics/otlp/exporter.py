@@ -101,6 +101,7 @@ class MetricExport:
         ]
         self.succeeded = True
         self._log = LogThrottle()
+        self._read_log = LogThrottle()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._quiet = OncePerInterval()
@@ -125,7 +126,7 @@ class MetricExport:
 
     def _read(self, derived: Derived) -> list[HistogramReading] | None:
         readings = derived.read()
-        if readings is None and self._log.due():
+        if readings is None and self._read_log.due():
             logger.warning(
                 "%s left out of this export: its buckets changed throughout the read",
                 derived.instrument.name,
@@ -140,8 +141,8 @@ class MetricExport:
             )
             succeeded = result is MetricExportResult.SUCCESS
             reason = "the collector refused it or did not answer"
-        except Exception as exc:
-            succeeded, reason = False, f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # the type only: a message may name the endpoint
+            succeeded, reason = False, type(exc).__name__
         if not succeeded and self._log.due():
             logger.warning(
                 "metric export failed (%s); the next try in %g s",
@@ -172,6 +173,6 @@ class MetricExport:
             self.exporter.shutdown()  # also ends a retry still waiting
             self.provider.shutdown()
         except Exception as exc:
-            logger.warning("metric export shutdown failed: %s: %s", type(exc).__name__, exc)
+            logger.warning("metric export shutdown failed: %s", type(exc).__name__)
         for name in EXPORTER_LOGGERS:
             logging.getLogger(name).removeFilter(self._quiet)
