@@ -19,7 +19,6 @@ PAGES_WRITTEN_ELSEWHERE = {
     "docs/transit.md",
     "docs/failed-work.md",
     "docs/beat.md",
-    "docs/otlp-metrics.md",
 }
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
