@@ -5,7 +5,8 @@ The app is found as ``celery -A`` finds it. Its queues are the ones it declares
 dead-letter list is the one ``telemetry.install(app, extensions=...)`` names.
 The bind address is ``METRICS_HOST:BROKER_EXPORTER_PORT``. A bad variable, an
 app that cannot be imported, a broker that is not Redis or a taken port is one
-line on stderr and exit status 2.
+line on stderr and exit status 2, as is a bad OTLP metric variable
+(``telemetry.metrics.otlp.environment``).
 """
 
 from __future__ import annotations
@@ -75,6 +76,8 @@ def build(argv: list[str] | None = None) -> BrokerExporter:
         return BrokerExporter(
             app, settings, app_queues(app) | extra, extensions.deadletter_key, exporter_version()
         )
+    except ConfigError as exc:
+        raise Unusable(str(exc)) from None
     except OSError as exc:
         raise Unusable(
             f"broker exporter: cannot listen on {settings.metrics_host}:"
