@@ -31,6 +31,7 @@ from typing import Any
 import redis
 from celery import Celery
 
+from telemetry.deadletters.policy import DEFAULT_POLICY
 from telemetry.failed.capture import envelope_from_context
 from telemetry.failed.operations import FailedWork, Selection
 from telemetry.failed.query import Query
@@ -195,7 +196,7 @@ def measure(redis_url: str, records: int) -> dict[str, Any]:
     store = FailedStore(client, StoreKeys.of("jobpilot:exhausted"), Caps(records * 2, 1 << 30))
     dead = FailedStore(client, StoreKeys.of("jobpilot:deadletter"), Caps(records, 1 << 30))
     work = FailedWork(
-        {Kind.EXHAUSTED: store, Kind.DEAD_LETTER: dead}, Requeuer(app, None, 1_048_576)
+        {Kind.EXHAUSTED: store, Kind.DEAD_LETTER: dead}, Requeuer(app, None, DEFAULT_POLICY)
     )
     try:
         write = measure_write(store, client)

@@ -70,6 +70,12 @@ def deadletter_key(prefix: str) -> str:
     return f"{prefix}{DEADLETTER_KEY}"
 
 
+def app_deadletter_key(app: Any) -> str:
+    """The dead letters' base key for a Celery app: under its broker's ``global_keyprefix``."""
+    options = app.conf.broker_transport_options or {}
+    return deadletter_key(str(options.get("global_keyprefix", "")))
+
+
 def log_dead_lettered(record: FailedRecord) -> None:
     """Exactly one line per dead letter; it never carries the body or arguments."""
     logger.warning(

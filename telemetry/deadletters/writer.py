@@ -11,6 +11,7 @@ import redis
 from celery import Celery
 from kombu.connection import Connection
 
+from telemetry.deadletters.policy import DEFAULT_POLICY, PoisonPolicy
 from telemetry.deadletters.records import Reason, log_dead_lettered, make_record
 from telemetry.delivery.observers import OBSERVERS
 from telemetry.failed.locate import deadletter_store
@@ -33,13 +34,17 @@ class DeadLetterWriter:
         self._pending: deque[FailedRecord] = deque(maxlen=store.caps.max_records)
 
     @classmethod
-    def for_connection(cls, connection: Connection) -> DeadLetterWriter:
-        return cls(deadletter_store(connection))
+    def for_connection(
+        cls, connection: Connection, policy: PoisonPolicy = DEFAULT_POLICY
+    ) -> DeadLetterWriter:
+        """The dead letters on the broker ``connection`` points at, under its key prefix,
+        capped as ``policy`` says."""
+        return cls(deadletter_store(connection, policy))
 
     @classmethod
-    def for_app(cls, celery_app: Celery) -> DeadLetterWriter:
+    def for_app(cls, celery_app: Celery, policy: PoisonPolicy = DEFAULT_POLICY) -> DeadLetterWriter:
         with celery_app.connection_for_read() as connection:
-            return cls.for_connection(connection)
+            return cls.for_connection(connection, policy)
 
     def write(
         self,
@@ -83,6 +88,11 @@ class DeadLetterWriter:
             text,
             refused=refused,
         )
+
+    @property
+    def held(self) -> int:
+        """Records waiting in memory for the broker to take them."""
+        return len(self._pending)
 
     def flush(self) -> None:
         while self._pending:

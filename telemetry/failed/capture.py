@@ -36,8 +36,10 @@ from typing import Any
 from billiard.exceptions import Terminated, WorkerLostError
 from celery.exceptions import Ignore, Reject, Retry, TimeLimitExceeded
 from kombu.serialization import dumps as kombu_dumps
+from kombu.serialization import prepare_accept_content
 from opentelemetry import trace
 
+from telemetry.deadletters.validation import JSON_CONTENT_TYPE
 from telemetry.delivery.observers import FAILED
 from telemetry.failed.records import EXHAUSTED_REASON, FailedRecord, Kind
 from telemetry.messages import HEALTH_TASK
@@ -107,11 +109,20 @@ def _run_span_ids() -> tuple[str | None, str | None]:
     return f"{context.trace_id:032x}", f"{context.span_id:016x}"
 
 
-def envelope_from_context(fields: dict[str, Any]) -> str:
+def body_serializer(app: Any) -> str:
+    """JSON when the app accepts it (Celery's default), else the app's task serializer:
+    the request context no longer says which content type the message came in."""
+    accept = prepare_accept_content(app.conf.accept_content)  # type: ignore[no-untyped-call]
+    if accept is None or JSON_CONTENT_TYPE in accept:
+        return "json"
+    return str(app.conf.task_serializer)
+
+
+def envelope_from_context(fields: dict[str, Any], serializer: str = "json") -> str:
     """The message as kombu's Redis transport stores it, from a task's request context.
 
-    The body is ``[args, kwargs, embed]`` encoded again with kombu's JSON, and
-    base64-encoded when the properties say so (kombu's Redis default).
+    The body is ``[args, kwargs, embed]`` encoded again with kombu's ``serializer``,
+    and base64-encoded when the properties say so (kombu's Redis default).
     """
     headers = {
         key: value
@@ -121,7 +132,7 @@ def envelope_from_context(fields: dict[str, Any]) -> str:
     properties = dict(fields.get("properties") or {})
     embed = {key: fields[key] for key in EMBED_KEYS if key in fields}
     body = [list(fields.get("args") or ()), dict(fields.get("kwargs") or {}), embed]
-    content_type, content_encoding, data = kombu_dumps(body, serializer="json")  # type: ignore[no-untyped-call]
+    content_type, content_encoding, data = kombu_dumps(body, serializer=serializer)  # type: ignore[no-untyped-call]
     encoded = data.encode("utf-8") if isinstance(data, str) else data
     if properties.get("body_encoding") == "base64":
         text = base64.b64encode(encoded).decode("ascii")
@@ -157,7 +168,7 @@ def record_in_pool(task: Any, exception: BaseException, einfo: Any) -> FailedRec
     delivery = fields.get("delivery_info") or {}
     trace_id, span_id = _run_span_ids()
     try:
-        raw = envelope_from_context(fields)
+        raw = envelope_from_context(fields, body_serializer(task.app))
     except Exception as exc:  # an argument kombu's JSON cannot encode: keep the rest
         logger.warning("%s[%s]: message not kept: %s", task.name, request.id, type(exc).__name__)
         raw = ""

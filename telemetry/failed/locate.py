@@ -8,10 +8,10 @@ Both kinds live on the app's broker, under its ``global_keyprefix``:
 redis-py clients of the broker (``telemetry.broker.redis_for``), behind
 Sentinel too.
 
-Caps: the exhausted set's come from the settings (``EXHAUSTED_*``). The dead
-letters' come from the transport options the dead-lettering channel reads
-(``jobpilot_deadletter_max``, ``jobpilot_deadletter_max_bytes``,
-``jobpilot_deadletter_ttl``), and ``DEADLETTER_TTL`` where those name no age.
+Caps come from the settings: ``EXHAUSTED_*`` for the exhausted set, and
+``DEADLETTER_MAX``, ``DEADLETTER_MAX_BYTES`` and ``DEADLETTER_TTL`` for the dead
+letters, which the dead-lettering channel and Request get through the poison
+policy (``telemetry.deadletters.policy``).
 """
 
 from __future__ import annotations
@@ -24,14 +24,13 @@ from celery import Celery
 from kombu.connection import Connection
 
 from telemetry.broker import redis_for
+from telemetry.deadletters.policy import PoisonPolicy
 from telemetry.deadletters.records import DEADLETTER_KEY
 from telemetry.failed.records import Kind
 from telemetry.failed.store import Caps, FailedStore, StoreKeys
 from telemetry.settings import TelemetrySettings
 
 EXHAUSTED_KEY = "jobpilot:exhausted"
-DEFAULT_DEADLETTER_MAX = 10_000
-DEFAULT_DEADLETTER_MAX_BYTES = 67_108_864
 BASES = {Kind.DEAD_LETTER: DEADLETTER_KEY, Kind.EXHAUSTED: EXHAUSTED_KEY}
 
 
@@ -43,26 +42,23 @@ def base_key(kind: Kind, transport_options: Mapping[str, Any]) -> str:
     return key_prefix(transport_options) + BASES[kind]
 
 
-def deadletter_caps(transport_options: Mapping[str, Any], ttl: float | None = None) -> Caps:
-    option_ttl = transport_options.get("jobpilot_deadletter_ttl")
-    return Caps(
-        int(transport_options.get("jobpilot_deadletter_max", DEFAULT_DEADLETTER_MAX)),
-        int(transport_options.get("jobpilot_deadletter_max_bytes", DEFAULT_DEADLETTER_MAX_BYTES)),
-        float(option_ttl) if option_ttl else ttl,
-    )
+def deadletter_caps(policy: PoisonPolicy | TelemetrySettings) -> Caps:
+    return Caps(policy.deadletter_max, policy.deadletter_max_bytes, policy.deadletter_ttl)
 
 
 def exhausted_caps(settings: TelemetrySettings) -> Caps:
     return Caps(settings.exhausted_max, settings.exhausted_max_bytes, settings.exhausted_ttl)
 
 
-def deadletter_store(connection: Connection, client: redis.Redis | None = None) -> FailedStore:
-    """The dead letters of the broker ``connection`` points at, with its transport's caps."""
+def deadletter_store(
+    connection: Connection, policy: PoisonPolicy, client: redis.Redis | None = None
+) -> FailedStore:
+    """The dead letters of the broker ``connection`` points at, capped as ``policy`` says."""
     options: Mapping[str, Any] = connection.transport_options or {}
     return FailedStore(
         client if client is not None else redis_for(connection),
         StoreKeys.of(base_key(Kind.DEAD_LETTER, options)),
-        deadletter_caps(options),
+        deadletter_caps(policy),
     )
 
 
@@ -74,9 +70,7 @@ def stores_for(
     client = client if client is not None else redis_for(connection)
     return {
         Kind.DEAD_LETTER: FailedStore(
-            client,
-            StoreKeys.of(base_key(Kind.DEAD_LETTER, options)),
-            deadletter_caps(options, settings.deadletter_ttl),
+            client, StoreKeys.of(base_key(Kind.DEAD_LETTER, options)), deadletter_caps(settings)
         ),
         Kind.EXHAUSTED: FailedStore(
             client, StoreKeys.of(base_key(Kind.EXHAUSTED, options)), exhausted_caps(settings)
@@ -107,7 +101,7 @@ def polled_stores(
     polled: dict[str, FailedStore] = {}
     if deadletter_base is not None:
         polled[Kind.DEAD_LETTER] = FailedStore(
-            client, StoreKeys.of(deadletter_base), deadletter_caps(options, settings.deadletter_ttl)
+            client, StoreKeys.of(deadletter_base), deadletter_caps(settings)
         )
     if exhausted:
         polled[Kind.EXHAUSTED] = FailedStore(

@@ -28,6 +28,7 @@ from typing import Any
 
 from celery import Celery
 
+from telemetry.deadletters.policy import PoisonPolicy
 from telemetry.failed.locate import stores_for_app
 from telemetry.failed.query import Filter, Query, encode_cursor, rfc3339
 from telemetry.failed.records import FailedRecord
@@ -35,7 +36,6 @@ from telemetry.failed.redaction import public_envelope, redact
 from telemetry.failed.requeue import NOT_FOUND, Prepared, Requeuer
 from telemetry.failed.store import FailedStore
 from telemetry.settings import TelemetrySettings
-from telemetry.transport.channel import DEFAULT_MAX_MESSAGE_BYTES
 
 #: Records read and acted on at a time by the bulk actions.
 ACTION_BATCH = 500
@@ -106,11 +106,9 @@ class FailedWork:
         on_requeued: OnRequeued | None = None,
     ) -> FailedWork:
         """``app``'s failed work; a message goes back only to one of ``queues`` (None: any)."""
-        options = app.conf.broker_transport_options or {}
-        max_bytes = int(options.get("jobpilot_max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES))
         return cls(
             stores_for_app(app, settings),
-            Requeuer(app, queues, max_bytes),
+            Requeuer(app, queues, PoisonPolicy.of(app.conf.accept_content, settings)),
             show_arguments=settings.failed_show_arguments,
             on_requeued=on_requeued,
         )

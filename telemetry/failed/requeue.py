@@ -1,6 +1,6 @@
 """A record's message back on its queue: the message it becomes, and the key it goes to.
 
-    requeuer = Requeuer(app, known_queues, max_message_bytes)
+    requeuer = Requeuer(app, known_queues, PoisonPolicy.of(app.conf.accept_content, settings))
     prepared = requeuer.prepare(record, force=False)    # Prepared, or a skip reason
     requeuer.push(store, [prepared, ...])               # one REQUEUE script each, pipelined
 
@@ -39,9 +39,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery
+from kombu.serialization import loads
 from kombu.utils.json import dumps as kombu_dumps
-from kombu.utils.json import loads as kombu_loads
 
+from telemetry.deadletters.policy import PoisonPolicy
 from telemetry.deadletters.validation import judge
 from telemetry.failed.records import FailedRecord
 from telemetry.failed.store import FailedStore
@@ -105,31 +106,38 @@ def requeued_envelope(record: FailedRecord, envelope: dict[str, Any]) -> dict[st
     return {**envelope, "headers": headers, "properties": properties}
 
 
-def in_canvas(envelope: dict[str, Any]) -> bool:
-    """A group or chord member, or a task with link callbacks."""
+def in_canvas(envelope: dict[str, Any], accept: frozenset[str] | None) -> bool:
+    """A group or chord member, or a task with link callbacks; the body decoded as kombu
+    decodes it, by its content type (JSON, msgpack, ...)."""
     if envelope["headers"].get("group"):
         return True
     body = str(envelope.get("body"))
     try:
-        data = (
+        data: bytes | str = (
             base64.b64decode(body)
             if envelope["properties"].get("body_encoding") == "base64"
             else body
         )
-        embed = kombu_loads(data)[2] or {}  # type: ignore[no-untyped-call]
+        embed = (
+            loads(  # type: ignore[no-untyped-call]
+                data, envelope["content-type"], envelope["content-encoding"], accept=accept
+            )[2]
+            or {}
+        )
     except Exception:
-        return False  # judged invalid before this is asked
+        return False  # the worker refuses it as it refused it before: not a canvas matter
     return bool(embed.get("chord") or embed.get("callbacks") or embed.get("errbacks"))
 
 
 class Requeuer:
     """Prepares and pushes requeues for ``app``'s broker."""
 
-    def __init__(self, app: Celery, queues: Iterable[str] | None, max_message_bytes: int) -> None:
-        """``queues``: where a message may go back (None: anywhere)."""
+    def __init__(self, app: Celery, queues: Iterable[str] | None, policy: PoisonPolicy) -> None:
+        """``queues``: where a message may go back (None: anywhere). ``policy``: what the
+        app's worker accepts, which a requeued message must pass again."""
         self.app = app
         self.queues = None if queues is None else frozenset(queues)
-        self.max_message_bytes = max_message_bytes
+        self.policy = policy
         self._channel: Any = None
         self._lock = threading.Lock()
 
@@ -151,10 +159,11 @@ class Requeuer:
         """The message and key to requeue ``record`` with, or why it is skipped."""
         if self.queues is not None and record.queue not in self.queues:
             return UNKNOWN_QUEUE
-        verdict = judge(record.raw_bytes(), self.max_message_bytes)
+        policy = self.policy
+        verdict = judge(record.raw_bytes(), policy.max_message_bytes, accept=policy.accept)
         if verdict.payload is None:
             return INVALID_MESSAGE
-        if not force and in_canvas(verdict.payload):
+        if not force and in_canvas(verdict.payload, policy.accept):
             return IN_CANVAS
         # Only headers and properties the validation accepts change: still valid.
         message = requeued_envelope(record, verdict.payload)

@@ -8,6 +8,7 @@ import pytest
 import redis
 from celery import Celery
 
+from telemetry.deadletters.policy import DEFAULT_POLICY
 from telemetry.failed.operations import FailedWork, Selection
 from telemetry.failed.query import BadInput, Query, encode_cursor, parse_time
 from telemetry.failed.records import EXHAUSTED_REASON, FailedRecord, Kind
@@ -28,7 +29,7 @@ def work(redis_client: redis.Redis) -> Iterator[tuple[FailedWork, dict[str, Fail
             redis_client, StoreKeys.of("t:deadletter"), Caps(10**4, 10**8)
         ),
     }
-    yield FailedWork(stores, Requeuer(app, None, 1_048_576)), stores
+    yield FailedWork(stores, Requeuer(app, None, DEFAULT_POLICY)), stores
     app.close()
 
 

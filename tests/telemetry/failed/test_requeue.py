@@ -11,7 +11,7 @@ import redis
 from celery import Celery
 from kombu import Queue
 
-from telemetry import transport
+from telemetry.deadletters.policy import DEFAULT_POLICY
 from telemetry.failed.records import EXHAUSTED_REASON, FailedRecord, Kind
 from telemetry.failed.requeue import IN_CANVAS, INVALID_MESSAGE, UNKNOWN_QUEUE, Prepared, Requeuer
 from tests.conftest import redis_url
@@ -23,7 +23,6 @@ ORIGINAL_PARENT = f"00-{'1' * 32}-{'2' * 16}-01"
 
 @pytest.fixture
 def prefixed_app() -> Iterator[Celery]:
-    transport.register()
     app = Celery("requeue-test", broker=redis_url(), set_as_current=False)
     app.conf.broker_transport_options = {"global_keyprefix": "pfx:", "priority_steps": [0, 5, 9]}
     app.conf.task_queues = [Queue("agents")]
@@ -59,7 +58,7 @@ def test_the_message_goes_back_as_a_new_delivery_linked_to_the_failed_run(
     message["properties"]["priority"] = 6
     record = record_of(message, trace_id=TRACE_ID, span_id=SPAN_ID)
     # When it is prepared for a requeue
-    prepared = Requeuer(prefixed_app, ["agents"], 1_048_576).prepare(record, force=False)
+    prepared = Requeuer(prefixed_app, ["agents"], DEFAULT_POLICY).prepare(record, force=False)
     assert isinstance(prepared, Prepared)
     again = json.loads(prepared.message)
     headers, properties = again["headers"], again["properties"]
@@ -79,7 +78,7 @@ def test_the_message_goes_back_as_a_new_delivery_linked_to_the_failed_run(
     twice = record_of(
         json.loads(prepared.message) | {"headers": {**headers, "traceparent": ORIGINAL_PARENT}}
     )
-    again_twice = Requeuer(prefixed_app, None, 1_048_576).prepare(twice, force=False)
+    again_twice = Requeuer(prefixed_app, None, DEFAULT_POLICY).prepare(twice, force=False)
     assert isinstance(again_twice, Prepared)
     twice_headers = json.loads(again_twice.message)["headers"]
     assert twice_headers["x-jobpilot-requeue"] == 2
@@ -89,7 +88,7 @@ def test_the_message_goes_back_as_a_new_delivery_linked_to_the_failed_run(
 def test_the_key_is_the_one_kombus_put_pushes_to(
     prefixed_app: Celery, redis_client: redis.Redis
 ) -> None:
-    requeuer = Requeuer(prefixed_app, None, 1_048_576)
+    requeuer = Requeuer(prefixed_app, None, DEFAULT_POLICY)
     for priority in (0, 3, 6, 9):
         message = envelope(queue="agents")
         message["properties"]["priority"] = priority
@@ -103,7 +102,7 @@ def test_the_key_is_the_one_kombus_put_pushes_to(
 def test_canvas_members_unknown_queues_and_invalid_messages_are_skipped(
     prefixed_app: Celery,
 ) -> None:
-    requeuer = Requeuer(prefixed_app, ["agents"], 1_048_576)
+    requeuer = Requeuer(prefixed_app, ["agents"], DEFAULT_POLICY)
     chord = base64.b64encode(b'[[], {}, {"chord": {"task": "cb"}}]').decode()
     linked = base64.b64encode(b'[[], {}, {"callbacks": [{"task": "cb"}]}]').decode()
     chained = base64.b64encode(b'[[], {}, {"chain": [{"task": "next"}]}]').decode()

@@ -10,6 +10,7 @@ from celery import Celery
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from telemetry.deadletters.policy import DEFAULT_POLICY
 from telemetry.failed.operations import FailedWork
 from telemetry.failed.records import Kind
 from telemetry.failed.requeue import Requeuer
@@ -32,7 +33,7 @@ def serve(client: redis.Redis, broker: str) -> OpsServer:
     server = OpsServer(
         "127.0.0.1",
         0,
-        FailedWork(stores, Requeuer(app, None, 1_048_576)),
+        FailedWork(stores, Requeuer(app, None, DEFAULT_POLICY)),
         AccessPolicy(TOKEN, True, frozenset({"127.0.0.1"})),
         AuditLog(client, "t:audit"),
     )
