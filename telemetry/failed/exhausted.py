@@ -202,6 +202,10 @@ class ExhaustedCapture(DeliveryObserver):
             self.errors.inc()
             if self._log.due():
                 logger.error("exhausted set: %d writes pending, one dropped", MAX_PENDING_WRITES)
+        except Exception as exc:  # counted as lost, like a refused write
+            self.errors.inc()
+            if self._log.due():
+                logger.error("exhausted task not recorded: %s", type(exc).__name__)
 
     def _write_pending(self) -> None:
         while True:
