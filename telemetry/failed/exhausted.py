@@ -71,9 +71,10 @@ class ExhaustedCapture(DeliveryObserver):
         self.settings: TelemetrySettings | None = None
         self.metrics: ExhaustedMetrics | None = None
         self.labels: Labels | None = None
-        self.errors = SharedCounter()
+        # Shared memory, made at start (before the pool forks), not when install() runs.
+        self.errors: SharedCounter | None = None
+        self._log: LogThrottle | None = None
         self._store: FailedStore | None = None
-        self._log = LogThrottle()
         self._pending: queue.Queue[FailedRecord | None] = queue.Queue(MAX_PENDING_WRITES)
         self._writer: threading.Thread | None = None
         self.receivers: tuple[receivers.Receiver, ...] = (
@@ -99,6 +100,7 @@ class ExhaustedCapture(DeliveryObserver):
         """Arm the capture; count into ``registry`` (None: no metrics), labelled by ``labels``."""
         self.settings = settings
         self.labels = labels
+        self.errors, self._log = SharedCounter(), LogThrottle()
         if registry is not None:
             self.metrics = ExhaustedMetrics(registry, self.errors)
             self._prime()
@@ -152,15 +154,15 @@ class ExhaustedCapture(DeliveryObserver):
             self.store().write(record)
             return True
         except Exception as exc:
-            self.errors.inc()
-            if self._log.due():
-                logger.error(
-                    "could not keep exhausted task %s[%s]: %s",
-                    record.task,
-                    record.task_id,
-                    type(exc).__name__,
-                )
+            self._lost(f"could not keep exhausted task {record.task}[{record.task_id}]", exc)
             return False
+
+    def _lost(self, what: str, exc: Exception) -> None:
+        """A record that will not be stored: counted, and logged once a minute at most."""
+        if self.errors is not None:
+            self.errors.inc()
+        if self._log is not None and self._log.due():
+            logger.error("%s: %s", what, type(exc).__name__)
 
     def _on_task_failure(
         self,
@@ -178,9 +180,7 @@ class ExhaustedCapture(DeliveryObserver):
         try:
             record = record_in_pool(sender, exception, einfo)
         except Exception as exc:
-            self.errors.inc()
-            if self._log.due():
-                logger.error("exhausted task not recorded: %s", type(exc).__name__)
+            self._lost("exhausted task not recorded", exc)
             return
         if record is not None:
             self.write(record)
@@ -198,14 +198,10 @@ class ExhaustedCapture(DeliveryObserver):
             return  # written where the task ran
         try:
             self._pending.put_nowait(record_in_main(request, exception))
-        except queue.Full:
-            self.errors.inc()
-            if self._log.due():
-                logger.error("exhausted set: %d writes pending, one dropped", MAX_PENDING_WRITES)
+        except queue.Full as exc:
+            self._lost(f"exhausted set: {MAX_PENDING_WRITES} writes pending, one dropped", exc)
         except Exception as exc:  # counted as lost, like a refused write
-            self.errors.inc()
-            if self._log.due():
-                logger.error("exhausted task not recorded: %s", type(exc).__name__)
+            self._lost("exhausted task not recorded", exc)
 
     def _write_pending(self) -> None:
         while True:
