@@ -30,16 +30,11 @@ def test_another_apps_exhausted_tasks_and_dead_letters_are_listed_and_requeued(
     env = inventory_env(receiver)
     start_worker(env, command=[*WORKER, "-Q", "orders", "--loglevel", "INFO"])
     ops = OpsClient(start_exporter({**env, "OPS_TOKEN": TOKEN}, app=APP).ops_port, TOKEN)
-    # When one of its tasks fails for good, and a message is dead-lettered on its broker
+    # When one of its tasks fails for good, and an item its worker cannot run is pushed
     task_id = run_as_producer(
-        env,
-        f"from {APP} import app\n"
-        "from kombu.utils.json import dumps\n"
-        "from telemetry.deadletters.records import Reason\n"
-        "from telemetry.deadletters.writer import DeadLetterWriter\n"
-        "DeadLetterWriter.for_app(app).write('invoices', Reason.NOT_JSON, None, None, b'garbage')\n"
-        "print(app.send_task('order_cancel', args=[7]).id)\n",
+        env, f"from {APP} import app\nprint(app.send_task('order_cancel', args=[7]).id)\n"
     )
+    redis_client.lpush("orders", b"garbage, not a message")
 
     def both() -> dict[str, object] | None:
         status, listing = ops.get(FAILED)
@@ -55,7 +50,7 @@ def test_another_apps_exhausted_tasks_and_dead_letters_are_listed_and_requeued(
     assert by_kind["exhausted"]["message"] == "no order 7"
     assert by_kind["exhausted"]["trace_id"] is not None
     assert (by_kind["dead_letter"]["queue"], by_kind["dead_letter"]["reason"]) == (
-        "invoices",
+        "orders",
         "not_json",
     )
     status, groups = ops.get(f"{FAILED}/groups?kind=exhausted")
