@@ -108,10 +108,13 @@ class ExhaustedCapture(DeliveryObserver):
         self._writer = threading.Thread(target=self._write_pending, name="exhausted-writer")
         self._writer.daemon = True
         self._writer.start()
+        # At every start, both kinds are trimmed, and the old dead-letter list drained,
+        # even on a worker that leaves the size polls to the broker exporter.
         try:
-            self.store().maintain()  # drain and trim at every start
+            for store in stores_for_app(self.app, settings).values():
+                store.maintain()
         except Exception as exc:
-            logger.warning("exhausted set: not trimmed at start: %s", type(exc).__name__)
+            logger.warning("failed work: not kept at start: %s", type(exc).__name__)
 
     def _prime(self) -> None:
         """Every (registered task, routed queue) starts at zero, as the task series do."""
