@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The main command: set up, then run the worker with its telemetry on local defaults.
-#   scripts/run.sh          # the worker, all four queues, prefork concurrency 2
+#   scripts/run.sh          # the worker, all four queues, prefork concurrency 2, and beside it
+#                           # the broker exporter: broker state on :9465, the operator API on
+#                           # OPS_HOST:OPS_PORT (127.0.0.1:9467, read-only without OPS_TOKEN)
 #   scripts/run.sh demo     # the same, plus a mixed workload on every queue and a summary
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,4 +27,7 @@ fi
 if [ "${1:-}" = "demo" ]; then
   exec .venv/bin/python -m worker.demo
 fi
-exec .venv/bin/celery -A worker worker -Q agents,briefings,scraping,default -c "${CONCURRENCY:-2}"
+.venv/bin/python -m telemetry.broker_exporter -A worker &
+exporter=$!
+trap 'kill "$exporter" 2>/dev/null || true' EXIT
+.venv/bin/celery -A worker worker -Q agents,briefings,scraping,default -c "${CONCURRENCY:-2}"

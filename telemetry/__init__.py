@@ -15,6 +15,9 @@ is counted in the given registry (prometheus-client's default otherwise) and an
 age of the app's queues, and sends every span to an export process of its own;
 what the worker cannot run is dead-lettered instead of stopping it
 (``telemetry.deadletters``; ``install(app, poison_safety=False)`` leaves it out).
+With ``install(app, exhausted=True)`` it also keeps every task that fails for
+good, to be listed and requeued (``telemetry.failed``; the operator API,
+``telemetry.ops``, is served by the broker exporter).
 
 The layout: ``settings`` (the variables), ``delivery`` (the delivery lifecycle),
 ``metrics``, ``readiness``, ``tracing`` (with the export hop, ``tracing.export``),

@@ -46,6 +46,7 @@ from telemetry.deadletters.records import app_deadletter_key
 from telemetry.deadletters.safety import PoisonSafety
 from telemetry.delivery.request import with_telemetry
 from telemetry.extensions import Extensions, ExtensionsSource, resolve
+from telemetry.failed.exhausted import ExhaustedCapture
 from telemetry.messages import HEALTH_TASK
 from telemetry.settings import ConfigError, TelemetrySettings, read_settings, required_names
 from telemetry.wiring.main_process import WorkerTelemetry
@@ -63,6 +64,8 @@ class Installation:
     extensions: ExtensionsSource | None
     poison: PoisonSafety | None = None
     worker: WorkerTelemetry | None = None
+    #: The exhausted set's capture, with ``install(app, exhausted=True)``.
+    exhausted: ExhaustedCapture | None = None
 
 
 _installed: dict[int, Installation] = {}
@@ -74,6 +77,7 @@ def install(
     *,
     extensions: ExtensionsSource | None = None,
     poison_safety: bool = True,
+    exhausted: bool = False,
 ) -> None:
     """Telemetry for ``app``, in whatever process this is; a second call for it is a no-op.
 
@@ -82,7 +86,8 @@ def install(
     a registry of its own. ``extensions``: what the app adds (``telemetry.extensions``).
     ``poison_safety``: what the app's worker cannot run is dead-lettered, not fatal
     (``telemetry.deadletters.safety``); it registers the validating Redis transport
-    for the whole process.
+    for the whole process. ``exhausted``: keep every task that fails for good in the
+    exhausted set (``telemetry.failed``), to be requeued or deleted later.
     """
     if id(app) in _installed:
         return
@@ -91,7 +96,10 @@ def install(
     poison = PoisonSafety() if poison_safety else None
     if poison is not None:
         poison.install(app)
-    _installed[id(app)] = Installation(app, extensions, poison)
+    installation = _installed[id(app)] = Installation(app, extensions, poison)
+    if exhausted:
+        installation.exhausted = ExhaustedCapture(app)
+        installation.exhausted.install(app)
     PUBLISH_HOOKS.add(app, registry)
 
 
@@ -105,6 +113,8 @@ def uninstall(app: Celery) -> None:
         installation.worker.stop()
     if installation.poison is not None:
         installation.poison.uninstall(app)
+    if installation.exhausted is not None:
+        installation.exhausted.uninstall(app)
     if not _installed:
         receivers.disconnect(WORKER_RECEIVERS)
 
@@ -166,10 +176,17 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
         return
     for task in app.tasks.values():
         task.Request = with_telemetry(symbol_by_name(task.Request), settings.trace_task_args)
-    installation.worker = WorkerTelemetry(
-        app, settings, worker_extensions(installation), health_task
+    worker = installation.worker = WorkerTelemetry(
+        app,
+        settings,
+        worker_extensions(installation),
+        health_task,
+        exhausted=installation.exhausted is not None,
     )
-    installation.worker.start(sender)
+    worker.start(sender)
+    if installation.exhausted is not None:
+        registry = worker.registry if settings.metrics_enabled else None
+        installation.exhausted.start(sender, settings, registry, worker.labels)
 
 
 def _on_worker_ready(sender: Any = None, **_: Any) -> None:
@@ -192,6 +209,8 @@ def _on_worker_shutdown(sender: Any = None, **_: Any) -> None:
     if installation is not None and installation.worker is not None:
         installation.worker.stop()
         installation.worker = None
+        if installation.exhausted is not None:
+            installation.exhausted.stop()
 
 
 def _on_worker_process_init(**_: Any) -> None:
@@ -202,6 +221,8 @@ def _on_worker_process_init(**_: Any) -> None:
         return  # the solo pool sends this signal from the main process
     become_pool_process(installation.worker)
     installation.worker = None
+    if installation.exhausted is not None:
+        installation.exhausted.pool_process()
 
 
 WORKER_RECEIVERS: tuple[receivers.Receiver, ...] = (

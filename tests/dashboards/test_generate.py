@@ -23,6 +23,7 @@ PINNED_ALERTS = {
     "CeleryTaskFailureRateHigh",
     "CeleryWorkerSaturated",
     "CeleryDeadLettersGrowing",
+    "CeleryTaskExhausted",
     "CeleryQueueWaitSLOBurn",
     "CeleryTaskRedeliveriesHigh",
     "CeleryTaskDuplicateExecutions",

@@ -19,6 +19,7 @@ from tests.dashboards.artifacts import panel_queries, substitute_variables
 from tests.dashboards.artifacts import rules as all_rules
 from tests.support.broker_exporter import ExporterProcess
 from tests.support.database import schema_command
+from tests.support.failed import OpsClient, records
 from tests.support.messages import item
 from tests.support.prometheus import Prometheus, start_prometheus
 from tests.support.scrape import samples_by_labels
@@ -29,6 +30,7 @@ pytestmark = pytest.mark.integration
 
 #: Panel queries allowed to return nothing under the test workload, with the reason.
 EXPECTED_EMPTY: dict[str, str] = {}
+OPS_TOKEN = "dashboards-operator-token"
 
 
 @pytest.fixture
@@ -49,7 +51,7 @@ def scraped_worker(
     }
     # The broker state comes from the exporter alone, as in a fleet that runs one.
     worker = start_worker({**env, "QUEUE_POLL_ENABLED": "false"})
-    exporter = start_exporter(env)
+    exporter = start_exporter({**env, "OPS_TOKEN": OPS_TOKEN})
     prometheus = start_prometheus(
         tmp_path,
         {
@@ -62,7 +64,8 @@ def scraped_worker(
         wait_until(
             lambda: prometheus.query('up{job="celery-worker"} == 1'), 30, interval=0.5, message="up"
         )
-        done_at = run_mixed_workload(redis_client)
+        run_mixed_workload(redis_client)
+        done_at = requeue_the_failed(exporter, redis_client)
         # Two more scrapes after the workload, so every [1m] rate has points around it
         wait_until(
             lambda: prometheus.query(f'timestamp(up{{job="celery-worker"}}) > {done_at + 2}'),
@@ -74,6 +77,19 @@ def scraped_worker(
     finally:
         prometheus.stop()
         exporter.stop()
+
+
+def requeue_the_failed(exporter: ExporterProcess, redis_client: redis.Redis) -> float:
+    """An operator requeues the failed tasks through the broker exporter; they fail again."""
+    wait_until(lambda: len(records(redis_client)) == 3, 30, message="three exhausted records")
+    ops = OpsClient(exporter.ops_port, OPS_TOKEN)
+    selection = {"filter": {"task": "tests.fail"}, "dry_run": False}
+    assert ops.post("/api/v1/failed/requeue", selection) == (
+        200,
+        {"matched": 3, "requeued": 3, "skipped": {}},
+    )
+    wait_until(lambda: len(records(redis_client)) == 3, 30, message="the reruns' records")
+    return time.time()
 
 
 def run_mixed_workload(redis_client: redis.Redis) -> float:
