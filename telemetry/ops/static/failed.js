@@ -598,6 +598,7 @@
       describeMode();
       updateWriteControls();
       setStatus("Token forgotten.");
+      if (state.reads === "token") render(); // what was read with it is not kept on screen
     });
     window.addEventListener("popstate", render);
     if (!writable()) return;
