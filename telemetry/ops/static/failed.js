@@ -257,9 +257,21 @@
       renderRecords(listing, query);
       setStatus("");
     } catch (error) {
-      if (seq === state.loads) failed(error);
+      if (seq === state.loads) {
+        if (error.status === 401) clearLists(); // nothing read with a token stays without it
+        failed(error);
+      }
     }
     if (seq === state.loads) busy(false);
+  }
+
+  function clearLists() {
+    $("groups").tBodies[0].replaceChildren();
+    $("records").tBodies[0].replaceChildren();
+    $("groups-total").textContent = $("records-total").textContent = "";
+    state.count = 0;
+    state.selected.clear();
+    updateWriteControls();
   }
 
   function renderGroups(answer, query) {
