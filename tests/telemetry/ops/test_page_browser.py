@@ -339,6 +339,20 @@ def test_a_bulk_requeue_shows_the_dry_run_then_runs_and_the_page_shows_them_gone
     assert row_ids(browser) == [] and records(redis_client) == []
     assert quiet(console(browser))
 
+    # When the token is forgotten: it leaves the tab, and the page asks for it again
+    app.send_task("tests.fail_with_message", args=["one more"])
+    wait_until(lambda: len(records(redis_client)) == 1, 20, message="another record")
+    browser.refresh()
+    settled(browser)
+    assert len(row_ids(browser)) == 1
+    browser.find_element(By.ID, "token-forget").click()
+    settled(browser)
+    assert browser.execute_script("return sessionStorage.length") == 0
+    assert row_ids(browser) == [] and browser.find_element(By.ID, "requeue-filter").get_attribute(
+        "disabled"
+    )
+    assert browser.switch_to.active_element == browser.find_element(By.ID, "token")
+
 
 def counts(driver: WebDriver) -> dict[str, str]:
     terms = texts(driver.find_elements(By.CSS_SELECTOR, "#confirm-counts dt"))
