@@ -3,7 +3,9 @@
 #   scripts/run.sh          # the worker, all four queues, prefork concurrency 2, and beside it
 #                           # the broker exporter: broker state on :9465, the operator API on
 #                           # OPS_HOST:OPS_PORT (127.0.0.1:9467, read-only without OPS_TOKEN)
-#   scripts/run.sh demo     # the same, plus a mixed workload on every queue and a summary
+#                           # and its page, http://127.0.0.1:9467/failed
+#   scripts/run.sh demo     # the same, plus a mixed workload on every queue and a summary,
+#                           # then the failed-work page served until Ctrl-C
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
