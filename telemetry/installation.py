@@ -12,7 +12,8 @@ installed app:
   task's Request gets the delivery announcements (``telemetry.delivery.request``),
   and the main process starts (``telemetry.wiring.main_process``);
 * ``worker_ready``, ``worker_shutting_down``, ``worker_shutdown``: serve, probe, stop;
-* ``worker_process_init``: a pool process (``telemetry.wiring.pool_process``).
+* ``worker_process_init``: a pool process (``telemetry.wiring.pool_process``);
+* ``celery beat``: its loop and sends (``telemetry.beat``).
 
 ``worker_init``, ``worker_ready`` and ``worker_shutdown`` are filtered on
 ``sender.app``. With ``TELEMETRY_ENABLED=false`` a worker starts none of it.
@@ -40,6 +41,7 @@ from celery.utils.imports import symbol_by_name
 from prometheus_client import CollectorRegistry
 
 from telemetry import receivers
+from telemetry.beat import BEAT_HOOKS
 from telemetry.delivery.request import with_telemetry
 from telemetry.extensions import ExtensionsSource, resolve
 from telemetry.messages import HEALTH_TASK
@@ -81,6 +83,7 @@ def install(
         receivers.connect(WORKER_RECEIVERS)
     _installed[id(app)] = Installation(app, extensions)
     PUBLISH_HOOKS.add(app, registry)
+    BEAT_HOOKS.install(app)
 
 
 def uninstall(app: Celery) -> None:
@@ -89,6 +92,7 @@ def uninstall(app: Celery) -> None:
     if installation is None:
         return
     PUBLISH_HOOKS.remove(app)
+    BEAT_HOOKS.uninstall(app)
     if installation.worker is not None:
         installation.worker.stop()
     if not _installed:

@@ -61,6 +61,12 @@ class TelemetrySettings(BaseSettings):
     # seconds, at most this many kept (oldest evicted first).
     duplicate_window: PositiveFloat = 3600
     duplicate_window_max: PositiveInt = 100_000
+    # celery beat (``telemetry.beat``): its own port, the tick age /livez allows
+    # (None: Celery's own rule, see ``telemetry.beat.health``), and how many
+    # schedule entries get series of their own (the rest count as entry="other").
+    beat_metrics_port: Annotated[int, Field(ge=1, le=65535)] = 9466
+    beat_liveness_timeout: PositiveFloat | None = None
+    beat_max_entries: PositiveInt = 500
     # The span export process logs as the worker does.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["text", "json"] = "text"
