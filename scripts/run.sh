@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main command: set up, then run the worker with its telemetry on local defaults.
-#   scripts/run.sh          # the worker, all four queues, prefork concurrency 2
+#   scripts/run.sh          # the worker, all four queues, prefork concurrency 2, and beat
+#                           # beside it (/metrics on 9466; stopped when the worker exits)
 #   scripts/run.sh demo     # the same, plus a mixed workload on every queue and a summary
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,4 +26,15 @@ fi
 if [ "${1:-}" = "demo" ]; then
   exec .venv/bin/python -m worker.demo
 fi
-exec .venv/bin/celery -A worker worker -Q agents,briefings,scraping,default -c "${CONCURRENCY:-2}"
+mkdir -p .run
+.venv/bin/celery -A worker beat --schedule .run/celerybeat-schedule --loglevel INFO &
+beat=$!
+trap 'kill -TERM "$beat" 2>/dev/null || true; wait "$beat" 2>/dev/null || true' EXIT
+.venv/bin/celery -A worker worker -Q agents,briefings,scraping,default -c "${CONCURRENCY:-2}" &
+worker=$!
+trap 'kill -TERM "$worker" 2>/dev/null || true' TERM INT
+status=0
+wait "$worker" || status=$?
+# A signal interrupts the wait: wait again for the worker's warm shutdown.
+while kill -0 "$worker" 2>/dev/null; do wait "$worker" || status=$?; done
+exit "$status"

@@ -20,6 +20,9 @@ from worker import routing
 from worker.settings import SENTINEL_SCHEME, Settings, SettingsError, load_settings
 
 TASKS_PACKAGE = "worker.tasks"
+#: ``celery -A worker beat``'s schedule: ``worker.tasks.summaries``.
+SUMMARY_ENTRY = "records-summary"
+SUMMARY_EVERY_SECONDS = 300.0
 DEADLETTER_CONSUMER = "telemetry.deadletters.consumer:DeadLetteringConsumer"
 CELERY_DEFAULT_RETRY_DELAY = 180
 
@@ -126,6 +129,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_consumer": DEADLETTER_CONSUMER,
         "worker_hijack_root_logger": False,
         "worker_send_task_events": False,
+        "beat_schedule": {
+            SUMMARY_ENTRY: {"task": "records_summary", "schedule": SUMMARY_EVERY_SECONDS}
+        },
+        # beat answers `celery inspect ping`, and stops answering once its loop is stale.
+        "beat_enable_remote_control": True,
         "jobpilot_settings": settings,
     }
     broker_tls = tls_options(settings, settings.broker_url)
