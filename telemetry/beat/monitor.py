@@ -97,6 +97,9 @@ class BeatMonitor:
         self._log = LogThrottle()
         self._estimate_logged = False
         self._heartbeat_woken = False
+        #: Entries sent (or tried) since this beat became active: the first is the catch-up.
+        self._sent_since_active: set[str] = set()
+        self._deadline: float | None = self.app.conf.beat_cron_starting_deadline
 
     # before the loop -----------------------------------------------------------
     def start(self) -> None:
@@ -213,8 +216,15 @@ class BeatMonitor:
         now = time.time()
         loop = self.loop
         decided = loop.tick_started or now
+        name = str(entry.name)
+        first = name not in self._sent_since_active
+        self._sent_since_active.add(name)
         plan = schedules.plan_send(
-            entry.schedule, entry.last_run_at, decided, loop.active_since or decided
+            entry.schedule,
+            entry.last_run_at,
+            decided,
+            active_since=(loop.active_since or decided) if first else None,
+            deadline=self._deadline,
         )
         return Pending(entry, plan, decided, now, advance)
 

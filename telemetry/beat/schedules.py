@@ -1,9 +1,9 @@
 """The arithmetic of due times: which run a send stands for, and which runs were missed.
 
-    plan = plan_send(entry.schedule, entry.last_run_at, decided_at, active_since)
+    plan = plan_send(entry.schedule, entry.last_run_at, decided_at, active_since=t, deadline=None)
     plan.due        # the due time this send stands for (Unix seconds), or None
     plan.missed     # due runs before it that were never sent
-    plan.catchup    # it was due before this beat became active: Celery's catch-up run
+    plan.catchup    # Celery's one overdue run after downtime
 
 Interval (``schedule``) and ``crontab`` entries are enumerable: their due times
 after the stored ``last_run_at`` can be listed, with Celery's own arithmetic.
@@ -12,10 +12,12 @@ called late, missed or a catch-up.
 
 A send stands for the latest due time at the moment beat decided to send (the
 start of its tick). The due times between the entry's ``last_run_at`` and that
-one were never sent: missed. Celery sends one run for all of them, so a beat
-that was down (or a standby taking over) sends one overdue run, the catch-up;
-with ``beat_cron_starting_deadline`` it skips that run, and waits for the next
-due time, which then stands for all the earlier ones.
+one were never sent: missed. Celery sends one run for all of them: an entry
+already overdue when this beat became active (it started, or a standby took
+over) gets one catch-up run, its first send since. With
+``beat_cron_starting_deadline``, Celery skips that run for a crontab whose last
+due time is older than the deadline, and waits for the next due time, which
+then stands for all the earlier ones.
 """
 
 from __future__ import annotations
@@ -147,11 +149,17 @@ def timestamp(entry_schedule: Any, moment: datetime) -> float:
 
 
 def plan_send(
-    entry_schedule: Any, last_run_at: datetime | None, decided_at: float, active_since: float
+    entry_schedule: Any,
+    last_run_at: datetime | None,
+    decided_at: float,
+    *,
+    active_since: float | None,
+    deadline: float | None = None,
 ) -> SendPlan:
     """What a send decided at ``decided_at`` stands for, given the entry's previous run.
 
-    ``active_since``: when this beat's loop first turned (a standby's, when it took over).
+    ``active_since``: when this beat became active, for the entry's first send since
+    then (None for the later ones); ``deadline``: ``beat_cron_starting_deadline``.
     """
     due_times = due_times_of(entry_schedule)
     if due_times is None or last_run_at is None:
@@ -160,7 +168,20 @@ def plan_send(
     due = due_times.between(last, decided_at)
     if due.latest is None:  # sent a little before its due time (Celery's heap drift)
         return SendPlan(due_times.next_after(last))
-    return SendPlan(due.latest, due.count - 1, due.latest <= active_since, not due.exact)
+    catchup = False
+    if active_since is not None and due_times.next_after(last) <= active_since:
+        catchup = not skipped_by_deadline(due_times, last, active_since, deadline)
+    return SendPlan(due.latest, due.count - 1, catchup, not due.exact)
+
+
+def skipped_by_deadline(
+    due_times: DueTimes, last: float, started: float, deadline: float | None
+) -> bool:
+    """Celery's ``crontab.is_due``: no catch-up when no due time falls within the deadline."""
+    if deadline is None or not isinstance(due_times, CronDueTimes):
+        return False
+    latest = due_times.between(last, started).latest
+    return latest is None or latest < started - deadline
 
 
 def next_due(entry_schedule: Any, last_run_at: datetime | None, now: float) -> float | None:

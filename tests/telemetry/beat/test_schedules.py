@@ -28,14 +28,18 @@ def app() -> Celery:
 
 def test_an_interval_entry_sent_on_time_is_late_by_the_difference(app: Celery) -> None:
     every = schedule(timedelta(seconds=10), app=app)
-    plan = plan_send(every, at("2026-12-06 10:00:00"), ts("2026-12-06 10:00:10.25"), 0)
+    plan = plan_send(
+        every, at("2026-12-06 10:00:00"), ts("2026-12-06 10:00:10.25"), active_since=None
+    )
     assert plan == SendPlan(ts("2026-12-06 10:00:10"), missed=0, catchup=False)
 
 
 def test_a_send_a_little_early_stands_for_the_next_due_time(app: Celery) -> None:
     """Celery's heap wakes beat up to 10 ms early (``Scheduler.adjust``)."""
     every = schedule(timedelta(seconds=10), app=app)
-    plan = plan_send(every, at("2026-12-06 10:00:00"), ts("2026-12-06 10:00:09.99"), 0)
+    plan = plan_send(
+        every, at("2026-12-06 10:00:00"), ts("2026-12-06 10:00:09.99"), active_since=None
+    )
     assert plan == SendPlan(ts("2026-12-06 10:00:10"))
 
 
@@ -49,21 +53,32 @@ def test_after_downtime_the_overdue_run_is_the_catchup_and_the_others_are_missed
     started = ts("2026-12-06 10:00:55")
     # Celery itself sends one run now, and then waits a whole period.
     assert every.is_due(at("2026-12-06 10:00:00")).is_due
-    plan = plan_send(every, at("2026-12-06 10:00:00"), started, started)
+    plan = plan_send(every, at("2026-12-06 10:00:00"), started, active_since=started)
     assert plan == SendPlan(ts("2026-12-06 10:00:50"), missed=4, catchup=True)
+
+
+def test_the_first_send_after_a_long_first_tick_is_still_the_catchup(app: Celery) -> None:
+    """Given a beat that started at 10:00:55 and waited 6 s for its broker, whose first
+    tick sent another entry, when this entry's first send is decided at 10:01:01, then
+    it is the catch-up (it was overdue when beat started), and 5 runs were missed."""
+    every = schedule(timedelta(seconds=10), app=app)
+    started = ts("2026-12-06 10:00:55")
+    plan = plan_send(
+        every, at("2026-12-06 10:00:00"), ts("2026-12-06 10:01:01"), active_since=started
+    )
+    assert plan == SendPlan(ts("2026-12-06 10:01:00"), missed=5, catchup=True)
 
 
 def test_a_loop_blocked_while_running_misses_the_runs_it_skipped(app: Celery) -> None:
     every = schedule(timedelta(seconds=10), app=app)
-    active_since = ts("2026-12-06 09:00:00")
-    plan = plan_send(every, at("2026-12-06 10:00:00"), ts("2026-12-06 10:00:32"), active_since)
+    plan = plan_send(every, at("2026-12-06 10:00:00"), ts("2026-12-06 10:00:32"), active_since=None)
     assert plan == SendPlan(ts("2026-12-06 10:00:30"), missed=2, catchup=False)
 
 
 def test_a_crontab_counts_each_minute_it_skipped(app: Celery) -> None:
     every_minute = crontab(app=app)
     started = ts("2026-12-06 10:05:30")
-    plan = plan_send(every_minute, at("2026-12-06 10:00:00"), started, started)
+    plan = plan_send(every_minute, at("2026-12-06 10:00:00"), started, active_since=started)
     assert plan == SendPlan(ts("2026-12-06 10:05:00"), missed=4, catchup=True)
 
 
@@ -87,8 +102,21 @@ def test_with_a_starting_deadline_no_catchup_is_sent_and_every_skipped_run_is_mi
     hourly = crontab(minute=0, app=app, nowfun=lambda: now)
     assert not hourly.is_due(at("2026-12-06 08:00:00")).is_due  # Celery's own decision
     started = now.timestamp()
-    plan = plan_send(hourly, at("2026-12-06 08:00:00"), ts("2026-12-06 11:00:00.004"), started)
+    plan = plan_send(
+        hourly,
+        at("2026-12-06 08:00:00"),
+        ts("2026-12-06 11:00:00.004"),
+        active_since=started,
+        deadline=60,
+    )
     assert plan == SendPlan(ts("2026-12-06 11:00:00"), missed=2, catchup=False)
+    # Within the deadline (10:00 is less than 45 minutes before 10:30), Celery sends it
+    app.conf.beat_cron_starting_deadline = 2700
+    assert hourly.is_due(at("2026-12-06 08:00:00")).is_due
+    within = plan_send(
+        hourly, at("2026-12-06 08:00:00"), started, active_since=started, deadline=2700
+    )
+    assert within == SendPlan(ts("2026-12-06 10:00:00"), missed=1, catchup=True)
 
 
 def test_past_ten_thousand_due_times_the_count_is_extrapolated_and_the_last_one_exact(
@@ -96,7 +124,7 @@ def test_past_ten_thousand_due_times_the_count_is_extrapolated_and_the_last_one_
 ) -> None:
     every_minute = crontab(app=app)
     last, sent = at("2026-11-01 00:00:00"), ts("2026-11-11 00:00:30")
-    plan = plan_send(every_minute, last, sent, sent)
+    plan = plan_send(every_minute, last, sent, active_since=sent)
     assert plan.estimated and plan.catchup
     assert plan.due == ts("2026-11-11 00:00:00")
     assert plan.missed == 10 * 24 * 60 - 1  # uniform gaps: the estimate is exact
@@ -112,13 +140,13 @@ def test_past_ten_thousand_due_times_the_count_is_extrapolated_and_the_last_one_
 def test_schedules_that_cannot_be_enumerated_count_nothing(
     app: Celery, entry_schedule: Any
 ) -> None:
-    plan = plan_send(entry_schedule(app), at("2026-01-01"), ts("2026-12-06"), ts("2026-12-06"))
+    plan = plan_send(entry_schedule(app), at("2026-01-01"), ts("2026-12-06"), active_since=0)
     assert plan == SendPlan(None)
 
 
 def test_an_entry_that_never_ran_is_neither_late_nor_a_catchup(app: Celery) -> None:
     """RedBeat's new entries have no last run; they are due at once."""
-    assert plan_send(schedule(10, app=app), None, 1.0, 1.0) == SendPlan(None)
+    assert plan_send(schedule(10, app=app), None, 1.0, active_since=1.0) == SendPlan(None)
 
 
 def test_a_crontab_interval_runs_from_its_last_due_time_to_its_next(app: Celery) -> None:
