@@ -66,6 +66,10 @@ def exporter_selector(config: dict[str, Any], *extra: str) -> str:
     return "{" + ", ".join([config["selectors"]["exporterSelector"], *extra]) + "}"
 
 
+def beat_selector(config: dict[str, Any], *extra: str) -> str:
+    return "{" + ", ".join([config["selectors"]["beatSelector"], *extra]) + "}"
+
+
 def broker_state(config: dict[str, Any], metric: str, *extra: str) -> str:
     """A broker series from the workers or the broker exporter: whoever polls it."""
     return f"({metric}{selector(config, *extra)} or {metric}{exporter_selector(config, *extra)})"

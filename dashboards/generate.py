@@ -4,8 +4,9 @@
     .venv/bin/python -m dashboards.generate --check  # exit 1 if any committed file differs
 
 The config is read by ``dashboards.config``, the rules are built by
-``dashboards.rules`` and ``dashboards.delivery``, the dashboards by ``dashboards.grafana``,
-and the PrometheusRule and KEDA ScaledObject by ``dashboards.kubernetes``.
+``dashboards.rules``, ``dashboards.delivery`` and ``dashboards.beat``, the dashboards
+by ``dashboards.grafana``, and the PrometheusRule and KEDA ScaledObject by
+``dashboards.kubernetes``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from dashboards.beat import beat_rules
 from dashboards.config import GRAFANA_DIR, KUBERNETES_DIR, ROOT, RULES_DIR, ConfigError, load_config
 from dashboards.delivery import delivery_rules
 from dashboards.grafana import DASHBOARD_FILES
@@ -29,6 +31,7 @@ RULE_FILES = {
     "tasks.yml": task_rules,
     "slo.yml": slo_rules,
     "delivery.yml": delivery_rules,
+    "beat.yml": beat_rules,
 }
 
 

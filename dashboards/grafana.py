@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from dashboards.beat import beat_panels
 from dashboards.delivery import delivery_panels
 from dashboards.panels import INSTANCE, QUEUE, TASK, Panels
 
@@ -243,6 +244,7 @@ def overview(config: dict[str, Any]) -> dict[str, Any]:
     )
     delivery_panels(config, panels)
     workers_and_readiness(config, panels)
+    beat_panels(config, panels)
     return dashboard(config, "jobpilot-celery-overview", "Celery / Overview", panels)
 
 
