@@ -110,6 +110,9 @@ class BeatHooks:
             raise SystemExit(str(exc)) from None
         if not (settings.telemetry_enabled and settings.metrics_enabled):
             return None
+        # Built as Service.start's own first lines would, failing as they would (RedBeat
+        # without its Redis): beat's own error, not the telemetry's.
+        service.scheduler  # noqa: B018
         monitor = None
         try:
             monitor = BeatMonitor(service, settings)
