@@ -120,6 +120,8 @@ def test_duplicates_fire_a_redbeat_pair_stays_quiet_and_a_paused_beat_is_down(
 
         # When every other beat stops, the last one still sends: beat is not down
         twins[1].stop()
+        # A beat that stops deletes its own heartbeat key at once
+        assert len(redis_client.keys("celery-beat:jobpilot:*")) == 1
         standby.stop()
         wait_until(
             lambda: prometheus.query('count(up{job="celery-beat"} == 1) == 1'),

@@ -136,6 +136,33 @@ def test_a_beat_of_an_installed_app_is_watched_and_leaves_nothing_behind(
         urllib.request.urlopen(f"http://127.0.0.1:{beat_env}/livez", timeout=2)
 
 
+def test_entries_added_and_removed_at_run_time_come_and_go_at_the_next_tick(
+    app: Celery, beat_env: int, published: list[str]
+) -> None:
+    """Celery's own tick notices a changed schedule (as django-celery-beat's does): the
+    series follow it at that tick."""
+    telemetry.install(app)
+    beat = RunningBeat(app)
+    try:
+        monitor: BeatMonitor = wait_until(
+            lambda: next(iter(BEAT_HOOKS.monitors.values()), None), 10, message="a monitor"
+        )
+        scheduler = beat.service.scheduler
+        wait_until(lambda: monitor.series.names == {"fast"}, 10, message="the first entry")
+        added = scheduler.Entry(name="added", task="unit.added", schedule=PERIOD, app=app)
+        scheduler.data = {**scheduler.data, "added": added}  # one atomic swap of the mapping
+        wait_until(lambda: "unit.added" in published, 10, message="the added entry sent")
+        assert monitor.series.names == {"fast", "added"}
+        scheduler.data = {"fast": scheduler.data["fast"]}
+        wait_until(lambda: monitor.series.names == {"fast"}, 10, message="the entry gone")
+        missed = monitor.registry.get_sample_value(
+            "celery_beat_entry_missed_total", {"entry": "added"}
+        )
+        assert missed is None
+    finally:
+        beat.stop()
+
+
 def test_a_failing_telemetry_never_breaks_a_send(
     app: Celery,
     beat_env: int,
