@@ -12,13 +12,16 @@ is counted in the given registry (prometheus-client's default otherwise) and an
 ``apply_async/{task}`` span is recorded. When the app starts a worker
 (``celery -A yourmodule worker -Q ...``), the worker serves ``/metrics``,
 ``/livez`` and ``/readyz`` on ``METRICS_HOST:METRICS_PORT``, polls the depth and
-age of the app's queues, and sends every span to an export process of its own.
+age of the app's queues, and sends every span to an export process of its own;
+what the worker cannot run is dead-lettered instead of stopping it
+(``telemetry.deadletters``; ``install(app, poison_safety=False)`` leaves it out).
 ``celery -A yourmodule beat`` serves the same three on ``METRICS_HOST:BEAT_METRICS_PORT``,
 with per-entry sent, late, missed and failed runs (``telemetry.beat``).
 
 The layout: ``settings`` (the variables), ``delivery`` (the delivery lifecycle),
 ``metrics``, ``readiness``, ``tracing`` (with the export hop, ``tracing.export``),
-``endpoints`` (HTTP), ``wiring`` (what runs in which process), and ``beat``.
+``endpoints`` (HTTP), ``deadletters`` and ``transport`` (poison safety),
+``wiring`` (what runs in which process), and ``beat``.
 """
 
 from __future__ import annotations

@@ -8,9 +8,11 @@ installed app:
 * ``celeryd_init``: the worker's direct queue is turned on (``worker_direct``)
   for the readiness round trip, unless the app set it to False;
 * ``worker_init``: the settings are read (a bad value is one ``settings:`` line
-  and a non-zero exit), the probe task is registered if the app has none, each
-  task's Request gets the delivery announcements (``telemetry.delivery.request``),
-  and the main process starts (``telemetry.wiring.main_process``);
+  and a non-zero exit), poison safety starts (``telemetry.deadletters.safety``,
+  even with ``TELEMETRY_ENABLED=false``), the probe task is registered if the
+  app has none, each task's Request gets the delivery announcements
+  (``telemetry.delivery.request``), and the main process starts
+  (``telemetry.wiring.main_process``);
 * ``worker_ready``, ``worker_shutting_down``, ``worker_shutdown``: serve, probe, stop;
 * ``worker_process_init``: a pool process (``telemetry.wiring.pool_process``);
 * ``celery beat``: its loop and sends (``telemetry.beat``).
@@ -24,7 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from celery import Celery, Task
@@ -42,8 +44,10 @@ from prometheus_client import CollectorRegistry
 
 from telemetry import receivers
 from telemetry.beat import BEAT_HOOKS
+from telemetry.deadletters.records import app_deadletter_key
+from telemetry.deadletters.safety import PoisonSafety
 from telemetry.delivery.request import with_telemetry
-from telemetry.extensions import ExtensionsSource, resolve
+from telemetry.extensions import Extensions, ExtensionsSource, resolve
 from telemetry.messages import HEALTH_TASK
 from telemetry.settings import ConfigError, TelemetrySettings, read_settings, required_names
 from telemetry.wiring.main_process import WorkerTelemetry
@@ -59,6 +63,7 @@ class Installation:
 
     app: Celery
     extensions: ExtensionsSource | None
+    poison: PoisonSafety | None = None
     worker: WorkerTelemetry | None = None
 
 
@@ -70,18 +75,25 @@ def install(
     registry: CollectorRegistry | None = None,
     *,
     extensions: ExtensionsSource | None = None,
+    poison_safety: bool = True,
 ) -> None:
     """Telemetry for ``app``, in whatever process this is; a second call for it is a no-op.
 
     ``registry`` receives ``celery_task_published_total`` in a process that only
     publishes (prometheus-client's default registry if None); a worker serves
     a registry of its own. ``extensions``: what the app adds (``telemetry.extensions``).
+    ``poison_safety``: what the app's worker cannot run is dead-lettered, not fatal
+    (``telemetry.deadletters.safety``); it registers the validating Redis transport
+    for the whole process.
     """
     if id(app) in _installed:
         return
     if not _installed:
         receivers.connect(WORKER_RECEIVERS)
-    _installed[id(app)] = Installation(app, extensions)
+    poison = PoisonSafety() if poison_safety else None
+    if poison is not None:
+        poison.install(app)
+    _installed[id(app)] = Installation(app, extensions, poison)
     PUBLISH_HOOKS.add(app, registry)
     BEAT_HOOKS.install(app)
 
@@ -95,12 +107,23 @@ def uninstall(app: Celery) -> None:
     BEAT_HOOKS.uninstall(app)
     if installation.worker is not None:
         installation.worker.stop()
+    if installation.poison is not None:
+        installation.poison.uninstall(app)
     if not _installed:
         receivers.disconnect(WORKER_RECEIVERS)
 
 
 def installed(app: Any) -> Installation | None:
     return _installed.get(id(app))
+
+
+def worker_extensions(installation: Installation) -> Extensions:
+    """The app's extensions; with poison safety, the dead-letter list's length is measured
+    (``celery_deadletter_size``) unless the app names another list."""
+    extensions = resolve(installation.extensions)
+    if extensions.deadletter_key is None and installation.poison is not None:
+        extensions = replace(extensions, deadletter_key=app_deadletter_key(installation.app))
+    return extensions
 
 
 def health_check(task: Task) -> dict[str, Any]:
@@ -129,20 +152,26 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
         settings = read_settings(TelemetrySettings)
     except ConfigError as exc:
         raise SystemExit(str(exc)) from None
+    health_task = bool(app.conf.worker_direct)
+    if settings.telemetry_enabled:
+        if not health_task and "health_task" in required_names(settings.readiness_required or ""):
+            raise SystemExit(
+                "settings: READINESS_REQUIRED: health_task needs the worker's direct queue, "
+                "and the app sets worker_direct=False"
+            )
+        if HEALTH_TASK not in app.tasks:
+            app.task(name=HEALTH_TASK, bind=True, shared=False, ignore_result=True)(health_check)
+    if installation.poison is not None:
+        try:
+            installation.poison.start(sender, settings)  # every task, the probe task included
+        except ConfigError as exc:
+            raise SystemExit(str(exc)) from None
     if not settings.telemetry_enabled:
         return
-    health_task = bool(app.conf.worker_direct)
-    if not health_task and "health_task" in required_names(settings.readiness_required or ""):
-        raise SystemExit(
-            "settings: READINESS_REQUIRED: health_task needs the worker's direct queue, "
-            "and the app sets worker_direct=False"
-        )
-    if HEALTH_TASK not in app.tasks:
-        app.task(name=HEALTH_TASK, bind=True, shared=False, ignore_result=True)(health_check)
     for task in app.tasks.values():
         task.Request = with_telemetry(symbol_by_name(task.Request), settings.trace_task_args)
     installation.worker = WorkerTelemetry(
-        app, settings, resolve(installation.extensions), health_task
+        app, settings, worker_extensions(installation), health_task
     )
     installation.worker.start(sender)
 
@@ -162,6 +191,8 @@ def _on_worker_shutting_down(**_: Any) -> None:
 
 def _on_worker_shutdown(sender: Any = None, **_: Any) -> None:
     installation = installed(getattr(sender, "app", None))
+    if installation is not None and installation.poison is not None:
+        installation.poison.stop()
     if installation is not None and installation.worker is not None:
         installation.worker.stop()
         installation.worker = None
