@@ -52,8 +52,9 @@ def scraped_worker(
     }
     # The broker state comes from the exporter alone, as in a fleet that runs one.
     worker = start_worker({**env, "QUEUE_POLL_ENABLED": "false"})
+    beat = start_beat(env, wait=False)  # it starts while the exporter does
     exporter = start_exporter(env)
-    beat = start_beat(env)
+    beat.wait_serving()
     prometheus = start_prometheus(
         tmp_path,
         {
