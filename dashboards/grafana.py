@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from dashboards.beat import beat_panels
 from dashboards.config import queue_regex
 from dashboards.delivery import delivery_panels
 from dashboards.failed import failed_work_panels
@@ -237,6 +238,7 @@ def overview(config: dict[str, Any]) -> dict[str, Any]:
     failed_work_panels(config, panels)
     delivery_panels(config, panels)
     workers_and_readiness(config, panels)
+    beat_panels(config, panels)
     return dashboard(config, f"{config['name']}-celery-overview", "Celery / Overview", panels)
 
 

@@ -18,11 +18,13 @@ what the worker cannot run is dead-lettered instead of stopping it
 With ``install(app, exhausted=True)`` it also keeps every task that fails for
 good, to be listed and requeued (``telemetry.failed``; the operator API,
 ``telemetry.ops``, is served by the broker exporter).
+``celery -A yourmodule beat`` serves the same three on ``METRICS_HOST:BEAT_METRICS_PORT``,
+with per-entry sent, late, missed and failed runs (``telemetry.beat``).
 
 The layout: ``settings`` (the variables), ``delivery`` (the delivery lifecycle),
 ``metrics``, ``readiness``, ``tracing`` (with the export hop, ``tracing.export``),
-``endpoints`` (HTTP), ``deadletters`` and ``transport`` (poison safety), and
-``wiring`` (what runs in which process).
+``endpoints`` (HTTP), ``deadletters`` and ``transport`` (poison safety),
+``wiring`` (what runs in which process), and ``beat``.
 """
 
 from __future__ import annotations

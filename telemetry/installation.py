@@ -14,7 +14,8 @@ installed app:
   (``telemetry.delivery.request``), and the main process starts
   (``telemetry.wiring.main_process``);
 * ``worker_ready``, ``worker_shutting_down``, ``worker_shutdown``: serve, probe, stop;
-* ``worker_process_init``: a pool process (``telemetry.wiring.pool_process``).
+* ``worker_process_init``: a pool process (``telemetry.wiring.pool_process``);
+* ``celery beat``: its loop and sends (``telemetry.beat``).
 
 ``worker_init``, ``worker_ready`` and ``worker_shutdown`` are filtered on
 ``sender.app``. With ``TELEMETRY_ENABLED=false`` a worker starts none of it.
@@ -42,6 +43,7 @@ from celery.utils.imports import symbol_by_name
 from prometheus_client import CollectorRegistry
 
 from telemetry import receivers
+from telemetry.beat import BEAT_HOOKS
 from telemetry.deadletters.records import app_deadletter_key
 from telemetry.deadletters.safety import PoisonSafety
 from telemetry.delivery.request import with_telemetry
@@ -101,6 +103,7 @@ def install(
         installation.exhausted = ExhaustedCapture(app)
         installation.exhausted.install(app)
     PUBLISH_HOOKS.add(app, registry)
+    BEAT_HOOKS.install(app)
 
 
 def uninstall(app: Celery) -> None:
@@ -109,6 +112,7 @@ def uninstall(app: Celery) -> None:
     if installation is None:
         return
     PUBLISH_HOOKS.remove(app)
+    BEAT_HOOKS.uninstall(app)
     if installation.worker is not None:
         installation.worker.stop()
     if installation.poison is not None:

@@ -77,6 +77,12 @@ class TelemetrySettings(BaseSettings):
     deadletter_max: PositiveInt = 10_000
     deadletter_max_bytes: PositiveInt = 67_108_864
     worker_lost_retry_delay: Annotated[float, Field(ge=0)] = 1
+    # celery beat (``telemetry.beat``): its own port, the tick age /livez allows
+    # (None: Celery's own rule, see ``telemetry.beat.health``), and how many
+    # schedule entries get series of their own (the rest count as entry="other").
+    beat_metrics_port: Annotated[int, Field(ge=1, le=65535)] = 9466
+    beat_liveness_timeout: PositiveFloat | None = None
+    beat_max_entries: PositiveInt = 500
     # The span export process logs as the worker does.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["text", "json"] = "text"

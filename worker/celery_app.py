@@ -20,6 +20,9 @@ from worker.retry_policy import DefaultRetryDelay
 from worker.settings import SENTINEL_SCHEME, Settings, SettingsError, load_settings
 
 TASKS_PACKAGE = "worker.tasks"
+#: ``celery -A worker beat``'s schedule: ``worker.tasks.summaries``.
+SUMMARY_ENTRY = "records-summary"
+SUMMARY_EVERY_SECONDS = 300.0
 CELERY_DEFAULT_RETRY_DELAY = 180
 
 # Poison safety (dead letters instead of crashes) comes with telemetry.install(app),
@@ -118,6 +121,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         ),
         "worker_hijack_root_logger": False,
         "worker_send_task_events": False,
+        "beat_schedule": {
+            SUMMARY_ENTRY: {"task": "records_summary", "schedule": SUMMARY_EVERY_SECONDS}
+        },
+        # beat answers `celery inspect ping`, and stops answering once its loop is stale.
+        "beat_enable_remote_control": True,
         "jobpilot_settings": settings,
     }
     broker_tls = tls_options(settings, settings.broker_url)

@@ -124,6 +124,16 @@ class _SharedCounterCollector(Collector):
         yield CounterMetricFamily(self.name, self.documentation, value=self.counter.value)
 
 
+def readiness_check_up(registry: CollectorRegistry) -> Gauge:
+    """``celery_readiness_check_up{check}``: in a worker's, the broker exporter's or a beat's registry."""
+    return Gauge(
+        "celery_readiness_check_up",
+        "1 when the readiness check passed last time, else 0.",
+        ("check",),
+        registry=registry,
+    )
+
+
 class BrokerMetrics:
     """What the broker holds, read by a worker's poller or by the broker exporter
     (``telemetry.broker_exporter``), and the broker check: the same names from both."""
@@ -170,12 +180,7 @@ class BrokerMetrics:
             "Records in the exhausted set: tasks whose last attempt failed.",
             registry=registry,
         )
-        self.readiness_check_up = Gauge(
-            "celery_readiness_check_up",
-            "1 when the readiness check passed last time, else 0.",
-            ("check",),
-            registry=registry,
-        )
+        self.readiness_check_up = readiness_check_up(registry)
         self.ping = Histogram(
             "celery_broker_ping_seconds",
             "Redis PING round trip on a fresh connection.",

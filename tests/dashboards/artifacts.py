@@ -14,6 +14,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from dashboards.config import GRAFANA_DIR, RULES_DIR
 from telemetry.broker_exporter.exporter import ExporterMetrics
+from telemetry.metrics.beat_catalogue import BeatMetrics
 from telemetry.metrics.catalogue import ExhaustedMetrics, SharedCounter, WorkerMetrics
 
 #: A metric name in PromQL, not part of a recording rule's ``level:metric:ops`` name.
@@ -85,11 +86,12 @@ def declared_metrics() -> dict[str, tuple[str, ...]]:
     """Every metric the worker declares, by family name, with its label names."""
     metrics = WorkerMetrics(CollectorRegistry())
     exporter = ExporterMetrics(CollectorRegistry(), "test")
+    beat = BeatMetrics(CollectorRegistry())
     exhausted_registry = CollectorRegistry()
     exhausted = ExhaustedMetrics(exhausted_registry, SharedCounter())
     declared = {
         metric._name: tuple(metric._labelnames)
-        for holder in (metrics, metrics.broker, exporter, exporter.ops, exhausted)
+        for holder in (metrics, metrics.broker, exporter, exporter.ops, exhausted, beat)
         for metric in vars(holder).values()
         if isinstance(metric, MetricWrapperBase)
     }

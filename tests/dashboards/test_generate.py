@@ -30,6 +30,11 @@ PINNED_ALERTS = {
     "CeleryTaskEtaBeyondVisibility",
     "CeleryTaskHung",
     "CeleryUnackedNearVisibilityTimeout",
+    "CeleryBeatDown",
+    "CeleryBeatEntryMissed",
+    "CeleryBeatEntrySendErrors",
+    "CeleryBeatEntryLate",
+    "CeleryBeatDuplicate",
 }
 RECORDING_NAME = re.compile(r"^[a-z_]+:[a-z_]+:[a-z0-9_]+$")
 
