@@ -67,7 +67,7 @@
     const when = new Date(iso);
     const text = Number.isNaN(when.getTime())
       ? String(iso)
-      : when.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "medium" });
+      : when.toLocaleString(undefined, { dateStyle: "short", timeStyle: "medium" });
     return el("time", { datetime: iso, title: iso }, text);
   }
 
