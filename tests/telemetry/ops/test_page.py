@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import http.client
 import re
+import tomllib
 from collections.abc import Iterator
+from fnmatch import fnmatch
 
 import pytest
 import redis
@@ -237,3 +239,17 @@ def test_the_static_folder_holds_the_three_files_and_nothing_else() -> None:
         "failed.html",
         "failed.js",
     ]
+
+
+def test_every_distribution_of_the_telemetry_package_ships_the_page() -> None:
+    """The files are package data: a distribution that builds ``telemetry`` without them
+    would serve a page of 500s. (A wheel built from the checkout was seen to hold them.)"""
+    builders = []
+    for path in [ROOT / "pyproject.toml", *sorted(ROOT.glob("packages/*/pyproject.toml"))]:
+        setuptools = tomllib.loads(path.read_text())["tool"]["setuptools"]
+        if "telemetry*" in setuptools["packages"]["find"]["include"]:
+            builders.append((path, setuptools.get("package-data", {}).get("telemetry.ops", [])))
+    assert builders
+    for path, patterns in builders:
+        for shipped in STATIC.iterdir():
+            assert any(fnmatch(f"static/{shipped.name}", p) for p in patterns), (path, shipped)
