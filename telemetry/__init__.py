@@ -13,10 +13,12 @@ is counted in the given registry (prometheus-client's default otherwise) and an
 (``celery -A yourmodule worker -Q ...``), the worker serves ``/metrics``,
 ``/livez`` and ``/readyz`` on ``METRICS_HOST:METRICS_PORT``, polls the depth and
 age of the app's queues, and sends every span to an export process of its own.
+``uninstall`` undoes all of it: the app is left as stock Celery left it.
 
 The layout: ``settings`` (the variables), ``delivery`` (the delivery lifecycle),
 ``metrics``, ``readiness``, ``tracing`` (with the export hop, ``tracing.export``),
-``endpoints`` (HTTP), and ``wiring`` (what runs in which process).
+``endpoints`` (HTTP), and ``wiring`` (the lifecycle every part keeps, and the
+order of the parts).
 """
 
 from __future__ import annotations
