@@ -71,6 +71,9 @@ class ClientSpans:
 
             for client in list(self.clients):
                 RedisInstrumentor.uninstrument_client(client)
+                # uninstrument_client unwraps the client and leaves its flag set, which
+                # would make the next instrument_client of it refuse: put it back too.
+                setattr(client, CLIENT_INSTRUMENTED, False)
             self.clients.clear()
 
     def _instrument_database(self) -> None:
