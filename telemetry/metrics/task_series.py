@@ -49,14 +49,15 @@ QUEUE_LABELS = ("queue",)
 M = TypeVar("M", CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Family(Generic[M]):
     """Everything about one family of series: its type, name, help sentence, labels and buckets.
 
     ``kind`` is prometheus-client's class for the type (``CounterMetricFamily``,
     ``GaugeMetricFamily``, ``HistogramMetricFamily``). A counter's name is
     without ``_total``, which the exposition adds. ``buckets`` are a histogram's
-    upper bounds, ``+Inf`` aside.
+    upper bounds, ``+Inf`` aside. Each declaration is one object, equal only to
+    itself, so a collection finds its family by identity, at no hashing cost.
     """
 
     kind: type[M]
