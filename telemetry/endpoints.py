@@ -91,7 +91,7 @@ class RenderCache:
             return body
 
 
-class Readiness(Protocol):
+class ReadinessReport(Protocol):
     def report(self) -> tuple[int, dict[str, Any]]:
         """The status and the JSON body /readyz answers."""
 
@@ -105,7 +105,7 @@ class TelemetryServer:
         port: int,
         cache: RenderCache,
         liveness: Liveness,
-        readiness: Readiness | None = None,
+        readiness: ReadinessReport | None = None,
     ) -> None:
         """``readiness``: what /readyz reports; without it, /readyz is 404."""
         self.cache = cache
@@ -201,7 +201,7 @@ class Endpoints(Concern):
     """A worker's /metrics, /livez and /readyz, on ``METRICS_HOST:METRICS_PORT``."""
 
     def __init__(
-        self, settings: TelemetrySettings, cache: RenderCache, readiness: Readiness | None
+        self, settings: TelemetrySettings, cache: RenderCache, readiness: ReadinessReport | None
     ) -> None:
         """Binds the port now.
 

@@ -5,8 +5,9 @@
         def start(self, worker): ...
         def stop(self): ...
 
-A concern is a Dramatiq middleware or an OpenTelemetry instrumentor of this
-package. Its hooks, in the order a process calls them:
+A concern is to this package what a middleware is to Dramatiq, or an
+instrumentor to OpenTelemetry. Its hooks, in the order a process calls them
+(``worker`` is Celery's ``WorkController``, ``consumer`` its ``Consumer``):
 
 ==================  ======================================  ============================
 hook                when                                    process
@@ -20,16 +21,21 @@ hook                when                                    process
 ``uninstall(app)``  ``telemetry.uninstall(app)``            any
 ==================  ======================================  ============================
 
-Rules every concern keeps:
+So a process goes ``install``, then for each worker run ``start``, ``ready``,
+``shutting_down``, ``stop``, then ``uninstall`` (which stops a worker still
+running first). Rules every concern keeps:
 
 * ``uninstall`` undoes exactly what ``install`` did, and ``stop`` what ``start``
   and ``ready`` did; nothing is set on another object after construction.
-* ``pool_process`` runs in a forked copy of the main process after ``start``:
-  it drops what only the main process may do (its observers, the listening
-  socket) and starts what a pool process needs. Then the copy is forgotten, and
-  no ``stop`` follows in that process.
-* ``start`` and ``ready`` may raise ``SystemExit`` with one line (a taken port,
-  a bad variable); every other hook logs its own failure and returns.
+* ``pool_process`` runs in a forked copy of the main process: the first pool
+  processes fork after ``start`` and before ``ready``, replacements (a recycled
+  or lost pool process) at any time after. It drops what only the main process
+  may do (its observers, the listening socket) and starts what a pool process
+  needs. Then the copy is forgotten: no ``stop`` follows in that process.
+* ``install`` may refuse an app by raising; ``start`` may raise ``SystemExit``
+  with one line (a bad variable, a taken port). ``shutting_down``, ``stop`` and
+  ``uninstall`` must not break the host: :class:`Concerns` logs a failure there
+  and goes on with the others.
 
 Two kinds exist, told apart by when they are built:
 

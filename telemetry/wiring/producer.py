@@ -15,11 +15,14 @@ publish: the settings are read then (a bad value is one ``settings:`` line and
 no telemetry in this process), the counter goes into each installed app's
 registry, and spans go to the process's SDK tracer provider, or to a new global
 one from the ``OTEL_*`` variables if it has none. A worker takes them over
-instead (:meth:`PublishHooks.take_over`): its main process counts into the
-registry it serves, its pool processes forward their counts to it.
+instead (:meth:`PublishHooks.take_over`), and its metrics and tracing hand them
+a recorder and spans (:meth:`PublishHooks.count_with`, :meth:`PublishHooks.trace_with`):
+its main process counts into the registry it serves, its pool processes forward
+their counts to it.
 
 :class:`Publishing` is the app concern (``telemetry.wiring.concern``) that adds
-an app to the hooks at ``install`` and removes it at ``uninstall``.
+an app to the hooks at ``install``, takes them over when a worker of it starts,
+and removes it at ``uninstall``.
 """
 
 from __future__ import annotations
