@@ -1,10 +1,10 @@
 """``install(app)`` and ``uninstall(app)``: the telemetry's one entry point, for any Celery app.
 
 ``install`` reads no variable and starts nothing when called. It builds the
-app's concerns and installs them (``telemetry.wiring.assembly``: the publish
-hooks, the direct queue), and connects the worker receivers below, which act
-only for an installed app and call the concerns' hooks
-(``telemetry.wiring.concern``):
+app's concerns and installs them (``telemetry.wiring.assembly``: the dead-letter
+transport, the publish hooks, the direct queue), and connects the worker
+receivers below, which act only for an installed app and call the concerns'
+hooks (``telemetry.wiring.concern``):
 
 * ``worker_init``: the settings are read (a bad value is one ``settings:`` line
   and a non-zero exit), the worker's concerns are built, and every concern starts;
@@ -13,14 +13,14 @@ only for an installed app and call the concerns' hooks
 * ``worker_process_init``: a pool process.
 
 ``worker_init``, ``worker_ready`` and ``worker_shutdown`` are filtered on
-``sender.app``. With ``TELEMETRY_ENABLED=false`` a worker starts none of it.
-``uninstall`` stops a worker still running, then undoes ``install``.
+``sender.app``. With ``TELEMETRY_ENABLED=false`` a worker starts poison safety
+only. ``uninstall`` stops a worker still running, then undoes ``install``.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from celery import Celery
@@ -35,7 +35,8 @@ from celery.signals import (
 from prometheus_client import CollectorRegistry
 
 from telemetry import receivers
-from telemetry.extensions import ExtensionsSource, resolve
+from telemetry.deadletters.records import app_deadletter_key
+from telemetry.extensions import Extensions, ExtensionsSource, resolve
 from telemetry.settings import ConfigError, TelemetrySettings, read_settings
 from telemetry.wiring.assembly import app_concerns, worker_concerns
 from telemetry.wiring.concern import Concerns
@@ -50,6 +51,7 @@ class Installation:
     extensions: ExtensionsSource | None
     #: What ``install`` installed; ``uninstall`` undoes it.
     concerns: Concerns
+    poison_safety: bool = True
     #: The app's concerns and the worker's, from ``worker_init`` to ``worker_shutdown``.
     worker: Concerns | None = None
     #: The worker's main process.
@@ -69,20 +71,24 @@ def install(
     registry: CollectorRegistry | None = None,
     *,
     extensions: ExtensionsSource | None = None,
+    poison_safety: bool = True,
 ) -> None:
     """Telemetry for ``app``, in whatever process this is; a second call for it is a no-op.
 
     ``registry`` receives ``celery_task_published_total`` in a process that only
     publishes (prometheus-client's default registry if None); a worker serves
     a registry of its own. ``extensions``: what the app adds (``telemetry.extensions``).
+    ``poison_safety``: what the app's worker cannot run is dead-lettered, not fatal
+    (``telemetry.deadletters.safety``); it registers the validating Redis transport
+    for the whole process.
     """
     if id(app) in _installed:
         return
-    concerns = Concerns(app_concerns(registry))
+    concerns = Concerns(app_concerns(registry, poison_safety))
     concerns.install(app)
     if not _installed:
         receivers.connect(WORKER_RECEIVERS)
-    _installed[id(app)] = Installation(app, extensions, concerns)
+    _installed[id(app)] = Installation(app, extensions, concerns, poison_safety)
 
 
 def uninstall(app: Celery) -> None:
@@ -100,6 +106,15 @@ def installed(app: Any) -> Installation | None:
     return _installed.get(id(app))
 
 
+def worker_extensions(installation: Installation) -> Extensions:
+    """The app's extensions; with poison safety, the dead-letter list's length is measured
+    (``celery_deadletter_size``) unless the app names another list."""
+    extensions = resolve(installation.extensions)
+    if extensions.deadletter_key is None and installation.poison_safety:
+        extensions = replace(extensions, deadletter_key=app_deadletter_key(installation.app))
+    return extensions
+
+
 def _on_worker_init(sender: Any = None, **_: Any) -> None:
     installation = installed(getattr(sender, "app", None))
     if installation is None or installation.worker is not None:
@@ -108,11 +123,14 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
         settings = read_settings(TelemetrySettings)
     except ConfigError as exc:
         raise SystemExit(str(exc)) from None
-    if not settings.telemetry_enabled:
-        return
-    app = installation.app
-    context = WorkerContext.of(app, settings, resolve(installation.extensions), sender)
-    worker = Concerns((installation.concerns, *worker_concerns(context)))
+    context = WorkerContext.of(
+        installation.app,
+        settings,
+        worker_extensions(installation),
+        sender,
+        installation.poison_safety,
+    )
+    worker = Concerns(worker_concerns(context, installation.concerns))
     worker.start(sender)
     installation.worker, installation.worker_pid = worker, os.getpid()
 

@@ -5,7 +5,8 @@ The app is found as ``celery -A`` finds it. Its queues are the ones it declares
 dead-letter list is the one ``telemetry.install(app, extensions=...)`` names.
 The bind address is ``METRICS_HOST:BROKER_EXPORTER_PORT``. A bad variable, an
 app that cannot be imported, a broker that is not Redis or a taken port is one
-line on stderr and exit status 2.
+line on stderr and exit status 2, as is a bad OTLP metric variable
+(``telemetry.metrics.otlp.environment``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from celery.app.utils import find_app
 from telemetry.broker import app_queues, redis_broker
 from telemetry.broker_exporter.exporter import BrokerExporter
 from telemetry.extensions import resolve
-from telemetry.installation import installed
+from telemetry.installation import installed, worker_extensions
 from telemetry.logs import configure_logging
 from telemetry.settings import ConfigError, TelemetrySettings, read_settings
 
@@ -70,11 +71,13 @@ def build(argv: list[str] | None = None) -> BrokerExporter:
         raise Unusable("broker exporter: the app's broker is not Redis")
     extra = {queue.strip() for queue in args.queues.split(",") if queue.strip()}
     installation = installed(app)
-    extensions = resolve(installation.extensions if installation is not None else None)
+    extensions = resolve(None) if installation is None else worker_extensions(installation)
     try:
         return BrokerExporter(
             app, settings, app_queues(app) | extra, extensions.deadletter_key, exporter_version()
         )
+    except ConfigError as exc:
+        raise Unusable(str(exc)) from None
     except OSError as exc:
         raise Unusable(
             f"broker exporter: cannot listen on {settings.metrics_host}:"

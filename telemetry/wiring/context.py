@@ -35,10 +35,17 @@ class WorkerContext:
     health_task: bool
     #: kombu's driver type of the app's broker: ``redis``, ``amqp``, ``sqs``, ...
     driver: str
+    #: What the worker cannot run is dead-lettered (``install(app, poison_safety=True)``).
+    poison_safety: bool = True
 
     @classmethod
     def of(
-        cls, app: Celery, settings: TelemetrySettings, extensions: Extensions, worker: Any
+        cls,
+        app: Celery,
+        settings: TelemetrySettings,
+        extensions: Extensions,
+        worker: Any,
+        poison_safety: bool = True,
     ) -> WorkerContext:
         """The context of ``worker`` (Celery's ``WorkController``, as ``worker_init`` sends it).
 
@@ -47,7 +54,8 @@ class WorkerContext:
             turned ``worker_direct`` off, which that check needs.
         """
         health_task = bool(app.conf.worker_direct)
-        if not health_task and "health_task" in required_names(settings.readiness_required or ""):
+        required = settings.readiness_required if settings.telemetry_enabled else None
+        if not health_task and "health_task" in required_names(required or ""):
             raise SystemExit(
                 "settings: READINESS_REQUIRED: health_task needs the worker's direct queue, "
                 "and the app sets worker_direct=False"
@@ -60,6 +68,7 @@ class WorkerContext:
             forks=_forks_pool_processes(worker),
             health_task=health_task,
             driver=driver_type(app),
+            poison_safety=poison_safety,
         )
 
     @property

@@ -15,12 +15,17 @@ APP = "tests.support.inventory"
 WORKER = (sys.executable, "-m", "celery", "-A", APP, "worker", "-c", "2", "-P", "prefork")
 
 
-def inventory_env(receiver: OtlpReceiver) -> dict[str, str]:
-    """The inventory app on the test Redis, tracing into ``receiver``, probing every second."""
+def inventory_env(receiver: OtlpReceiver | None) -> dict[str, str]:
+    """The inventory app on the test Redis, tracing into ``receiver`` (no tracing for None),
+    probing every second."""
+    tracing = (
+        {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100"}
+        if receiver is not None
+        else {"OTEL_SDK_DISABLED": "true"}
+    )
     return {
         "INVENTORY_BROKER_URL": redis_url(),
-        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
-        "OTEL_BSP_SCHEDULE_DELAY": "100",
+        **tracing,
         "OTEL_SERVICE_NAME": "inventory",
         "READINESS_INTERVAL": "1",
         "QUEUE_POLL_INTERVAL": "0.5",

@@ -26,6 +26,7 @@ from opentelemetry.instrumentation.redis import RedisInstrumentor
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 
 import telemetry
+from telemetry.deadletters.request import DeadLetteringRequest
 from telemetry.delivery.observers import OBSERVERS
 from telemetry.delivery.request import TelemetryRequest
 from telemetry.messages import HEALTH_TASK
@@ -48,6 +49,7 @@ class AppRequest(Request):  # type: ignore[misc]
 def stock_app() -> Celery:
     """An app as a team writes it: tasks with Celery's Request, its own, and one set on the task."""
     app = Celery("stock", broker=redis_url(), set_as_current=False)
+    _apps.append(app)
 
     @app.task(name="stock.add", shared=False)
     def add(x: int, y: int) -> int:
@@ -120,6 +122,17 @@ def assert_restored(app: Celery, before: dict[str, object]) -> None:
     assert state(app) == before
 
 
+_apps: list[Celery] = []
+
+
+@pytest.fixture(autouse=True)
+def _uninstalled() -> Iterator[None]:
+    """A test that fails half-way leaves no app installed for the next one."""
+    yield
+    while _apps:
+        telemetry.uninstall(_apps.pop())
+
+
 @pytest.fixture
 def otel_globals() -> Iterator[None]:
     """A solo worker sets the global tracer provider, which OpenTelemetry allows once a
@@ -143,6 +156,7 @@ class Sender:
         self.app = app
         self.hostname = HOSTNAME
         self.pool_cls = pool_cls
+        self.consumer_cls = "celery.worker.consumer:Consumer"
         self.pool = None
 
 
@@ -169,9 +183,12 @@ def test_uninstall_leaves_the_app_as_stock_celery_left_it(pool: str, shutdown: b
     during = state(app)
     assert app.conf.worker_direct is True
     assert HEALTH_TASK in app.tasks
-    assert all(issubclass(task.Request, TelemetryRequest) for task in app.tasks.values())
+    for task in app.tasks.values():
+        assert issubclass(task.Request, TelemetryRequest)
+        assert issubclass(task.Request, DeadLetteringRequest)
     assert issubclass(app.tasks["stock.own_class"].Request, AppRequest)
     assert during["signals"] != before["signals"]
+    assert during["kombu aliases"] != before["kombu aliases"]
     assert during["delivery observers"] and during["publish hooks"] != before["publish hooks"]
     assert "telemetry-http" in during["threads"] and "readiness-broker" in during["threads"]
     # When the worker shuts down (or not), and the telemetry is uninstalled
@@ -206,19 +223,19 @@ def test_what_the_app_had_chosen_is_left_in_place() -> None:
 
 
 @pytest.mark.usefixtures("worker_env")
-def test_a_worker_with_the_telemetry_off_changes_nothing_but_the_direct_queue(
+def test_a_worker_with_the_telemetry_off_is_poison_safe_only_and_leaves_nothing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("TELEMETRY_ENABLED", "false")
     app = stock_app()
     before = state(app)
     telemetry.install(app)
-    start_worker(app, "prefork")
-    assert {**before, "app conf": {**before["app conf"], "worker_direct": True}} == {  # type: ignore[dict-item]
-        **state(app),
-        "signals": before["signals"],
-        "publish hooks": before["publish hooks"],
-    }
+    worker = start_worker(app, "prefork")
+    assert all(issubclass(task.Request, DeadLetteringRequest) for task in app.tasks.values())
+    assert not any(issubclass(task.Request, TelemetryRequest) for task in app.tasks.values())
+    assert HEALTH_TASK not in app.tasks and not list(OBSERVERS)
+    assert threads() == before["threads"]
+    signals.worker_shutdown.send(sender=worker)
     telemetry.uninstall(app)
     assert state(app) == before
 
