@@ -51,13 +51,13 @@ class Metrics(Concern):
             self.registry,
             held=HeldRequests(worker_state.scheduled_requests, worker_state.active_requests),
         )
-        vt = context.visibility_timeout
+        visibility = context.visibility_timeout
         self.recorder = DeliveryRecorder(
             self.metrics,
             app_queues(app),
             lambda name: name in app.tasks,
             StartedWindow(settings.duplicate_window, settings.duplicate_window_max),
-            None if vt is None else EtaTrap(vt, app.conf.task_time_limit),
+            None if visibility is None else EtaTrap(visibility, app.conf.task_time_limit),
         )
         self.forwarder = PublishForwarder(self._count_publish)
         self.poller = (
