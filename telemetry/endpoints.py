@@ -5,7 +5,8 @@
               per ``render_interval`` per format; concurrent scrapers share the
               cached bytes. A scrape performs no network I/O.
 ``/livez``    200 while the consumer's event loop ticked within the liveness
-              timeout, else 503 with the age. No network I/O.
+              timeout, else 503 with the age and why. No network I/O. (A beat
+              answers from its own loop: ``telemetry.beat.health``.)
 
 Everything else is 404, or 405 for a method other than GET/HEAD on a known
 path. Request lines and headers are bounded by the standard library's limits.
@@ -41,6 +42,12 @@ LIVENESS_TICK_SECONDS = 1.0
 logger = logging.getLogger("telemetry.endpoints")
 
 
+class LivenessReport(Protocol):
+    def report(self) -> tuple[bool, dict[str, Any]]:
+        """(alive, the JSON body of /livez)."""
+        ...
+
+
 class Liveness:
     """When the consumer's event loop last ticked (monotonic seconds)."""
 
@@ -56,6 +63,17 @@ class Liveness:
 
     def alive(self) -> bool:
         return self.age() <= self.timeout
+
+    def report(self) -> tuple[bool, dict[str, Any]]:
+        age = self.age()
+        alive = age <= self.timeout
+        payload: dict[str, Any] = {"alive": alive, "age_seconds": round(age, 3)}
+        if not alive:
+            payload["reason"] = (
+                f"the consumer's event loop has not ticked for {age:.1f} s, over the "
+                f"{self.timeout:g} s liveness timeout"
+            )
+        return alive, payload
 
 
 class RenderCache:
@@ -104,7 +122,7 @@ class TelemetryServer:
         host: str,
         port: int,
         cache: RenderCache,
-        liveness: Liveness,
+        liveness: LivenessReport,
         readiness: ReadinessReport | None = None,
     ) -> None:
         """``readiness``: what /readyz reports; without it, /readyz is 404."""
@@ -173,12 +191,8 @@ def _handler_for(server: TelemetryServer) -> type[BaseHTTPRequestHandler]:
                 )
                 self._send(HTTPStatus.OK, body, content_type)
             elif path == "/livez":
-                age = round(server.liveness.age(), 3)
-                alive = server.liveness.alive()
-                self._json(
-                    HTTPStatus.OK if alive else HTTPStatus.SERVICE_UNAVAILABLE,
-                    {"alive": alive, "age_seconds": age},
-                )
+                alive, payload = server.liveness.report()
+                self._json(HTTPStatus.OK if alive else HTTPStatus.SERVICE_UNAVAILABLE, payload)
             elif path == "/readyz" and server.readiness is not None:
                 status, payload = server.readiness.report()
                 self._json(status, payload)

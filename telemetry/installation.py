@@ -2,15 +2,17 @@
 
 ``install`` reads no variable and starts nothing when called. It builds the
 app's concerns and installs them (``telemetry.wiring.assembly``: the dead-letter
-transport, the publish hooks, the direct queue), and connects the worker
-receivers below, which act only for an installed app and call the concerns'
-hooks (``telemetry.wiring.concern``):
+transport, the publish hooks, the direct queue, the beat hooks), and connects
+the worker receivers below, which act only for an installed app and call the
+concerns' hooks (``telemetry.wiring.concern``):
 
 * ``worker_init``: the settings are read (a bad value is one ``settings:`` line
   and a non-zero exit), the worker's concerns are built, and every concern starts;
 * ``worker_ready``, ``worker_shutting_down``, ``worker_shutdown``: ready, shutting
   down, stop;
 * ``worker_process_init``: a pool process.
+
+``celery beat`` is watched by the beat hooks themselves (``telemetry.beat``).
 
 ``worker_init``, ``worker_ready`` and ``worker_shutdown`` are filtered on
 ``sender.app``. With ``TELEMETRY_ENABLED=false`` a worker starts poison safety
@@ -52,6 +54,8 @@ class Installation:
     #: What ``install`` installed; ``uninstall`` undoes it.
     concerns: Concerns
     poison_safety: bool = True
+    #: Every task that fails for good is kept (``telemetry.failed``).
+    exhausted: bool = False
     #: The app's concerns and the worker's, from ``worker_init`` to ``worker_shutdown``.
     worker: Concerns | None = None
     #: The worker's main process.
@@ -72,6 +76,7 @@ def install(
     *,
     extensions: ExtensionsSource | None = None,
     poison_safety: bool = True,
+    exhausted: bool = False,
 ) -> None:
     """Telemetry for ``app``, in whatever process this is; a second call for it is a no-op.
 
@@ -80,7 +85,8 @@ def install(
     a registry of its own. ``extensions``: what the app adds (``telemetry.extensions``).
     ``poison_safety``: what the app's worker cannot run is dead-lettered, not fatal
     (``telemetry.deadletters.safety``); it registers the validating Redis transport
-    for the whole process.
+    for the whole process. ``exhausted``: keep every task that fails for good in the
+    exhausted set (``telemetry.failed``), to be requeued or deleted later.
     """
     if id(app) in _installed:
         return
@@ -88,7 +94,7 @@ def install(
     concerns.install(app)
     if not _installed:
         receivers.connect(WORKER_RECEIVERS)
-    _installed[id(app)] = Installation(app, extensions, concerns, poison_safety)
+    _installed[id(app)] = Installation(app, extensions, concerns, poison_safety, exhausted)
 
 
 def uninstall(app: Celery) -> None:
@@ -129,6 +135,7 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
         worker_extensions(installation),
         sender,
         installation.poison_safety,
+        installation.exhausted,
     )
     worker = Concerns(worker_concerns(context, installation.concerns))
     worker.start(sender)

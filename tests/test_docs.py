@@ -16,8 +16,6 @@ README_MAX_LINES = 250
 PAGES_WRITTEN_ELSEWHERE = {
     "docs/install.md",
     "docs/transit.md",
-    "docs/failed-work.md",
-    "docs/beat.md",
 }
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 

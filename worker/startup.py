@@ -101,4 +101,4 @@ RECEIVERS: tuple[receivers.Receiver, ...] = (
 def connect() -> None:
     """Connect the start-up receivers and install the telemetry; idempotent."""
     receivers.connect(RECEIVERS)
-    telemetry.install(app, extensions=telemetry_extensions)
+    telemetry.install(app, extensions=telemetry_extensions, exhausted=True)

@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry, disable_created_metrics
 from telemetry.broker import app_queues
 from telemetry.delivery.observers import OBSERVERS
 from telemetry.endpoints import RenderCache
+from telemetry.failed.locate import polled_stores
 from telemetry.metrics.at_least_once import EtaTrap, StartedWindow
 from telemetry.metrics.catalogue import WorkerMetrics
 from telemetry.metrics.consumer import ConsumerView, busy_requests
@@ -64,7 +65,7 @@ class Metrics(Concern):
             QueuePoller.for_app(
                 app,
                 sorted(self.recorder.queues),
-                context.extensions.deadletter_key,
+                polled_stores(app, settings, context.extensions.deadletter_key, context.exhausted),
                 self.metrics.broker,
             )
             if context.polls_queues
@@ -85,6 +86,10 @@ class Metrics(Concern):
         self.metrics.worker_pool_busy.set_function(
             lambda: busy_requests(worker_state.active_requests)
         )
+
+    def labels(self, queue: str | None, task: str | None) -> tuple[str, str]:
+        """The (queue, task) labels of a routing key and task name, as the task series have them."""
+        return self.recorder.queue_label(queue), self.recorder.task_label(task)
 
     def _count_publish(self, queue: str, task: str) -> None:
         self.metrics.task_published.labels(self.recorder.queue_label(queue), task).inc()

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
+from telemetry.beat.hooks import BEAT_HOOKS
 from telemetry.deadletters.safety import PoisonSafety, PoisonTransport
 from telemetry.delivery.request_classes import RequestClasses
 from telemetry.endpoints import Endpoints
+from telemetry.failed.exhausted import ExhaustedCapture
 from telemetry.metrics.concern import Metrics
 from telemetry.metrics.otlp import OtlpMetrics
 from telemetry.metrics.otlp.readings import WorkerReadings
@@ -32,12 +34,14 @@ def app_concerns(registry: CollectorRegistry | None, poison_safety: bool) -> lis
     """What ``install(app)`` sets up, from what it was given.
 
     The dead-letter transport comes first: registered in kombu's tables before
-    anything else runs, and taken out of them last.
+    anything else runs, and taken out of them last. The beat hooks act in a
+    beat process only (``celery -A app beat``), where no worker hook runs.
     """
     ordered = (
         PoisonTransport() if poison_safety else None,
         Publishing(registry),
         HealthTask(),
+        BEAT_HOOKS,  # one for the process, whatever the number of apps
     )
     return [concern for concern in ordered if concern is not None]
 
@@ -71,12 +75,23 @@ def worker_concerns(context: WorkerContext, installed: Concern) -> list[Concern]
         if metrics is not None
         else None
     )
+    exhausted = (
+        ExhaustedCapture(
+            context.app,
+            settings,
+            metrics.registry if metrics is not None else None,
+            metrics.labels if metrics is not None else None,
+        )
+        if context.exhausted
+        else None
+    )
     ordered = (
         installed,
         safety,
         RequestClasses(context.app, settings.trace_task_args),
         metrics,
         readiness,
+        exhausted,
         OtlpMetrics(readings),
         None if sdk_disabled() else Tracing(context),
         endpoints,

@@ -37,6 +37,8 @@ class WorkerContext:
     driver: str
     #: What the worker cannot run is dead-lettered (``install(app, poison_safety=True)``).
     poison_safety: bool = True
+    #: Every task that fails for good is kept (``install(app, exhausted=True)``).
+    exhausted: bool = False
 
     @classmethod
     def of(
@@ -46,6 +48,7 @@ class WorkerContext:
         extensions: Extensions,
         worker: Any,
         poison_safety: bool = True,
+        exhausted: bool = False,
     ) -> WorkerContext:
         """The context of ``worker`` (Celery's ``WorkController``, as ``worker_init`` sends it).
 
@@ -69,6 +72,7 @@ class WorkerContext:
             health_task=health_task,
             driver=driver_type(app),
             poison_safety=poison_safety,
+            exhausted=exhausted,
         )
 
     @property

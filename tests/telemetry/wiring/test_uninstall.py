@@ -176,8 +176,8 @@ def test_uninstall_leaves_the_app_as_stock_celery_left_it(pool: str, shutdown: b
     # Given a stock app, and everything install and a worker could change, as it is
     app = stock_app()
     before = state(app)
-    # When the telemetry is installed and a worker of the app starts and gets ready
-    telemetry.install(app)
+    # When the telemetry is installed, keeping failed work, and a worker of the app starts
+    telemetry.install(app, exhausted=True)
     worker = start_worker(app, pool)
     # Then the worker runs with it: every change the comparison below must see is made
     during = state(app)
@@ -190,7 +190,7 @@ def test_uninstall_leaves_the_app_as_stock_celery_left_it(pool: str, shutdown: b
     assert during["signals"] != before["signals"]
     assert during["kombu aliases"] != before["kombu aliases"]
     assert during["delivery observers"] and during["publish hooks"] != before["publish hooks"]
-    assert "telemetry-http" in during["threads"] and "readiness-broker" in during["threads"]
+    assert {"telemetry-http", "readiness-broker", "exhausted-writer"} <= set(during["threads"])  # type: ignore[call-overload]
     # When the worker shuts down (or not), and the telemetry is uninstalled
     if shutdown:
         signals.worker_shutting_down.send(sender=HOSTNAME, sig="SIGTERM", how="Warm", exitcode=0)
