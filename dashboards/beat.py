@@ -41,6 +41,25 @@ def beat_down(selector: str) -> str:
     )
 
 
+def beat_down_alert(config: dict[str, Any], selector: str) -> list[dict[str, Any]]:
+    """``CeleryBeatDown``, only where ``beat.enabled`` says the app runs beat."""
+    if not config["beat"]["enabled"]:
+        return []
+    return [
+        alert(
+            config,
+            "CeleryBeatDown",
+            beat_down(selector),
+            "critical",
+            "No Celery beat is sending periodic tasks.",
+            "No beat target reports celery_beat_active 1 (none runs, none answers "
+            "its scrape, or every one waits for a lock or its broker), or the beat "
+            "that sends has not turned its loop within its liveness timeout. "
+            "Periodic tasks are not being sent.",
+        )
+    ]
+
+
 def beat_rules(config: dict[str, Any]) -> dict[str, Any]:
     s = beat_selector(config)
     alerts = config["alerts"]
@@ -55,17 +74,7 @@ def beat_rules(config: dict[str, Any]) -> dict[str, Any]:
             {
                 "name": "celery-beat.alerts",
                 "rules": [
-                    alert(
-                        config,
-                        "CeleryBeatDown",
-                        beat_down(s),
-                        "critical",
-                        "No Celery beat is sending periodic tasks.",
-                        "No beat target reports celery_beat_active 1 (none runs, none answers "
-                        "its scrape, or every one waits for a lock or its broker), or the beat "
-                        "that sends has not turned its loop within its liveness timeout. "
-                        "Periodic tasks are not being sent.",
-                    ),
+                    *beat_down_alert(config, s),
                     alert(
                         config,
                         "CeleryBeatEntryMissed",
