@@ -49,7 +49,8 @@ from telemetry.failed.records import FailedRecord, Kind
 from telemetry.failed.store import FailedStore
 from telemetry.log_throttle import LogThrottle
 from telemetry.messages import HEALTH_TASK
-from telemetry.metrics.catalogue import ExhaustedMetrics, SharedCounter
+from telemetry.metrics.catalogue import ExhaustedMetrics
+from telemetry.metrics.shared_counter import SharedCounter
 from telemetry.settings import TelemetrySettings
 from telemetry.wiring.concern import Concern
 

@@ -11,19 +11,13 @@ pass a fresh one.
 
 from __future__ import annotations
 
-import multiprocessing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-from prometheus_client.registry import Collector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from telemetry.delivery.observers import OUTCOMES
+from telemetry.metrics.shared_counter import SharedCounter, SharedCounterCollector
 from telemetry.metrics.task_series import (
     QUEUE_LABELS,
     TASK_LABELS,
@@ -131,37 +125,6 @@ def task_published(registry: CollectorRegistry) -> Counter:
         TASK_LABELS,
         registry=registry,
     )
-
-
-class SharedCounter:
-    """A count that processes forked after its construction add to; read by the parent.
-
-    One ``multiprocessing.Value`` with its lock: the additions are rare (errors).
-    """
-
-    def __init__(self) -> None:
-        self._value = multiprocessing.Value("Q", 0)
-
-    def inc(self) -> None:
-        with self._value.get_lock():
-            self._value.value += 1
-
-    @property
-    def value(self) -> int:
-        return int(self._value.value)
-
-
-class _SharedCounterCollector(Collector):
-    def __init__(self, name: str, documentation: str, counter: SharedCounter) -> None:
-        self.name = name
-        self.documentation = documentation
-        self.counter = counter
-
-    def describe(self) -> list[Metric]:
-        return [CounterMetricFamily(self.name, self.documentation)]
-
-    def collect(self) -> Iterator[Metric]:
-        yield CounterMetricFamily(self.name, self.documentation, value=self.counter.value)
 
 
 def readiness_check_up(registry: CollectorRegistry) -> Gauge:
@@ -313,7 +276,7 @@ class ExhaustedMetrics:
         )
         self.write_errors = write_errors
         registry.register(
-            _SharedCounterCollector(
+            SharedCounterCollector(
                 "celery_exhausted_write_errors",
                 "Exhausted-task records the broker did not store.",
                 write_errors,
