@@ -1,6 +1,7 @@
 """What a worker holds and nobody's queue depth shows: ETA tasks waiting, and executions in progress.
 
-    collector.held = HeldRequests(worker_state.scheduled_requests, worker_state.active_requests)
+    held = HeldRequests(worker_state.scheduled_requests, worker_state.active_requests)
+    metrics = WorkerMetrics(registry, held=held)
 
 Read at render time (a scrape, at most once per ``METRICS_RENDER_INTERVAL``),
 never per task. Celery keeps requests scheduled for an ETA and requests
