@@ -48,7 +48,7 @@ from telemetry.metrics.at_least_once import EtaTrap, StartedWindow
 from telemetry.metrics.catalogue import WorkerMetrics
 from telemetry.metrics.consumer import ConsumerView, pool_processes
 from telemetry.metrics.forwarding import PublishForwarder
-from telemetry.metrics.held import HeldRequests
+from telemetry.metrics.held import HeldRequests, scheduled_requests
 from telemetry.metrics.publish import PublishRecorder
 from telemetry.metrics.queues import PollingThread, QueuePoller
 from telemetry.metrics.recorder import DeliveryRecorder
@@ -145,7 +145,7 @@ class WorkerTelemetry:
         disable_created_metrics()  # type: ignore[no-untyped-call]
         recorder = None
         if self.settings.metrics_enabled:
-            self._start_metrics()
+            self._start_metrics(worker)
             recorder = PublishRecorder(
                 self._count_publish,
                 self.settings.metrics_max_task_names,
@@ -155,7 +155,7 @@ class WorkerTelemetry:
             self._start_tracing()
         PUBLISH_HOOKS.take_over(recorder, self.producer_spans)
 
-    def _start_metrics(self) -> None:
+    def _start_metrics(self, worker: Any) -> None:
         """Bind the HTTP port, start every series at zero and record from here on."""
         settings = self.settings
         try:
@@ -179,7 +179,7 @@ class WorkerTelemetry:
         if self.visibility_timeout is not None:
             self.metrics.broker.visibility_timeout.set(self.visibility_timeout)
         self.metrics.tasks.held = HeldRequests(
-            worker_state.scheduled_requests, worker_state.active_requests
+            scheduled_requests(worker), worker_state.active_requests
         )
         self._observe(self.recorder)
         self.forwarder.start_reading()
