@@ -44,6 +44,7 @@ from telemetry.delivery.request import with_telemetry
 from telemetry.extensions import ExtensionsSource, resolve
 from telemetry.messages import HEALTH_TASK
 from telemetry.settings import ConfigError, TelemetrySettings, read_settings, required_names
+from telemetry.tracing.service import Service
 from telemetry.wiring.main_process import WorkerTelemetry
 from telemetry.wiring.pool_process import become_pool_process
 from telemetry.wiring.producer import PUBLISH_HOOKS
@@ -57,6 +58,7 @@ class Installation:
 
     app: Celery
     extensions: ExtensionsSource | None
+    service: Service
     worker: WorkerTelemetry | None = None
 
 
@@ -68,19 +70,25 @@ def install(
     registry: CollectorRegistry | None = None,
     *,
     extensions: ExtensionsSource | None = None,
+    service_name: str | None = None,
+    service_version: str | None = None,
 ) -> None:
     """Telemetry for ``app``, in whatever process this is; a second call for it is a no-op.
 
     ``registry`` receives ``celery_task_published_total`` in a process that only
     publishes (prometheus-client's default registry if None); a worker serves
     a registry of its own. ``extensions``: what the app adds (``telemetry.extensions``).
+    ``service_name`` and ``service_version``: the spans' defaults, under
+    ``OTEL_SERVICE_NAME`` and ``OTEL_RESOURCE_ATTRIBUTES``; the name defaults to the
+    app's main name, else the ``celery -A`` module (``telemetry.tracing.service``).
     """
     if id(app) in _installed:
         return
     if not _installed:
         receivers.connect(WORKER_RECEIVERS)
-    _installed[id(app)] = Installation(app, extensions)
-    PUBLISH_HOOKS.add(app, registry)
+    service = Service(service_name, service_version)
+    _installed[id(app)] = Installation(app, extensions, service)
+    PUBLISH_HOOKS.add(app, registry, service)
 
 
 def uninstall(app: Celery) -> None:
@@ -138,7 +146,11 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
     for task in app.tasks.values():
         task.Request = with_telemetry(symbol_by_name(task.Request), settings.trace_task_args)
     installation.worker = WorkerTelemetry(
-        app, settings, resolve(installation.extensions), health_task
+        app,
+        settings,
+        resolve(installation.extensions),
+        health_task,
+        installation.service.for_app(app),
     )
     installation.worker.start(sender)
 

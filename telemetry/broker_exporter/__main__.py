@@ -14,7 +14,6 @@ import argparse
 import signal
 import sys
 import threading
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from celery import Celery
@@ -26,19 +25,11 @@ from telemetry.extensions import resolve
 from telemetry.installation import installed
 from telemetry.logs import configure_logging
 from telemetry.settings import ConfigError, TelemetrySettings, read_settings
-
-DISTRIBUTION = "jobpilot-worker"
+from telemetry.version import __version__
 
 
 class Unusable(Exception):
     """The exporter cannot start; ``str()`` is the one line to print."""
-
-
-def exporter_version() -> str:
-    try:
-        return version(DISTRIBUTION)
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def load_app(name: str) -> Celery:
@@ -73,7 +64,7 @@ def build(argv: list[str] | None = None) -> BrokerExporter:
     extensions = resolve(installation.extensions if installation is not None else None)
     try:
         return BrokerExporter(
-            app, settings, app_queues(app) | extra, extensions.deadletter_key, exporter_version()
+            app, settings, app_queues(app) | extra, extensions.deadletter_key, __version__
         )
     except OSError as exc:
         raise Unusable(

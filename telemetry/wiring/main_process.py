@@ -63,6 +63,7 @@ from telemetry.tracing.handlers import (
     messaging_system,
 )
 from telemetry.tracing.providers import exporter_from_environment, sdk_disabled
+from telemetry.tracing.service import Service
 from telemetry.tracing.wiring import RunSpanWiring
 from telemetry.wiring.producer import PUBLISH_HOOKS
 
@@ -91,9 +92,15 @@ class WorkerTelemetry:
     """Everything the main process holds for one worker of ``app``."""
 
     def __init__(
-        self, app: Celery, settings: TelemetrySettings, extensions: Extensions, health_task: bool
+        self,
+        app: Celery,
+        settings: TelemetrySettings,
+        extensions: Extensions,
+        health_task: bool,
+        service: Service,
     ) -> None:
         self.app = app
+        self.service = service
         self.settings = settings
         self.extensions = extensions
         self.health_task = health_task
@@ -197,7 +204,7 @@ class WorkerTelemetry:
             exporter.shutdown()
             self.export = ExportProcess(self.settings.log_level, self.settings.log_format)
             self.export.start()
-        provider, relay = relayed_provider(self.export, self.hostname)
+        provider, relay = relayed_provider(self.export, self.hostname, self.service)
         self._observe(MainProcessSpans(provider.get_tracer(INSTRUMENTATION), self.system))
         self.producer_spans = ProducerSpans(provider.get_tracer(INSTRUMENTATION), self.system)
         if not self.forks:

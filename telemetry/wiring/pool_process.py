@@ -34,7 +34,7 @@ def become_pool_process(worker: WorkerTelemetry) -> None:
         # The global provider lives in pool processes only, set once after fork.
         if worker.export is not None:
             worker.export.in_pool_process()
-        provider, relay = relayed_provider(worker.export, worker.hostname)
+        provider, relay = relayed_provider(worker.export, worker.hostname, worker.service)
         trace.set_tracer_provider(provider)
         worker.run_spans(provider, relay).connect()
         spans = ProducerSpans(provider.get_tracer(INSTRUMENTATION), worker.system)

@@ -16,7 +16,8 @@ no telemetry in this process), the counter goes into each installed app's
 registry, and spans go to the process's SDK tracer provider, or to a new global
 one from the ``OTEL_*`` variables if it has none. A worker takes them over
 instead (:meth:`PublishHooks.take_over`): its main process counts into the
-registry it serves, its pool processes forward their counts to it.
+registry it serves, its pool processes forward their counts to it. The spans'
+``service.name`` defaults to the first installed app's (``telemetry.tracing.service``).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from telemetry.metrics.publish import PublishRecorder
 from telemetry.settings import ConfigError, TelemetrySettings, read_settings
 from telemetry.tracing.handlers import INSTRUMENTATION, ProducerSpans, messaging_system
 from telemetry.tracing.providers import CollectorState, build_provider, flush_within, sdk_disabled
+from telemetry.tracing.service import Service
 
 logger = logging.getLogger("telemetry.producer")
 
@@ -50,6 +52,7 @@ class PublishHooks:
 
     def __init__(self) -> None:
         self.apps: dict[int, tuple[Celery, CollectorRegistry]] = {}
+        self.services: dict[int, Service] = {}
         self.recorder: PublishRecorder | None = None
         self.spans: ProducerSpans | None = None
         self.configured = False
@@ -60,13 +63,15 @@ class PublishHooks:
             (after_task_publish, self.on_after_task_publish, "telemetry.after_task_publish"),
         )
 
-    def add(self, app: Celery, registry: CollectorRegistry | None) -> None:
+    def add(self, app: Celery, registry: CollectorRegistry | None, service: Service) -> None:
         """Count this app's publishes in ``registry`` (the default registry if None)."""
         if not self.apps:
             receivers.connect(self.receivers)
         self.apps[id(app)] = (app, registry if registry is not None else REGISTRY)
+        self.services[id(app)] = service
 
     def remove(self, app: Celery) -> None:
+        self.services.pop(id(app), None)
         if self.apps.pop(id(app), None) is not None and not self.apps:
             receivers.disconnect(self.receivers)
             self.recorder = self.spans = None
@@ -119,9 +124,10 @@ class PublishHooks:
                 keep_argsrepr=settings.trace_task_args,
             )
             if not sdk_disabled():
-                app = next(iter(self.apps.values()))[0]
+                key, (app, _) = next(iter(self.apps.items()))
+                service = self.services[key].for_app(app)
                 self.spans = ProducerSpans(
-                    _process_provider().get_tracer(INSTRUMENTATION),
+                    _process_provider(service).get_tracer(INSTRUMENTATION),
                     messaging_system(driver_type(app)),
                 )
 
@@ -153,13 +159,13 @@ class PublishHooks:
             counter.labels(queue, task).inc()
 
 
-def _process_provider() -> TracerProvider:
+def _process_provider(service: Service) -> TracerProvider:
     """The process's SDK provider; a new global one from ``OTEL_*`` if it has none."""
     provider = trace.get_tracer_provider()
     if isinstance(provider, TracerProvider):
         return provider
     state = CollectorState()
-    provider = build_provider(state)
+    provider = build_provider(state, service)
     trace.set_tracer_provider(provider)
     atexit.register(flush_within, provider, state)
     return provider
