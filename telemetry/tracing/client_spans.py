@@ -13,16 +13,29 @@ database never imports SQLAlchemy, asyncpg or their instrumentors:
   ``RedisInstrumentor.instrument_client``; kombu's traffic, the result backend,
   the readiness probes and the depth poller are not traced.
 
-Statement parameters are never recorded (the instrumentors' default).
+Statement parameters are never recorded (the instrumentors' default). The
+database instrumentors come with the ``sqlalchemy`` extra
+(``pip install 'jobpilot-telemetry[sqlalchemy]'``); without it, a worker whose
+app passes ``before_first_engine`` says so once and records no database spans.
 """
 
 from __future__ import annotations
 
+import logging
+from importlib.util import find_spec
 from typing import Any
 
 from opentelemetry.trace import TracerProvider
 
 from telemetry.extensions import Extensions
+
+logger = logging.getLogger("telemetry.tracing.client_spans")
+
+#: The modules of the ``sqlalchemy`` extra.
+DATABASE_INSTRUMENTORS = (
+    "opentelemetry.instrumentation.sqlalchemy",
+    "opentelemetry.instrumentation.asyncpg",
+)
 
 _installed_for: list[TracerProvider] = []
 
@@ -33,7 +46,15 @@ def install_client_spans(provider: TracerProvider, extensions: Extensions) -> No
         return
     _installed_for.append(provider)
     if extensions.before_first_engine is not None:
-        extensions.before_first_engine(lambda: _instrument_database(provider))
+        missing = [name for name in DATABASE_INSTRUMENTORS if find_spec(name) is None]
+        if missing:
+            logger.warning(
+                "telemetry: no database spans: %s is not installed "
+                "(pip install 'jobpilot-telemetry[sqlalchemy]')",
+                missing[0],
+            )
+        else:
+            extensions.before_first_engine(lambda: _instrument_database(provider))
     if extensions.on_task_redis_client is not None:
         extensions.on_task_redis_client(lambda client: _instrument_redis_client(client, provider))
 

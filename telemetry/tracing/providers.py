@@ -201,7 +201,7 @@ def exporter_from_environment() -> SpanExporter | None:
         except ImportError:
             raise ConfigError(
                 "OTEL_EXPORTER_OTLP_PROTOCOL",
-                "grpc needs the extra: pip install 'jobpilot-worker[grpc]'",
+                "grpc needs the extra: pip install 'jobpilot-telemetry[grpc]'",
             ) from None
         exporter: SpanExporter = GrpcSpanExporter(timeout=timeout)
         return exporter
