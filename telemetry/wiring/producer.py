@@ -63,12 +63,15 @@ class PublishHooks:
             (after_task_publish, self.on_after_task_publish, "telemetry.after_task_publish"),
         )
 
-    def add(self, app: Celery, registry: CollectorRegistry | None, service: Service) -> None:
-        """Count this app's publishes in ``registry`` (the default registry if None)."""
+    def add(
+        self, app: Celery, registry: CollectorRegistry | None, service: Service | None = None
+    ) -> None:
+        """Count this app's publishes in ``registry`` (the default registry if None); its
+        spans' service defaults are ``service`` (the app's own names if None)."""
         if not self.apps:
             receivers.connect(self.receivers)
         self.apps[id(app)] = (app, registry if registry is not None else REGISTRY)
-        self.services[id(app)] = service
+        self.services[id(app)] = service or Service()
 
     def remove(self, app: Celery) -> None:
         self.services.pop(id(app), None)
