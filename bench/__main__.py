@@ -1,4 +1,4 @@
-"""``python -m bench [--suite all|drain|scrape|producer|spans|memory|profile|hammer|failover] [--n N] [--pairs P] [--tasks ...]``.
+"""``python -m bench [--suite all|drain|scrape|producer|spans|memory|profile|hammer|otlp|failover] [--n N] [--pairs P] [--tasks ...]``.
 
 ``all`` (the default) runs ``scrape``, ``producer``, ``spans``, ``drain``,
 ``memory`` and ``profile`` and prints their tables; results are merged into
@@ -19,6 +19,12 @@ bench/results/latest.json under those keys.
 * ``hammer`` compares a metrics-on worker whose /metrics is scraped 50 times a
   second while it drains against the same worker unscraped (with an A/A
   control), and writes bench/results/hammer.json.
+* ``otlp`` compares a metrics worker exporting its metrics over OTLP every 10 s
+  (to a discarding sink) against the same worker without (with an A/A control),
+  and writes bench/results/otlp.json. Both have the SDK on with nothing traced
+  (``OTEL_SDK_DISABLED=true``, which ``metrics`` uses to turn tracing off, turns
+  every signal off, OTLP metrics included); ``metrics`` runs beside them, so its
+  row shows what that untraced SDK costs.
 * ``failover`` kills a Sentinel-watched master mid-stream ``--runs`` times and
   counts the acknowledged publishes the promoted replica lacks
   (:mod:`bench.failover`); it writes bench/results/failover.json.
@@ -101,12 +107,42 @@ def hammer_variants() -> tuple[Variant, ...]:
     )
 
 
+#: Metrics with the SDK on but nothing traced: no span is sampled, none exported.
+METRICS_SDK = {
+    "TELEMETRY_ENABLED": "true",
+    "READINESS_INTERVAL": "15",
+    "OTEL_TRACES_SAMPLER": "always_off",
+    "OTEL_TRACES_EXPORTER": "none",
+}
+#: Six times the SDK's default rate, so exports happen during the drains.
+OTLP_INTERVAL_MILLIS = "10000"
+
+
+def otlp_variants(sink: DiscardingSink) -> tuple[Variant, ...]:
+    """metrics_sdk is the baseline, metrics_sdk_aa its A/A control, metrics_otlp exports over OTLP."""
+    return (
+        Variant("metrics_sdk", METRICS_SDK),
+        Variant("metrics_sdk_aa", METRICS_SDK),
+        Variant(
+            "metrics_otlp",
+            {
+                **METRICS_SDK,
+                "OTEL_METRICS_EXPORTER": "otlp",
+                "OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint,
+                "OTEL_METRIC_EXPORT_INTERVAL": OTLP_INTERVAL_MILLIS,
+            },
+        ),
+        Variant("metrics", METRICS_ONLY),
+    )
+
+
 DRAIN_SUITES = {
     "drain": ("off", variants),
     "hammer": ("metrics", lambda _sink: hammer_variants()),
+    "otlp": ("metrics_sdk", otlp_variants),
 }
 #: Suites whose results go to a file of their own, named after them.
-SIDE_SUITES = ("hammer", "failover")
+SIDE_SUITES = ("hammer", "otlp", "failover")
 SUITES = (
     "all",
     "drain",
@@ -116,6 +152,7 @@ SUITES = (
     "memory",
     "profile",
     "hammer",
+    "otlp",
     "failover",
 )
 
@@ -242,7 +279,7 @@ def main() -> int:
     if args.suite == "failover":
         report["failover"] = failover.measure(args.runs)
         failover.print_table(report["failover"])
-    if args.suite in ("all", "drain", "hammer"):
+    if args.suite in ("all", *DRAIN_SUITES):
         suite = "drain" if args.suite == "all" else args.suite
         report.update(n=args.n, pairs=args.pairs, slice=args.slice, suite=suite)
         results, verdicts = drain_table(

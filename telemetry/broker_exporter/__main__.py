@@ -5,7 +5,8 @@ The app is found as ``celery -A`` finds it. Its queues are the ones it declares
 dead-letter list is the one ``telemetry.install(app, extensions=...)`` names.
 The bind address is ``METRICS_HOST:BROKER_EXPORTER_PORT``. A bad variable, an
 app that cannot be imported, a broker that is not Redis or a taken port is one
-line on stderr and exit status 2.
+line on stderr and exit status 2, as is a bad OTLP metric variable
+(``telemetry.metrics.otlp.environment``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from telemetry.extensions import resolve
 from telemetry.installation import installed
 from telemetry.logs import configure_logging
 from telemetry.settings import ConfigError, TelemetrySettings, read_settings
+from telemetry.tracing.service import Service
 from telemetry.version import __version__
 
 
@@ -62,10 +64,18 @@ def build(argv: list[str] | None = None) -> BrokerExporter:
     extra = {queue.strip() for queue in args.queues.split(",") if queue.strip()}
     installation = installed(app)
     extensions = resolve(installation.extensions if installation is not None else None)
+    service = (installation.service if installation is not None else Service()).for_app(app)
     try:
         return BrokerExporter(
-            app, settings, app_queues(app) | extra, extensions.deadletter_key, __version__
+            app,
+            settings,
+            app_queues(app) | extra,
+            extensions.deadletter_key,
+            __version__,
+            service,
         )
+    except ConfigError as exc:
+        raise Unusable(str(exc)) from None
     except OSError as exc:
         raise Unusable(
             f"broker exporter: cannot listen on {settings.metrics_host}:"

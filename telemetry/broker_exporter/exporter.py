@@ -14,7 +14,9 @@ the broker check (``celery_readiness_check_up{check="broker"}``,
 
 ``/livez`` is 200 while the poll loop keeps turning (each poll, successful or
 not, marks it alive); ``/readyz`` is 200 while the broker answers its PING.
-A scrape only reads the gauges.
+A scrape only reads the gauges. With ``OTEL_METRICS_EXPORTER=otlp`` it also sends
+``celery.queue.depth`` and ``celery.queue.oldest_message.age`` over OTLP
+(``telemetry.metrics.otlp``).
 """
 
 from __future__ import annotations
@@ -25,13 +27,17 @@ from collections.abc import Iterable
 from celery import Celery
 from prometheus_client import CollectorRegistry, Gauge, disable_created_metrics
 
-from telemetry.broker import visibility_timeout
+from telemetry.broker import driver_type, visibility_timeout
 from telemetry.endpoints import Liveness, RenderCache, TelemetryServer
 from telemetry.metrics.catalogue import BrokerMetrics
+from telemetry.metrics.otlp import OtlpMetrics
+from telemetry.metrics.otlp.readings import BrokerReadings
 from telemetry.metrics.queues import PollingThread, QueuePoller
 from telemetry.readiness.checks import BrokerCheck
 from telemetry.readiness.probe import ReadinessProbe
 from telemetry.settings import TelemetrySettings
+from telemetry.tracing.handlers import messaging_system
+from telemetry.tracing.service import Service
 
 logger = logging.getLogger("telemetry.broker_exporter")
 
@@ -65,7 +71,9 @@ class BrokerExporter:
         queues: Iterable[str],
         deadletter_key: str | None,
         version: str,
+        service: Service | None = None,
     ) -> None:
+        """``service``: the OTLP metrics' service defaults (``telemetry.tracing.service``)."""
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.app = app
         self.settings = settings
@@ -73,6 +81,10 @@ class BrokerExporter:
         self.registry = CollectorRegistry()
         self.metrics = ExporterMetrics(self.registry, version)
         broker = self.metrics.broker
+        self.otlp = OtlpMetrics(
+            BrokerReadings(broker, messaging_system(driver_type(app))), service=service
+        )
+        self.otlp.configure()  # a bad OTEL_* variable: ConfigError, before anything binds
         broker.visibility_timeout.set(visibility_timeout(app))
         for queue in self.queues:
             broker.queue_depth.labels(queue).set(0)
@@ -108,6 +120,7 @@ class BrokerExporter:
         self.thread.start()
         self.probe.start()
         self.server.start()
+        self.otlp.ready(None)
         host, port = self.address
         logger.info(
             "broker exporter: %d queue(s), serving /metrics, /livez and /readyz on http://%s:%d",
@@ -120,3 +133,4 @@ class BrokerExporter:
         self.thread.stop()
         self.probe.stop()
         self.server.stop()
+        self.otlp.stop()

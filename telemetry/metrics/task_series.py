@@ -164,6 +164,11 @@ class TaskSeriesCollector:
             )
         return found
 
+    def items(self) -> list[tuple[tuple[str, str], TaskSeries]]:
+        """Every (queue, task) and its live series, for readers besides the exposition
+        (the OTLP export); a copy of the keys, safe to take from any thread."""
+        return list(self._series.items())
+
     def describe(self) -> Iterator[Metric]:
         return iter(self._families())
 

@@ -49,6 +49,8 @@ from telemetry.metrics.catalogue import WorkerMetrics
 from telemetry.metrics.consumer import ConsumerView, pool_processes
 from telemetry.metrics.forwarding import PublishForwarder
 from telemetry.metrics.held import HeldRequests, scheduled_requests
+from telemetry.metrics.otlp import OtlpMetrics
+from telemetry.metrics.otlp.readings import WorkerReadings
 from telemetry.metrics.publish import PublishRecorder
 from telemetry.metrics.queues import PollingThread, QueuePoller
 from telemetry.metrics.recorder import DeliveryRecorder
@@ -121,6 +123,13 @@ class WorkerTelemetry:
             if self.visibility_timeout is None
             else EtaTrap(self.visibility_timeout, app.conf.task_time_limit),
         )
+        self.otlp = OtlpMetrics(
+            WorkerReadings(
+                self.metrics, self.recorder.failed_runtimes, self.system, self.polls_queues
+            ),
+            settings.metrics_enabled,
+            service,
+        )
         self.liveness = Liveness(settings.liveness_timeout)
         self.forwarder = PublishForwarder(self._count_publish)
         self.server: TelemetryServer | None = None
@@ -158,6 +167,7 @@ class WorkerTelemetry:
                 self.settings.metrics_max_task_names,
                 keep_argsrepr=self.settings.trace_task_args,
             )
+        self.otlp.start(worker)
         if not sdk_disabled():
             self._start_tracing()
         PUBLISH_HOOKS.take_over(recorder, self.producer_spans)
@@ -218,6 +228,7 @@ class WorkerTelemetry:
 
     # worker_ready ------------------------------------------------------------
     def ready(self, consumer: Any) -> None:
+        self.otlp.ready(consumer)
         if self.server is None:
             return
         metrics = self.metrics
@@ -319,6 +330,7 @@ class WorkerTelemetry:
             self.server.stop()
         if self.export is not None:
             self.export.stop()
+        self.otlp.stop()
         self.forget_observers()
 
     def forget_observers(self) -> None:

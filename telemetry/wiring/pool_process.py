@@ -20,6 +20,7 @@ def become_pool_process(worker: WorkerTelemetry) -> None:
     """Turn the main process's telemetry, inherited through fork, into a pool process's."""
     settings = worker.settings
     worker.forget_observers()
+    worker.otlp.pool_process()
     recorder = None
     if worker.server is not None:
         worker.server.close_inherited_socket()

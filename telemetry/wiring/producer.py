@@ -14,7 +14,9 @@ In a process that only publishes, they configure themselves at its first
 publish: the settings are read then (a bad value is one ``settings:`` line and
 no telemetry in this process), the counter goes into each installed app's
 registry, and spans go to the process's SDK tracer provider, or to a new global
-one from the ``OTEL_*`` variables if it has none. A worker takes them over
+one from the ``OTEL_*`` variables if it has none; with ``OTEL_METRICS_EXPORTER=otlp``
+the count also goes out as ``messaging.client.sent.messages``
+(``telemetry.metrics.otlp.producer``). A worker takes them over
 instead (:meth:`PublishHooks.take_over`): its main process counts into the
 registry it serves, its pool processes forward their counts to it. The spans'
 ``service.name`` defaults to the first installed app's (``telemetry.tracing.service``).
@@ -38,6 +40,7 @@ from telemetry import receivers
 from telemetry.broker import driver_type, redis_broker, visibility_timeout
 from telemetry.metrics.at_least_once import CountdownCheck
 from telemetry.metrics.catalogue import task_published
+from telemetry.metrics.otlp.producer import ProducerMetrics
 from telemetry.metrics.publish import PublishRecorder
 from telemetry.settings import ConfigError, TelemetrySettings, read_settings
 from telemetry.tracing.handlers import INSTRUMENTATION, ProducerSpans, messaging_system
@@ -55,6 +58,7 @@ class PublishHooks:
         self.services: dict[int, Service] = {}
         self.recorder: PublishRecorder | None = None
         self.spans: ProducerSpans | None = None
+        self.otlp: ProducerMetrics | None = None
         self.configured = False
         self._counters: dict[int, Counter] = {}
         self._lock = threading.Lock()
@@ -77,7 +81,9 @@ class PublishHooks:
         self.services.pop(id(app), None)
         if self.apps.pop(id(app), None) is not None and not self.apps:
             receivers.disconnect(self.receivers)
-            self.recorder = self.spans = None
+            if self.otlp is not None:
+                self.otlp.stop()
+            self.recorder = self.spans = self.otlp = None
             self.configured = False
             self.__dict__.pop("countdown", None)  # built again for the apps installed next
 
@@ -126,12 +132,14 @@ class PublishHooks:
                 settings.metrics_max_task_names,
                 keep_argsrepr=settings.trace_task_args,
             )
+            key, (app, _) = next(iter(self.apps.items()))
+            system = messaging_system(driver_type(app))
+            service = self.services[key].for_app(app)
+            self.otlp = ProducerMetrics(self._published_counter, system, service)
+            self.otlp.start()
             if not sdk_disabled():
-                key, (app, _) = next(iter(self.apps.items()))
-                service = self.services[key].for_app(app)
                 self.spans = ProducerSpans(
-                    _process_provider(service).get_tracer(INSTRUMENTATION),
-                    messaging_system(driver_type(app)),
+                    _process_provider(service).get_tracer(INSTRUMENTATION), system
                 )
 
     @cached_property
@@ -151,6 +159,10 @@ class PublishHooks:
         except Exception as exc:
             self.__dict__["countdown"] = None
             logger.warning("the ETA check at publish is off: %s: %s", type(exc).__name__, exc)
+
+    def _published_counter(self) -> Counter | None:
+        """Any one of the counters: each installed app's registry counts every publish."""
+        return next(iter(list(self._counters.values())), None)
 
     def _count(self, queue: str, task: str) -> None:
         """Once in each distinct registry of the installed apps."""

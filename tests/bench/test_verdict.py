@@ -49,6 +49,22 @@ def test_the_cpu_task_must_is_met_by_the_median_of_all_on(median: float, met: bo
     assert targets == {"all_on": {"statistic": "median", "least": 0.94, "met": met}}
 
 
+@pytest.mark.parametrize(("high", "met"), [(0.99, True), (0.9899, False), (1.02, True)])
+def test_the_otlp_must_is_met_when_the_interval_reaches_099(high: float, met: bool) -> None:
+    # Given metrics over OTLP against metrics without, on either task: the median and the
+    # lower end do not decide it, the upper end does
+    for task in ("bench_noop", "bench_cpu"):
+        rows = [row("metrics_sdk", 1.0, 1.0), row("metrics_otlp", 0.95, high, median=0.97)]
+        targets = verdict(task, rows, "metrics_sdk_aa")["targets"]
+        assert targets == {"metrics_otlp": {"statistic": "upper_end", "least": 0.99, "met": met}}
+
+
+def test_a_must_is_judged_only_in_its_own_suite() -> None:
+    # metrics beside the OTLP suite's baseline is not held to its must against off
+    rows = [row("metrics_sdk", 1.0, 1.0), row("metrics", 0.5, 0.6)]
+    assert verdict("bench_noop", rows, "metrics_sdk_aa")["targets"] == {}
+
+
 def test_variants_without_a_must_are_not_judged() -> None:
     rows = [row("all_on", 0.5, 0.6), row("events", 0.5, 0.6), row("metrics", 0.5, 0.6)]
     assert verdict("bench_cpu", rows, "off_aa")["targets"].keys() == {"all_on"}

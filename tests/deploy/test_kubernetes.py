@@ -80,7 +80,7 @@ def test_the_worker_deployment_runs_as_the_readme_says() -> None:
     command = main["command"]
     assert command[:4] == ["celery", "-A", "worker", "worker"]
     queues = command[command.index("-Q") + 1].split(",")
-    assert queues == load_config()["keda"]["queues"]
+    assert queues == load_config()["queues"]
     assert set(queues) <= set(app.amqp.queues)
     concurrency = int(command[command.index("--concurrency") + 1])
     assert concurrency == load_config()["workerConcurrency"]
@@ -158,8 +158,8 @@ def test_the_scaled_object_names_the_exact_keys_metrics_and_target() -> None:
     # One Redis list trigger per key, named as the depth poller names them
     lists = [t["metadata"]["listName"] for t in triggers if t["type"] == "redis"]
     options = {"global_keyprefix": config["keyPrefix"], **(app.conf.broker_transport_options or {})}
-    expected = [k for q in config["keda"]["queues"] for k in priority_keys(q, options)]
-    assert lists == expected and len(lists) == 4 * len(config["keda"]["queues"])
+    expected = [k for q in config["queues"] for k in priority_keys(q, options)]
+    assert lists == expected and len(lists) == 4 * len(config["queues"])
     text = (KUBERNETES_DIR / "scaledobject.yaml").read_text()
     assert '"agents\\x06\\x163"' in text  # written as YAML double-quoted escapes
     # The demand trigger: AverageValue at the worker concurrency, null values ignored

@@ -128,7 +128,7 @@ def test_the_worker_recovers_from_a_broker_fault_without_losing_tasks(
         noticed = None
     # Then every task completes at least once, served by the same worker process, except
     # at most the one message kombu's BRPOP had popped when the broker died: the reply
-    # never reached the worker, so it never became unacked (README, Guarantees)
+    # never reached the worker, so it never became unacked (docs/guarantees.md)
     wait_until(
         lambda: completed(database) >= TASKS - AT_MOST_ONCE_WINDOW,
         45,  # the visibility timeout (9 s) plus a restore pass and the drain, with room
