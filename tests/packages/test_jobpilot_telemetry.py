@@ -1,5 +1,5 @@
-"""The jobpilot-telemetry distribution alone, in clean venvs built by ``docs/install.md``'s
-commands: no jobpilot worker, no database libraries, and another team's app gets the
+"""The jobpilot-telemetry distribution alone, in clean venvs built by the README's and
+``docs/install.md``'s commands: no jobpilot worker, no database libraries, and another team's app gets the
 whole telemetry, on Celery 5.7 and on Celery 5.6 (both with kombu 5.7).
 
 Each venv is made without pip (the test's own pip installs into it with ``--python``) and
@@ -29,10 +29,12 @@ from tests.support.worker_process import ROOT, WorkerProcess
 pytestmark = pytest.mark.integration
 
 DOCS = ROOT / "docs" / "install.md"
+README = ROOT / "README.md"
 #: pip builds a checkout in place, and setuptools packs whatever this folder holds.
 BUILD_FOLDER = ROOT / "packages" / "jobpilot-telemetry" / "build"
 LOCK = ROOT / "requirements" / "lock.txt"
-#: docs/install.md's commands, run here as written (from the repository's root).
+#: The documented commands, run here as written (from the repository's root); the README
+#: shows the first.
 FROM_A_CHECKOUT = "pip install ./packages/jobpilot-telemetry"
 BUILD_A_WHEEL = "pip wheel --no-deps --wheel-dir dist ./packages/jobpilot-telemetry"
 FROM_A_WHEEL = "pip install dist/jobpilot_telemetry-*.whl"
@@ -41,6 +43,10 @@ CELERY_5_6 = "celery==5.6.3"
 #: Distributions that must not come with the install.
 NOT_INSTALLED = ("worker", "sqlalchemy", "asyncpg", "aiosqlite")
 PIP_TIMEOUT_SECONDS = 300
+#: Added to the documented installs: the lock's pins as constraints (one answer for the
+#: resolver), and no bytecode compiled ahead (a third of the install's time; Python compiles
+#: what the test imports).
+INSTALL_OPTIONS = ("--no-compile", "-c")
 
 
 @dataclass(frozen=True)
@@ -65,9 +71,10 @@ def pip(*args: str) -> None:
     assert done.returncode == 0, f"pip {' '.join(args)}:\n{done.stderr[-3000:]}"
 
 
-def documented(command: str) -> list[str]:
-    """The arguments after ``pip`` of a command that docs/install.md shows as written."""
-    assert command in DOCS.read_text(), f"docs/install.md no longer shows `{command}`"
+def documented(command: str, *pages: Path) -> list[str]:
+    """The arguments after ``pip`` of a command that docs/install.md (and ``pages``) show."""
+    for page in (DOCS, *pages):
+        assert command in page.read_text(), f"{page.name} no longer shows `{command}`"
     return command.split()[1:]
 
 
@@ -93,36 +100,51 @@ def app_folder(folder: Path) -> Path:
     return app_dir
 
 
-@pytest.fixture(scope="module", params=["celery-5.7", "celery-5.6"])
+def install_from_a_checkout(python: str, folder: Path) -> None:
+    """The README's command, beside the lock's Celery (5.7)."""
+    command = documented(FROM_A_CHECKOUT, README)
+    pip("--python", python, *command, *INSTALL_OPTIONS, str(constraints(folder, None)))
+
+
+def install_from_a_wheel(python: str, folder: Path) -> None:
+    """A wheel built as docs/install.md says, installed beside Celery 5.6."""
+    build = documented(BUILD_A_WHEEL)
+    build[build.index("--wheel-dir") + 1] = str(folder / "dist")
+    pip(*build)
+    install = documented(FROM_A_WHEEL)
+    (wheel,) = (folder / "dist").glob(Path(install[-1]).name)
+    with zipfile.ZipFile(wheel) as archive:
+        tops = {name.split("/")[0] for name in archive.namelist()}
+    # The reusable package and its metadata: no worker/, tests/, bench/ or dashboards/
+    assert tops == {"telemetry", f"{wheel.name.split('-py3')[0]}.dist-info"}
+    constrained = constraints(folder, CELERY_5_6)
+    pip(
+        "--python",
+        python,
+        *install[:-1],
+        str(wheel),
+        CELERY_5_6,
+        *INSTALL_OPTIONS,
+        str(constrained),
+    )
+
+
+@pytest.fixture(scope="module", params=["5.7", "5.6"], ids=lambda minor: f"celery-{minor}")
 def clean_venv(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[CleanVenv]:
-    """celery-5.7: ``pip install`` from the checkout. celery-5.6: a wheel built once, then
-    ``pip install`` of that wheel beside ``celery==5.6.3``."""
-    folder = tmp_path_factory.mktemp(request.param)
+    """A venv with jobpilot-telemetry and its dependencies only, on that Celery minor."""
+    folder = tmp_path_factory.mktemp(f"celery-{request.param}")
     shutil.rmtree(BUILD_FOLDER, ignore_errors=True)  # a module deleted since would come along
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", folder / "venv"], check=True)
     python = str(folder / "venv" / "bin" / "python")
-    if request.param == "celery-5.7":
-        pip("--python", python, *documented(FROM_A_CHECKOUT), "-c", str(constraints(folder, None)))
+    if request.param == "5.7":
+        install_from_a_checkout(python, folder)
     else:
-        build = documented(BUILD_A_WHEEL)
-        build[build.index("--wheel-dir") + 1] = str(folder / "dist")
-        pip(*build)
-        install = documented(FROM_A_WHEEL)
-        (wheel,) = (folder / "dist").glob(Path(install[-1]).name)
-        with zipfile.ZipFile(wheel) as archive:
-            tops = {name.split("/")[0] for name in archive.namelist()}
-        # The reusable package and its metadata: no worker/, tests/, bench/ or dashboards/
-        assert tops == {"telemetry", f"{wheel.name.split('-py3')[0]}.dist-info"}
-        constrained = constraints(folder, CELERY_5_6)
-        pip("--python", python, *install[:-1], str(wheel), CELERY_5_6, "-c", str(constrained))
+        install_from_a_wheel(python, folder)
     pip("--python", python, "check")
     yield CleanVenv(
-        python,
-        str(folder / "venv" / "bin" / "celery"),
-        request.param.removeprefix("celery-"),
-        app_folder(folder),
+        python, str(folder / "venv" / "bin" / "celery"), request.param, app_folder(folder)
     )
 
 
