@@ -12,11 +12,14 @@ is counted in the given registry (prometheus-client's default otherwise) and an
 ``apply_async/{task}`` span is recorded. When the app starts a worker
 (``celery -A yourmodule worker -Q ...``), the worker serves ``/metrics``,
 ``/livez`` and ``/readyz`` on ``METRICS_HOST:METRICS_PORT``, polls the depth and
-age of the app's queues, and sends every span to an export process of its own.
+age of the app's queues, and sends every span to an export process of its own;
+what the worker cannot run is dead-lettered instead of stopping it
+(``telemetry.deadletters``; ``install(app, poison_safety=False)`` leaves it out).
 
 The layout: ``settings`` (the variables), ``delivery`` (the delivery lifecycle),
 ``metrics``, ``readiness``, ``tracing`` (with the export hop, ``tracing.export``),
-``endpoints`` (HTTP), and ``wiring`` (what runs in which process).
+``endpoints`` (HTTP), ``deadletters`` and ``transport`` (poison safety), and
+``wiring`` (what runs in which process).
 """
 
 from __future__ import annotations

@@ -8,9 +8,11 @@ installed app:
 * ``celeryd_init``: the worker's direct queue is turned on (``worker_direct``)
   for the readiness round trip, unless the app set it to False;
 * ``worker_init``: the settings are read (a bad value is one ``settings:`` line
-  and a non-zero exit), the probe task is registered if the app has none, each
-  task's Request gets the delivery announcements (``telemetry.delivery.request``),
-  and the main process starts (``telemetry.wiring.main_process``);
+  and a non-zero exit), poison safety starts (``telemetry.deadletters.safety``,
+  even with ``TELEMETRY_ENABLED=false``), the probe task is registered if the
+  app has none, each task's Request gets the delivery announcements
+  (``telemetry.delivery.request``), and the main process starts
+  (``telemetry.wiring.main_process``);
 * ``worker_ready``, ``worker_shutting_down``, ``worker_shutdown``: serve, probe, stop;
 * ``worker_process_init``: a pool process (``telemetry.wiring.pool_process``).
 
@@ -23,7 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from celery import Celery, Task
@@ -40,8 +42,10 @@ from celery.utils.imports import symbol_by_name
 from prometheus_client import CollectorRegistry
 
 from telemetry import receivers
+from telemetry.deadletters.records import app_deadletter_key
+from telemetry.deadletters.safety import PoisonSafety
 from telemetry.delivery.request import with_telemetry
-from telemetry.extensions import ExtensionsSource, resolve
+from telemetry.extensions import Extensions, ExtensionsSource, resolve
 from telemetry.messages import HEALTH_TASK
 from telemetry.settings import ConfigError, TelemetrySettings, read_settings, required_names
 from telemetry.tracing.service import Service
@@ -59,6 +63,7 @@ class Installation:
     app: Celery
     extensions: ExtensionsSource | None
     service: Service
+    poison: PoisonSafety | None = None
     worker: WorkerTelemetry | None = None
 
 
@@ -72,6 +77,7 @@ def install(
     extensions: ExtensionsSource | None = None,
     service_name: str | None = None,
     service_version: str | None = None,
+    poison_safety: bool = True,
 ) -> None:
     """Telemetry for ``app``, in whatever process this is; a second call for it is a no-op.
 
@@ -81,13 +87,19 @@ def install(
     ``service_name`` and ``service_version``: the spans' defaults, under
     ``OTEL_SERVICE_NAME`` and ``OTEL_RESOURCE_ATTRIBUTES``; the name defaults to the
     app's main name, else the ``celery -A`` module (``telemetry.tracing.service``).
+    ``poison_safety``: what the app's worker cannot run is dead-lettered, not fatal
+    (``telemetry.deadletters.safety``); it registers the validating Redis transport
+    for the whole process.
     """
     if id(app) in _installed:
         return
     if not _installed:
         receivers.connect(WORKER_RECEIVERS)
+    poison = PoisonSafety() if poison_safety else None
+    if poison is not None:
+        poison.install(app)
     service = Service(service_name, service_version)
-    _installed[id(app)] = Installation(app, extensions, service)
+    _installed[id(app)] = Installation(app, extensions, service, poison)
     PUBLISH_HOOKS.add(app, registry, service)
 
 
@@ -99,12 +111,23 @@ def uninstall(app: Celery) -> None:
     PUBLISH_HOOKS.remove(app)
     if installation.worker is not None:
         installation.worker.stop()
+    if installation.poison is not None:
+        installation.poison.uninstall(app)
     if not _installed:
         receivers.disconnect(WORKER_RECEIVERS)
 
 
 def installed(app: Any) -> Installation | None:
     return _installed.get(id(app))
+
+
+def worker_extensions(installation: Installation) -> Extensions:
+    """The app's extensions; with poison safety, the dead-letter list's length is measured
+    (``celery_deadletter_size``) unless the app names another list."""
+    extensions = resolve(installation.extensions)
+    if extensions.deadletter_key is None and installation.poison is not None:
+        extensions = replace(extensions, deadletter_key=app_deadletter_key(installation.app))
+    return extensions
 
 
 def health_check(task: Task) -> dict[str, Any]:
@@ -133,22 +156,28 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
         settings = read_settings(TelemetrySettings)
     except ConfigError as exc:
         raise SystemExit(str(exc)) from None
+    health_task = bool(app.conf.worker_direct)
+    if settings.telemetry_enabled:
+        if not health_task and "health_task" in required_names(settings.readiness_required or ""):
+            raise SystemExit(
+                "settings: READINESS_REQUIRED: health_task needs the worker's direct queue, "
+                "and the app sets worker_direct=False"
+            )
+        if HEALTH_TASK not in app.tasks:
+            app.task(name=HEALTH_TASK, bind=True, shared=False, ignore_result=True)(health_check)
+    if installation.poison is not None:
+        try:
+            installation.poison.start(sender, settings)  # every task, the probe task included
+        except ConfigError as exc:
+            raise SystemExit(str(exc)) from None
     if not settings.telemetry_enabled:
         return
-    health_task = bool(app.conf.worker_direct)
-    if not health_task and "health_task" in required_names(settings.readiness_required or ""):
-        raise SystemExit(
-            "settings: READINESS_REQUIRED: health_task needs the worker's direct queue, "
-            "and the app sets worker_direct=False"
-        )
-    if HEALTH_TASK not in app.tasks:
-        app.task(name=HEALTH_TASK, bind=True, shared=False, ignore_result=True)(health_check)
     for task in app.tasks.values():
         task.Request = with_telemetry(symbol_by_name(task.Request), settings.trace_task_args)
     installation.worker = WorkerTelemetry(
         app,
         settings,
-        resolve(installation.extensions),
+        worker_extensions(installation),
         health_task,
         installation.service.for_app(app),
     )
@@ -170,6 +199,8 @@ def _on_worker_shutting_down(**_: Any) -> None:
 
 def _on_worker_shutdown(sender: Any = None, **_: Any) -> None:
     installation = installed(getattr(sender, "app", None))
+    if installation is not None and installation.poison is not None:
+        installation.poison.stop()
     if installation is not None and installation.worker is not None:
         installation.worker.stop()
         installation.worker = None

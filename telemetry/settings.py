@@ -61,6 +61,14 @@ class TelemetrySettings(BaseSettings):
     # seconds, at most this many kept (oldest evicted first).
     duplicate_window: PositiveFloat = 3600
     duplicate_window_max: PositiveInt = 100_000
+    # Poison safety (``telemetry.deadletters``): a queue item over this size is
+    # dead-lettered unparsed; the dead-letter list is capped at this many records
+    # and bytes (oldest trimmed first); a task whose pool process died is retried
+    # after this many seconds (Celery's own retry would wait ``default_retry_delay``).
+    max_message_bytes: PositiveInt = 1_048_576
+    deadletter_max: PositiveInt = 10_000
+    deadletter_max_bytes: PositiveInt = 67_108_864
+    worker_lost_retry_delay: Annotated[float, Field(ge=0)] = 1
     # The span export process logs as the worker does.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["text", "json"] = "text"

@@ -15,18 +15,15 @@ from typing import Any
 
 from celery import Celery
 
-from telemetry import transport
 from worker import routing
 from worker.settings import SENTINEL_SCHEME, Settings, SettingsError, load_settings
 
 TASKS_PACKAGE = "worker.tasks"
-DEADLETTER_CONSUMER = "telemetry.deadletters.consumer:DeadLetteringConsumer"
 CELERY_DEFAULT_RETRY_DELAY = 180
 
-# Every kombu connection of this process, for redis://, rediss:// and unix:// URLs,
-# validates and dead-letters what it pops.
-transport.register()
-app = Celery("jobpilot", task_cls="worker.base_task:JobpilotTask")
+# Poison safety (dead letters instead of crashes) comes with telemetry.install(app),
+# as for any app (worker.startup).
+app = Celery("jobpilot")
 
 
 def task_modules() -> list[str]:
@@ -68,15 +65,12 @@ def sentinel_options(settings: Settings, url: str) -> dict[str, Any]:
 
 
 def transport_options(settings: Settings) -> dict[str, Any]:
-    """kombu Redis channel options, plus the dead-letter limits our channel reads."""
+    """kombu Redis channel options."""
     options: dict[str, Any] = {
         **sentinel_options(settings, settings.broker_url),
         "visibility_timeout": settings.broker_visibility_timeout,
         "unacked_restore_interval": settings.broker_unacked_restore_interval,
         "unacked_restore_throttle": settings.broker_unacked_restore_throttle,
-        "jobpilot_max_message_bytes": settings.max_message_bytes,
-        "jobpilot_deadletter_max": settings.deadletter_max,
-        "jobpilot_deadletter_max_bytes": settings.deadletter_max_bytes,
     }
     if settings.broker_key_prefix:
         options["global_keyprefix"] = settings.broker_key_prefix
@@ -123,7 +117,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "default_retry_delay": min(CELERY_DEFAULT_RETRY_DELAY, settings.max_retry_countdown)
             }
         },
-        "worker_consumer": DEADLETTER_CONSUMER,
         "worker_hijack_root_logger": False,
         "worker_send_task_events": False,
         "jobpilot_settings": settings,

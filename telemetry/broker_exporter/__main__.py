@@ -23,7 +23,7 @@ from celery.app.utils import find_app
 from telemetry.broker import app_queues, redis_broker
 from telemetry.broker_exporter.exporter import BrokerExporter
 from telemetry.extensions import resolve
-from telemetry.installation import installed
+from telemetry.installation import installed, worker_extensions
 from telemetry.logs import configure_logging
 from telemetry.settings import ConfigError, TelemetrySettings, read_settings
 from telemetry.tracing.service import Service
@@ -63,7 +63,7 @@ def build(argv: list[str] | None = None) -> BrokerExporter:
         raise Unusable("broker exporter: the app's broker is not Redis")
     extra = {queue.strip() for queue in args.queues.split(",") if queue.strip()}
     installation = installed(app)
-    extensions = resolve(installation.extensions if installation is not None else None)
+    extensions = resolve(None) if installation is None else worker_extensions(installation)
     service = (installation.service if installation is not None else Service()).for_app(app)
     try:
         return BrokerExporter(

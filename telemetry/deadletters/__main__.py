@@ -5,7 +5,10 @@
     python -m telemetry.deadletters -A yourmodule requeue INDEX
     python -m telemetry.deadletters -A yourmodule purge --yes
 
-``-A`` names the app as ``celery -A`` does.
+``-A`` names the app as ``celery -A`` does; the app's broker and key prefix say
+where the list is. The limits come from the telemetry's variables
+(``MAX_MESSAGE_BYTES``, ``DEADLETTER_MAX``, ``DEADLETTER_MAX_BYTES``); a bad one
+is one ``settings:`` line and exit status 2.
 
 INDEX 0 is the newest record. ``requeue`` puts a record's message back on its
 queue only when its envelope passes the same validation the worker applies,
@@ -22,10 +25,11 @@ from typing import Any
 
 from celery import Celery
 
+from telemetry.deadletters.policy import PoisonPolicy
 from telemetry.deadletters.records import DeadLetter
 from telemetry.deadletters.validation import judge
 from telemetry.deadletters.writer import DeadLetterWriter
-from telemetry.transport.channel import DEFAULT_MAX_MESSAGE_BYTES
+from telemetry.settings import ConfigError, TelemetrySettings, read_settings
 
 
 def _when(timestamp: float) -> str:
@@ -59,14 +63,14 @@ def cmd_show(writer: DeadLetterWriter, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_requeue(writer: DeadLetterWriter, args: argparse.Namespace, app: Celery) -> int:
+def cmd_requeue(
+    writer: DeadLetterWriter, args: argparse.Namespace, app: Celery, policy: PoisonPolicy
+) -> int:
     found = _record_at(writer, args.index)
     if found is None:
         return 1
     stored, record = found
-    options = app.conf.broker_transport_options or {}
-    max_bytes = int(options.get("jobpilot_max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES))
-    verdict = judge(record.raw_bytes(), max_bytes)
+    verdict = judge(record.raw_bytes(), policy.max_message_bytes, accept=policy.accept)
     if verdict.payload is None:
         print(
             f"cannot requeue record {args.index}: its message is {verdict.reason}", file=sys.stderr
@@ -124,14 +128,18 @@ def main(argv: list[str] | None = None) -> int:
     from celery.app.utils import find_app
 
     app = find_app(args.app)
-
-    writer = DeadLetterWriter.for_app(app)
+    try:
+        policy = PoisonPolicy.of(app.conf.accept_content, read_settings(TelemetrySettings))
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    writer = DeadLetterWriter.for_app(app, policy)
     if args.command == "list":
         return cmd_list(writer, args)
     if args.command == "show":
         return cmd_show(writer, args)
     if args.command == "requeue":
-        return cmd_requeue(writer, args, app)
+        return cmd_requeue(writer, args, app, policy)
     return cmd_purge(writer, args)
 
 

@@ -7,6 +7,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass
 from enum import StrEnum
+from typing import Any
 
 logger = logging.getLogger("telemetry.deadletters")
 
@@ -62,6 +63,12 @@ def make_record(
 
 def deadletter_key(prefix: str) -> str:
     return f"{prefix}{DEADLETTER_KEY}"
+
+
+def app_deadletter_key(app: Any) -> str:
+    """The list's key for a Celery app: under its broker's ``global_keyprefix``."""
+    options = app.conf.broker_transport_options or {}
+    return deadletter_key(str(options.get("global_keyprefix", "")))
 
 
 def log_dead_lettered(record: DeadLetter) -> None:

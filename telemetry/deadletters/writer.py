@@ -12,6 +12,7 @@ from celery import Celery
 from kombu.connection import Connection
 
 from telemetry.broker import redis_for
+from telemetry.deadletters.policy import DEFAULT_POLICY, PoisonPolicy
 from telemetry.deadletters.records import (
     DeadLetter,
     Reason,
@@ -38,20 +39,23 @@ class DeadLetterWriter:
         self._pending: deque[DeadLetter] = deque(maxlen=store.max_records)
 
     @classmethod
-    def for_connection(cls, connection: Connection) -> DeadLetterWriter:
+    def for_connection(
+        cls, connection: Connection, policy: PoisonPolicy = DEFAULT_POLICY
+    ) -> DeadLetterWriter:
+        """The list on the broker ``connection`` points at, under its key prefix."""
         options: dict[str, Any] = connection.transport_options or {}
         store = DeadLetterStore(
             redis_for(connection),
             deadletter_key(options.get("global_keyprefix", "")),
-            int(options.get("jobpilot_deadletter_max", 10_000)),
-            int(options.get("jobpilot_deadletter_max_bytes", 67_108_864)),
+            policy.deadletter_max,
+            policy.deadletter_max_bytes,
         )
         return cls(store)
 
     @classmethod
-    def for_app(cls, celery_app: Celery) -> DeadLetterWriter:
+    def for_app(cls, celery_app: Celery, policy: PoisonPolicy = DEFAULT_POLICY) -> DeadLetterWriter:
         with celery_app.connection_for_read() as connection:
-            return cls.for_connection(connection)
+            return cls.for_connection(connection, policy)
 
     def write(
         self,
@@ -95,6 +99,11 @@ class DeadLetterWriter:
             text,
             refused=refused,
         )
+
+    @property
+    def held(self) -> int:
+        """Records waiting in memory for the broker to take them."""
+        return len(self._pending)
 
     def flush(self) -> None:
         while self._pending:

@@ -17,7 +17,8 @@ that generated method instead.
 The outcome rules (``_outcome_of``) follow Celery's own handling: a retry,
 explicit or after a lost pool process, is ``retried``; ``Reject(requeue=True)``
 and a delivery left unacked for redelivery are ``requeued``; ``Ignore`` is
-``succeeded``.
+``succeeded``; a :class:`Refused` request (failed by the worker before the pool
+ran it, and dead-lettered) is ``rejected``.
 
 Celery prints ``argsrepr``/``kwargsrepr`` in its own log lines and ``inspect``
 replies; producers that never installed the telemetry send the real arguments
@@ -39,6 +40,7 @@ from celery.worker.request import Request
 from telemetry.delivery.observers import (
     FAILED,
     OBSERVERS,
+    REJECTED,
     REQUEUED,
     RETRIED,
     REVOKED,
@@ -47,6 +49,19 @@ from telemetry.delivery.observers import (
 from telemetry.messages import sampled_trace_id
 
 logger = logging.getLogger("telemetry.delivery")
+
+
+class Refused(Reject):  # type: ignore[misc]
+    """The worker refused the request before the pool ran it; it is recorded as
+    Celery records ``Reject(requeue=False)``, and the delivery ends ``rejected``."""
+
+    def __init__(self, reason: str | None = None, requeue: bool = False) -> None:
+        # ``requeue`` is accepted (and ignored) so that ``Refused(*exc.args)`` rebuilds
+        # it, as Celery does with an exception read back from a result backend.
+        super().__init__(reason, requeue=False)
+
+    def __str__(self) -> str:
+        return str(self.reason)
 
 
 def unwrap_exception(exc: BaseException) -> BaseException:
@@ -147,6 +162,8 @@ class TelemetryRequest(Request):  # type: ignore[misc]
     def _outcome_of(self, exc: BaseException) -> str:
         if self._retried or isinstance(exc, Retry):
             return RETRIED
+        if isinstance(exc, Refused):
+            return REJECTED
         if self._requeued or (isinstance(exc, Reject) and exc.requeue):
             return REQUEUED
         if isinstance(exc, Ignore):

@@ -38,13 +38,17 @@ def worker_command(
 WORKER = worker_command()
 
 
-def inventory_env(receiver: OtlpReceiver) -> dict[str, str]:
-    """The inventory app on the test Redis, tracing into ``receiver``, probing every second.
-    ``OTEL_SERVICE_NAME`` is left unset: the spans are named after the app."""
+def inventory_env(receiver: OtlpReceiver | None) -> dict[str, str]:
+    """The inventory app on the test Redis, tracing into ``receiver`` (no tracing for None),
+    probing every second. ``OTEL_SERVICE_NAME`` is left unset: the spans are named after the app."""
+    tracing = (
+        {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100"}
+        if receiver is not None
+        else {"OTEL_SDK_DISABLED": "true"}
+    )
     return {
         "INVENTORY_BROKER_URL": redis_url(),
-        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
-        "OTEL_BSP_SCHEDULE_DELAY": "100",
+        **tracing,
         "READINESS_INTERVAL": "1",
         "QUEUE_POLL_INTERVAL": "0.5",
         "METRICS_RENDER_INTERVAL": "0",

@@ -10,6 +10,7 @@ from collections.abc import Callable
 import pytest
 import redis
 
+from tests.conftest import redis_url
 from tests.support.deadletters import DEADLETTER_KEY, health_round_trip, records
 from tests.support.messages import deep_json, item, poison_items
 from tests.support.worker_process import ROOT, WorkerProcess, wait_until
@@ -82,7 +83,7 @@ def test_the_cap_trims_the_oldest(
 
 
 def deadletters_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": "/usr/bin:/bin", "REDIS_URL": "redis://localhost:6379/13"}
+    env = {"PATH": "/usr/bin:/bin", "REDIS_URL": redis_url()}
     return subprocess.run(
         [sys.executable, "-m", "telemetry.deadletters", "-A", "worker", *args],
         cwd=ROOT,
