@@ -36,6 +36,7 @@ SITE_KEYS = (
     "workerConcurrency",
     "selectors.workerSelector",
     "selectors.exporterSelector",
+    "selectors.beatSelector",
     "kubernetes.namespace",
     "kubernetes.ruleLabels",
     "keda.deployment",
@@ -111,6 +112,10 @@ def selector(config: dict[str, Any], *extra: str) -> str:
 
 def exporter_selector(config: dict[str, Any], *extra: str) -> str:
     return "{" + ", ".join([config["selectors"]["exporterSelector"], *extra]) + "}"
+
+
+def beat_selector(config: dict[str, Any], *extra: str) -> str:
+    return "{" + ", ".join([config["selectors"]["beatSelector"], *extra]) + "}"
 
 
 def broker_state(config: dict[str, Any], metric: str, *extra: str) -> str:

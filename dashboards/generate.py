@@ -11,8 +11,8 @@ The files land at the same paths under ``--out`` (the checkout by default):
 ``CONFIG: key: problem``, and exit status 2.
 
 The config is read and checked by ``dashboards.config``, the rules are built by
-``dashboards.rules`` and ``dashboards.delivery``, the dashboards by ``dashboards.grafana``,
-and the PrometheusRule and KEDA ScaledObject by ``dashboards.kubernetes``.
+``dashboards.rules``, ``dashboards.delivery`` and ``dashboards.beat``, the dashboards by
+``dashboards.grafana``, and the PrometheusRule and KEDA ScaledObject by ``dashboards.kubernetes``.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from dashboards.beat import beat_rules
 from dashboards.config import (
     CONFIG,
     GRAFANA_PATH,
@@ -44,6 +45,7 @@ RULE_FILES = {
     "tasks.yml": task_rules,
     "slo.yml": slo_rules,
     "delivery.yml": delivery_rules,
+    "beat.yml": beat_rules,
 }
 
 

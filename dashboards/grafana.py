@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from dashboards.beat import beat_panels
 from dashboards.config import queue_regex
 from dashboards.delivery import delivery_panels
+from dashboards.failed import failed_work_panels
 from dashboards.panels import INSTANCE, QUEUE, TASK, Panels
 
 
@@ -233,24 +235,10 @@ def overview(config: dict[str, Any]) -> dict[str, Any]:
         description="Pool processes now and the most allowed (--autoscale); pool_grow, "
         "pool_shrink and autoscaling move the first.",
     )
-    panels.row("Dead letters")
-    panels.add(
-        "Dead-letter list size",
-        [("broker:celery_deadletter_size:max", "records")],
-        description="Shared by every queue; from the workers' polls or the broker exporter.",
-    )
-    panels.add(
-        "Dead-lettered by reason",
-        [
-            (
-                f"sum by (queue, reason) (increase(celery_messages_dead_lettered_total{{{s}, {QUEUE}, {INSTANCE}}}[$__rate_interval]))",
-                "{{queue}} {{reason}}",
-            )
-        ],
-        width=16,
-    )
+    failed_work_panels(config, panels)
     delivery_panels(config, panels)
     workers_and_readiness(config, panels)
+    beat_panels(config, panels)
     return dashboard(config, f"{config['name']}-celery-overview", "Celery / Overview", panels)
 
 

@@ -144,6 +144,7 @@ def worker_rules(config: dict[str, Any]) -> dict[str, Any]:
 #: Broker-wide gauges of a worker's poller or the broker exporter, recorded as ``broker:<metric>:max``.
 BROKER_WIDE = (
     "celery_deadletter_size",
+    "celery_exhausted_size",
     "celery_broker_unacked_messages",
     "celery_broker_oldest_unacked_age_seconds",
     "celery_broker_visibility_timeout_seconds",
@@ -257,7 +258,8 @@ def queue_rules(config: dict[str, Any]) -> dict[str, Any]:
                         "warning",
                         "Messages from {{ $labels.queue }} are being dead-lettered ({{ $labels.reason }}).",
                         f"At least {growing['minIncrease']} message(s) dead-lettered in "
-                        f"{growing['window']}. Inspect them with `python -m telemetry.deadletters -A worker list`.",
+                        f"{growing['window']}. Inspect them with `python -m telemetry.failed -A worker "
+                        "list --kind dead_letter` or the broker exporter's /api/v1/failed.",
                     ),
                 ],
             },
@@ -269,6 +271,7 @@ def queue_rules(config: dict[str, Any]) -> dict[str, Any]:
 def task_rules(config: dict[str, Any]) -> dict[str, Any]:
     s = selector(config)
     failure = config["alerts"]["CeleryTaskFailureRateHigh"]
+    exhausted = config["alerts"]["CeleryTaskExhausted"]
     window = failure["window"]
     finished = f"queue_task:celery_task_finished:rate{window}"
     return {
@@ -303,6 +306,19 @@ def task_rules(config: dict[str, Any]) -> dict[str, Any]:
                         f"More than {failure['maxRatio']:.0%} of its executions failed over "
                         f"{window} (with at least "
                         f"{failure['minRatePerSecond']} finished per second).",
+                    ),
+                    alert(
+                        config,
+                        "CeleryTaskExhausted",
+                        "sum by (queue, task) (increase(celery_task_exhausted_total"
+                        f"{s}[{exhausted['window']}])) > 0",
+                        "warning",
+                        "Task {{ $labels.task }} on {{ $labels.queue }} failed for good.",
+                        "A delivery of it failed after its last retry, or at its hard time "
+                        f"limit, over the last {exhausted['window']}, and its message was "
+                        "acknowledged: nothing runs it again unless it is requeued from the "
+                        "exhausted set (GET /api/v1/failed/groups?kind=exhausted on the broker "
+                        "exporter).",
                     ),
                 ],
             },

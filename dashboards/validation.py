@@ -72,7 +72,7 @@ def check_values(config: Mapping[str, Any]) -> None:
                 raise ConfigError(f"{key}: {value!r} must not be negative")
             if key.rsplit(".", 1)[-1] in RATIO_KEYS and value > 1:
                 raise ConfigError(f"{key}: {value!r} is a fraction and must be at most 1")
-    for name in ("workerSelector", "exporterSelector"):
+    for name in ("workerSelector", "exporterSelector", "beatSelector"):
         selector = config["selectors"][name]
         if not MATCHERS.match(selector):
             raise ConfigError(
@@ -81,6 +81,13 @@ def check_values(config: Mapping[str, Any]) -> None:
     if config["selectors"]["workerSelector"] == config["selectors"]["exporterSelector"]:
         raise ConfigError(
             "selectors.exporterSelector: must select other targets than workerSelector"
+        )
+    if config["selectors"]["beatSelector"] in (
+        config["selectors"]["workerSelector"],
+        config["selectors"]["exporterSelector"],
+    ):
+        raise ConfigError(
+            "selectors.beatSelector: must select other targets than the workers and the exporter"
         )
     name = config["name"]
     if not DNS_LABEL.match(name) or len(name) > NAME_MAX:

@@ -15,11 +15,16 @@ is counted in the given registry (prometheus-client's default otherwise) and an
 age of the app's queues, and sends every span to an export process of its own;
 what the worker cannot run is dead-lettered instead of stopping it
 (``telemetry.deadletters``; ``install(app, poison_safety=False)`` leaves it out).
+With ``install(app, exhausted=True)`` it also keeps every task that fails for
+good, to be listed and requeued (``telemetry.failed``; the operator API,
+``telemetry.ops``, is served by the broker exporter).
+``celery -A yourmodule beat`` serves the same three on ``METRICS_HOST:BEAT_METRICS_PORT``,
+with per-entry sent, late, missed and failed runs (``telemetry.beat``).
 
 The layout: ``settings`` (the variables), ``delivery`` (the delivery lifecycle),
 ``metrics``, ``readiness``, ``tracing`` (with the export hop, ``tracing.export``),
-``endpoints`` (HTTP), ``deadletters`` and ``transport`` (poison safety), and
-``wiring`` (what runs in which process).
+``endpoints`` (HTTP), ``deadletters`` and ``transport`` (poison safety),
+``wiring`` (what runs in which process), and ``beat``.
 """
 
 from __future__ import annotations

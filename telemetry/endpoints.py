@@ -5,7 +5,8 @@
               per ``render_interval`` per format; concurrent scrapers share the
               cached bytes. A scrape performs no network I/O.
 ``/livez``    200 while the consumer's event loop ticked within the liveness
-              timeout, else 503 with the age. No network I/O.
+              timeout, else 503 with the age and why. No network I/O. (A beat
+              answers from its own loop: ``telemetry.beat.health``.)
 
 Everything else is 404, or 405 for a method other than GET/HEAD on a known
 path. Request lines and headers are bounded by the standard library's limits.
@@ -19,7 +20,7 @@ import time
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry
 from prometheus_client import exposition as text_format
@@ -27,6 +28,12 @@ from prometheus_client.openmetrics import exposition as openmetrics_format
 
 PATHS = ("/metrics", "/livez", "/readyz")
 REQUEST_TIMEOUT_SECONDS = 5.0
+
+
+class LivenessReport(Protocol):
+    def report(self) -> tuple[bool, dict[str, Any]]:
+        """(alive, the JSON body of /livez)."""
+        ...
 
 
 class Liveness:
@@ -44,6 +51,17 @@ class Liveness:
 
     def alive(self) -> bool:
         return self.age() <= self.timeout
+
+    def report(self) -> tuple[bool, dict[str, Any]]:
+        age = self.age()
+        alive = age <= self.timeout
+        payload: dict[str, Any] = {"alive": alive, "age_seconds": round(age, 3)}
+        if not alive:
+            payload["reason"] = (
+                f"the consumer's event loop has not ticked for {age:.1f} s, over the "
+                f"{self.timeout:g} s liveness timeout"
+            )
+        return alive, payload
 
 
 class RenderCache:
@@ -76,7 +94,7 @@ class RenderCache:
 class TelemetryServer:
     """Binds at construction (so a taken port fails fast), serves after ``start()``."""
 
-    def __init__(self, host: str, port: int, cache: RenderCache, liveness: Liveness) -> None:
+    def __init__(self, host: str, port: int, cache: RenderCache, liveness: LivenessReport) -> None:
         self.cache = cache
         self.liveness = liveness
         self.readiness: Any = None  # set by the readiness probe when it exists
@@ -142,12 +160,8 @@ def _handler_for(server: TelemetryServer) -> type[BaseHTTPRequestHandler]:
                 )
                 self._send(HTTPStatus.OK, body, content_type)
             elif path == "/livez":
-                age = round(server.liveness.age(), 3)
-                alive = server.liveness.alive()
-                self._json(
-                    HTTPStatus.OK if alive else HTTPStatus.SERVICE_UNAVAILABLE,
-                    {"alive": alive, "age_seconds": age},
-                )
+                alive, payload = server.liveness.report()
+                self._json(HTTPStatus.OK if alive else HTTPStatus.SERVICE_UNAVAILABLE, payload)
             elif path == "/readyz" and server.readiness is not None:
                 status, payload = server.readiness.report()
                 self._json(status, payload)

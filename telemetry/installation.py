@@ -14,7 +14,8 @@ installed app:
   (``telemetry.delivery.request``), and the main process starts
   (``telemetry.wiring.main_process``);
 * ``worker_ready``, ``worker_shutting_down``, ``worker_shutdown``: serve, probe, stop;
-* ``worker_process_init``: a pool process (``telemetry.wiring.pool_process``).
+* ``worker_process_init``: a pool process (``telemetry.wiring.pool_process``);
+* ``celery beat``: its loop and sends (``telemetry.beat``).
 
 ``worker_init``, ``worker_ready`` and ``worker_shutdown`` are filtered on
 ``sender.app``. With ``TELEMETRY_ENABLED=false`` a worker starts none of it.
@@ -42,10 +43,12 @@ from celery.utils.imports import symbol_by_name
 from prometheus_client import CollectorRegistry
 
 from telemetry import receivers
+from telemetry.beat import BEAT_HOOKS
 from telemetry.deadletters.records import app_deadletter_key
 from telemetry.deadletters.safety import PoisonSafety
 from telemetry.delivery.request import with_telemetry
 from telemetry.extensions import Extensions, ExtensionsSource, resolve
+from telemetry.failed.exhausted import ExhaustedCapture
 from telemetry.messages import HEALTH_TASK
 from telemetry.settings import ConfigError, TelemetrySettings, read_settings, required_names
 from telemetry.tracing.service import Service
@@ -65,6 +68,8 @@ class Installation:
     service: Service
     poison: PoisonSafety | None = None
     worker: WorkerTelemetry | None = None
+    #: The exhausted set's capture, with ``install(app, exhausted=True)``.
+    exhausted: ExhaustedCapture | None = None
 
 
 _installed: dict[int, Installation] = {}
@@ -78,6 +83,7 @@ def install(
     service_name: str | None = None,
     service_version: str | None = None,
     poison_safety: bool = True,
+    exhausted: bool = False,
 ) -> None:
     """Telemetry for ``app``, in whatever process this is; a second call for it is a no-op.
 
@@ -89,7 +95,8 @@ def install(
     app's main name, else the ``celery -A`` module (``telemetry.tracing.service``).
     ``poison_safety``: what the app's worker cannot run is dead-lettered, not fatal
     (``telemetry.deadletters.safety``); it registers the validating Redis transport
-    for the whole process.
+    for the whole process. ``exhausted``: keep every task that fails for good in the
+    exhausted set (``telemetry.failed``), to be requeued or deleted later.
     """
     if id(app) in _installed:
         return
@@ -99,8 +106,12 @@ def install(
     if poison is not None:
         poison.install(app)
     service = Service(service_name, service_version)
-    _installed[id(app)] = Installation(app, extensions, service, poison)
+    installation = _installed[id(app)] = Installation(app, extensions, service, poison)
+    if exhausted:
+        installation.exhausted = ExhaustedCapture(app)
+        installation.exhausted.install(app)
     PUBLISH_HOOKS.add(app, registry, service)
+    BEAT_HOOKS.install(app)
 
 
 def uninstall(app: Celery) -> None:
@@ -109,10 +120,13 @@ def uninstall(app: Celery) -> None:
     if installation is None:
         return
     PUBLISH_HOOKS.remove(app)
+    BEAT_HOOKS.uninstall(app)
     if installation.worker is not None:
         installation.worker.stop()
     if installation.poison is not None:
         installation.poison.uninstall(app)
+    if installation.exhausted is not None:
+        installation.exhausted.uninstall(app)
     if not _installed:
         receivers.disconnect(WORKER_RECEIVERS)
 
@@ -174,14 +188,18 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
         return
     for task in app.tasks.values():
         task.Request = with_telemetry(symbol_by_name(task.Request), settings.trace_task_args)
-    installation.worker = WorkerTelemetry(
+    worker = installation.worker = WorkerTelemetry(
         app,
         settings,
         worker_extensions(installation),
         health_task,
         installation.service.for_app(app),
+        exhausted=installation.exhausted is not None,
     )
-    installation.worker.start(sender)
+    worker.start(sender)
+    if installation.exhausted is not None:
+        registry = worker.registry if settings.metrics_enabled else None
+        installation.exhausted.start(sender, settings, registry, worker.labels)
 
 
 def _on_worker_ready(sender: Any = None, **_: Any) -> None:
@@ -204,6 +222,8 @@ def _on_worker_shutdown(sender: Any = None, **_: Any) -> None:
     if installation is not None and installation.worker is not None:
         installation.worker.stop()
         installation.worker = None
+        if installation.exhausted is not None:
+            installation.exhausted.stop()
 
 
 def _on_worker_process_init(**_: Any) -> None:
@@ -214,6 +234,8 @@ def _on_worker_process_init(**_: Any) -> None:
         return  # the solo pool sends this signal from the main process
     become_pool_process(installation.worker)
     installation.worker = None
+    if installation.exhausted is not None:
+        installation.exhausted.pool_process()
 
 
 WORKER_RECEIVERS: tuple[receivers.Receiver, ...] = (

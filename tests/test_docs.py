@@ -15,8 +15,6 @@ README_MAX_LINES = 250
 #: Pages other parts of issue 33 and its wave write; each leaves this set when it lands.
 PAGES_WRITTEN_ELSEWHERE = {
     "docs/transit.md",
-    "docs/failed-work.md",
-    "docs/beat.md",
 }
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 

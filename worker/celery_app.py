@@ -16,9 +16,13 @@ from typing import Any
 from celery import Celery
 
 from worker import routing
+from worker.retry_policy import DefaultRetryDelay
 from worker.settings import SENTINEL_SCHEME, Settings, SettingsError, load_settings
 
 TASKS_PACKAGE = "worker.tasks"
+#: ``celery -A worker beat``'s schedule: ``worker.tasks.summaries``.
+SUMMARY_ENTRY = "records-summary"
+SUMMARY_EVERY_SECONDS = 300.0
 CELERY_DEFAULT_RETRY_DELAY = 180
 
 # Poison safety (dead letters instead of crashes) comes with telemetry.install(app),
@@ -111,14 +115,17 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_create_missing_queues": True,
         "worker_max_tasks_per_child": settings.worker_max_tasks_per_child,
         # Celery's 180 s default retry delay, capped so it never outlasts the
-        # visibility timeout; tasks that set their own are checked at start.
-        "task_annotations": {
-            "*": {
-                "default_retry_delay": min(CELERY_DEFAULT_RETRY_DELAY, settings.max_retry_countdown)
-            }
-        },
+        # visibility timeout; tasks that set their own keep it, and are checked at start.
+        "task_annotations": (
+            DefaultRetryDelay(min(CELERY_DEFAULT_RETRY_DELAY, settings.max_retry_countdown)),
+        ),
         "worker_hijack_root_logger": False,
         "worker_send_task_events": False,
+        "beat_schedule": {
+            SUMMARY_ENTRY: {"task": "records_summary", "schedule": SUMMARY_EVERY_SECONDS}
+        },
+        # beat answers `celery inspect ping`, and stops answering once its loop is stale.
+        "beat_enable_remote_control": True,
         "jobpilot_settings": settings,
     }
     broker_tls = tls_options(settings, settings.broker_url)

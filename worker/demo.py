@@ -234,7 +234,10 @@ def print_summary(outcomes: Counter[tuple[str, str]], dead_letters: int) -> None
     print(f"\n{'queue':<12}" + "".join(f"{s:>12}" for s in states))
     for queue in QUEUE_NAMES:
         print(f"{queue:<12}" + "".join(f"{outcomes[(queue, s)]:>12}" for s in states))
-    print(f"\nnew dead letters: {dead_letters} (python -m telemetry.deadletters -A worker list)")
+    print(
+        f"\nnew dead letters: {dead_letters} "
+        "(python -m telemetry.failed -A worker list --kind dead_letter)"
+    )
 
 
 if __name__ == "__main__":

@@ -108,6 +108,7 @@ def connect() -> None:
     telemetry.install(
         app,
         extensions=telemetry_extensions,
+        exhausted=True,
         service_name=SERVICE_NAME,
         service_version=__version__,
     )

@@ -3,7 +3,8 @@
 The app is found as ``celery -A`` finds it. Its queues are the ones it declares
 (``task_queues``) and its default queue, plus any given with ``-Q``; its
 dead-letter list is the one ``telemetry.install(app, extensions=...)`` names.
-The bind address is ``METRICS_HOST:BROKER_EXPORTER_PORT``. A bad variable, an
+The bind address is ``METRICS_HOST:BROKER_EXPORTER_PORT``, and the operator API's
+``OPS_HOST:OPS_PORT`` (``telemetry.ops``). A bad variable, an
 app that cannot be imported, a broker that is not Redis or a taken port is one
 line on stderr and exit status 2, as is a bad OTLP metric variable
 (``telemetry.metrics.otlp.environment``).
@@ -73,13 +74,15 @@ def build(argv: list[str] | None = None) -> BrokerExporter:
             extensions.deadletter_key,
             __version__,
             service,
+            exhausted=installation is not None and installation.exhausted is not None,
         )
     except ConfigError as exc:
         raise Unusable(str(exc)) from None
     except OSError as exc:
         raise Unusable(
             f"broker exporter: cannot listen on {settings.metrics_host}:"
-            f"{settings.broker_exporter_port}: {exc.strerror or exc}"
+            f"{settings.broker_exporter_port} and {settings.ops_host}:{settings.ops_port}: "
+            f"{exc.strerror or exc}"
         ) from None
 
 

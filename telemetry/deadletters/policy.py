@@ -33,6 +33,8 @@ class PoisonPolicy:
     max_message_bytes: int
     deadletter_max: int
     deadletter_max_bytes: int
+    #: Seconds a dead letter is kept (``DEADLETTER_TTL``); None: until a cap trims it.
+    deadletter_ttl: float | None = None
 
     @classmethod
     def of(cls, accept_content: Iterable[str] | None, settings: TelemetrySettings) -> PoisonPolicy:
@@ -50,6 +52,7 @@ class PoisonPolicy:
             max_message_bytes=settings.max_message_bytes,
             deadletter_max=settings.deadletter_max,
             deadletter_max_bytes=settings.deadletter_max_bytes,
+            deadletter_ttl=settings.deadletter_ttl,
         )
 
 

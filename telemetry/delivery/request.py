@@ -15,10 +15,11 @@ subclass whose ``on_success`` replaces ours, so ``__init_subclass__`` wraps
 that generated method instead.
 
 The outcome rules (``_outcome_of``) follow Celery's own handling: a retry,
-explicit or after a lost pool process, is ``retried``; ``Reject(requeue=True)``
-and a delivery left unacked for redelivery are ``requeued``; ``Ignore`` is
-``succeeded``; a :class:`Refused` request (failed by the worker before the pool
-ran it, and dead-lettered) is ``rejected``.
+explicit or after a lost pool process, is ``retried``; ``Reject(requeue=True)``,
+a hard time limit whose message Celery requeues (``acks_late`` without
+``acks_on_timeout``) and a delivery left unacked for redelivery are
+``requeued``; ``Ignore`` is ``succeeded``; a :class:`Refused` request (failed by
+the worker before the pool ran it, and dead-lettered) is ``rejected``.
 
 Celery prints ``argsrepr``/``kwargsrepr`` in its own log lines and ``inspect``
 replies; producers that never installed the telemetry send the real arguments
@@ -142,7 +143,8 @@ class TelemetryRequest(Request):  # type: ignore[misc]
             return
         super().on_timeout(soft, timeout)
         if not soft:
-            self._finish(FAILED, TimeLimitExceeded(timeout))
+            # Celery acknowledges it, or requeues it (acks_late without acks_on_timeout).
+            self._finish(REQUEUED if self._requeued else FAILED, TimeLimitExceeded(timeout))
 
     def on_failure(
         self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False

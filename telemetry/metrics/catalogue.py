@@ -11,7 +11,12 @@ pass a fresh one.
 
 from __future__ import annotations
 
+import multiprocessing
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from telemetry.delivery.observers import OUTCOMES
 from telemetry.metrics.task_series import TASK_LABELS, Family, TaskFamilies, TaskSeriesCollector
@@ -88,6 +93,47 @@ def task_published(registry: CollectorRegistry) -> Counter:
     )
 
 
+class SharedCounter:
+    """A count that processes forked after its construction add to; read by the parent.
+
+    One ``multiprocessing.Value`` with its lock: the additions are rare (errors).
+    """
+
+    def __init__(self) -> None:
+        self._value = multiprocessing.Value("Q", 0)
+
+    def inc(self) -> None:
+        with self._value.get_lock():
+            self._value.value += 1
+
+    @property
+    def value(self) -> int:
+        return int(self._value.value)
+
+
+class _SharedCounterCollector(Collector):
+    def __init__(self, name: str, documentation: str, counter: SharedCounter) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.counter = counter
+
+    def describe(self) -> list[Metric]:
+        return [CounterMetricFamily(self.name, self.documentation)]
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(self.name, self.documentation, value=self.counter.value)
+
+
+def readiness_check_up(registry: CollectorRegistry) -> Gauge:
+    """``celery_readiness_check_up{check}``: in a worker's, the broker exporter's or a beat's registry."""
+    return Gauge(
+        "celery_readiness_check_up",
+        "1 when the readiness check passed last time, else 0.",
+        ("check",),
+        registry=registry,
+    )
+
+
 class BrokerMetrics:
     """What the broker holds, read by a worker's poller or by the broker exporter
     (``telemetry.broker_exporter``), and the broker check: the same names from both."""
@@ -127,14 +173,14 @@ class BrokerMetrics:
             registry=registry,
         )
         self.deadletter_size = Gauge(
-            "celery_deadletter_size", "Records in the dead-letter list.", registry=registry
+            "celery_deadletter_size", "Records in the dead-letter set.", registry=registry
         )
-        self.readiness_check_up = Gauge(
-            "celery_readiness_check_up",
-            "1 when the readiness check passed last time, else 0.",
-            ("check",),
+        self.exhausted_size = Gauge(
+            "celery_exhausted_size",
+            "Records in the exhausted set: tasks whose last attempt failed.",
             registry=registry,
         )
+        self.readiness_check_up = readiness_check_up(registry)
         self.ping = Histogram(
             "celery_broker_ping_seconds",
             "Redis PING round trip on a fresh connection.",
@@ -202,5 +248,49 @@ class WorkerMetrics:
         self.health_check_last_success = Gauge(
             "celery_health_check_last_success_timestamp_seconds",
             "When the health task last completed; starts at the worker's start time.",
+            registry=registry,
+        )
+
+
+class ExhaustedMetrics:
+    """The worker's exhausted tasks (``telemetry.failed.exhausted``), in its registry.
+
+    Write errors happen in pool processes as well as in the main process, so their
+    count lives in shared memory made before the pool forks
+    (:class:`SharedCounter`) and is read at scrape time.
+    """
+
+    def __init__(self, registry: CollectorRegistry, write_errors: SharedCounter) -> None:
+        self.task_exhausted = Counter(
+            "celery_task_exhausted",
+            "Task deliveries that failed for good with their message acknowledged: "
+            "an exception after the last retry, or an acknowledged hard time limit.",
+            TASK_LABELS,
+            registry=registry,
+        )
+        self.write_errors = write_errors
+        registry.register(
+            _SharedCounterCollector(
+                "celery_exhausted_write_errors",
+                "Exhausted-task records the broker did not store.",
+                write_errors,
+            )
+        )
+
+
+class OpsMetrics:
+    """The operator API's actions, in the registry of the process that acted (the broker exporter)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.failed_requeued = Counter(
+            "celery_failed_requeued",
+            "Failed-work records whose message was put back on its queue, by kind.",
+            ("kind", *TASK_LABELS),
+            registry=registry,
+        )
+        self.ops_actions = Counter(
+            "celery_ops_actions",
+            "Write requests the operator API carried out, by action (dry runs apart).",
+            ("action",),
             registry=registry,
         )

@@ -27,7 +27,7 @@ from typing import Any
 
 from telemetry.delivery.observers import FAILED, REJECTED, DeliveryObserver
 from telemetry.log_throttle import LogThrottle
-from telemetry.messages import HEALTH_TASK, PUBLISHED_AT_HEADER
+from telemetry.messages import HEALTH_TASK, PUBLISHED_AT_HEADER, REQUEUE_HEADER
 from telemetry.metrics.at_least_once import EtaTrap, StartedWindow
 from telemetry.metrics.catalogue import RUNTIME_BUCKETS, WorkerMetrics
 from telemetry.metrics.failed_runtimes import FailedRuntimes, error_type
@@ -105,7 +105,10 @@ class DeliveryRecorder(DeliveryObserver):
                     return
                 series = self._receive(request)
             series.started += 1
-            if self.started.seen(request.id, (request.request_dict or {}).get("retries") or 0):
+            headers = request.request_dict or {}
+            if self.started.seen(
+                request.id, headers.get("retries") or 0, headers.get(REQUEUE_HEADER) or 0
+            ):
                 series.duplicates += 1
             gauges = series.gauges
             gauges.reserved -= 1

@@ -43,6 +43,7 @@ from telemetry.broker import (
 from telemetry.delivery.observers import OBSERVERS, DeliveryObserver
 from telemetry.endpoints import Liveness, RenderCache, TelemetryServer
 from telemetry.extensions import Extensions
+from telemetry.failed.locate import polled_stores
 from telemetry.messages import HEALTH_TASK, PROBE_HEADER
 from telemetry.metrics.at_least_once import EtaTrap, StartedWindow
 from telemetry.metrics.catalogue import WorkerMetrics
@@ -100,9 +101,12 @@ class WorkerTelemetry:
         extensions: Extensions,
         health_task: bool,
         service: Service,
+        exhausted: bool = False,
     ) -> None:
+        """``exhausted``: the app keeps an exhausted set, whose size the poller reads."""
         self.app = app
         self.service = service
+        self.exhausted = exhausted
         self.settings = settings
         self.extensions = extensions
         self.health_task = health_task
@@ -149,6 +153,10 @@ class WorkerTelemetry:
 
     def _count_publish(self, queue: str, task: str) -> None:
         self.metrics.task_published.labels(self.recorder.queue_label(queue), task).inc()
+
+    def labels(self, queue: str | None, task: str | None) -> tuple[str, str]:
+        """The (queue, task) labels of a routing key and task name, as the task series have them."""
+        return self.recorder.queue_label(queue), self.recorder.task_label(task)
 
     def _observe(self, observer: DeliveryObserver) -> None:
         OBSERVERS.add(observer)
@@ -265,7 +273,7 @@ class WorkerTelemetry:
         poller = QueuePoller.for_app(
             self.app,
             sorted(self.recorder.queues),
-            self.extensions.deadletter_key,
+            polled_stores(self.app, self.settings, self.extensions.deadletter_key, self.exhausted),
             self.metrics.broker,
         )
 

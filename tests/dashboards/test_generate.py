@@ -23,12 +23,18 @@ PINNED_ALERTS = {
     "CeleryTaskFailureRateHigh",
     "CeleryWorkerSaturated",
     "CeleryDeadLettersGrowing",
+    "CeleryTaskExhausted",
     "CeleryQueueWaitSLOBurn",
     "CeleryTaskRedeliveriesHigh",
     "CeleryTaskDuplicateExecutions",
     "CeleryTaskEtaBeyondVisibility",
     "CeleryTaskHung",
     "CeleryUnackedNearVisibilityTimeout",
+    "CeleryBeatDown",
+    "CeleryBeatEntryMissed",
+    "CeleryBeatEntrySendErrors",
+    "CeleryBeatEntryLate",
+    "CeleryBeatDuplicate",
 }
 RECORDING_NAME = re.compile(r"^[a-z_]+:[a-z_]+:[a-z0-9_]+$")
 

@@ -17,6 +17,7 @@ COMPOSE_SERVICES = {
     "postgres",
     "worker",
     "broker-exporter",
+    "beat",
     "otel-collector",
     "jaeger",
     "prometheus",
@@ -71,7 +72,11 @@ def test_prometheus_scrapes_the_jobs_the_selectors_name() -> None:
     prometheus = load("prometheus.yml")
     jobs = {c["job_name"]: c["static_configs"][0]["targets"] for c in prometheus["scrape_configs"]}
     services = load("docker-compose.yml")["services"]
-    for name, service in (("workerSelector", "worker"), ("exporterSelector", "broker-exporter")):
+    for name, service in (
+        ("workerSelector", "worker"),
+        ("exporterSelector", "broker-exporter"),
+        ("beatSelector", "beat"),
+    ):
         job = re.fullmatch(r'job="([^"]+)"', load_config()["selectors"][name])
         assert job is not None
         (target,) = jobs[job.group(1)]
@@ -105,6 +110,12 @@ def test_compose_runs_the_whole_stack_from_files_in_the_repo() -> None:
     assert exporter["command"][:3] == ["python", "-m", "telemetry.broker_exporter"]
     assert exporter["environment"]["METRICS_HOST"] == "0.0.0.0"
     assert services["worker"]["environment"]["QUEUE_POLL_ENABLED"] == "false"
+    beat = services["beat"]
+    assert beat["command"][:4] == ["celery", "-A", "worker", "beat"]
+    schedule = beat["command"][beat["command"].index("--schedule") + 1]
+    assert any(schedule.startswith(v.split(":")[1] + "/") for v in beat["volumes"])
+    assert beat["environment"]["METRICS_HOST"] == "0.0.0.0"
+    assert f"{beat['environment']['BEAT_METRICS_PORT']}:9466" in beat["ports"]
     assert "3000:3000" in services["grafana"]["ports"]
     assert (ROOT / services["worker"]["build"] / "Dockerfile").is_file()
     for name, service in services.items():

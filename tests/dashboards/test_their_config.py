@@ -26,6 +26,7 @@ THEIRS: dict[str, Any] = {
     "selectors": {
         "workerSelector": 'job="billing-worker"',
         "exporterSelector": 'job="billing-broker-exporter"',
+        "beatSelector": 'job="billing-beat"',
     },
     "kubernetes": {"namespace": "billing", "ruleLabels": {"release": "kube-prometheus"}},
     "keda": {"deployment": "billing-worker", "redisAddress": "redis.billing.svc:6379"},
@@ -33,6 +34,7 @@ THEIRS: dict[str, Any] = {
 }
 WORKER = 'job="billing-worker"'
 EXPORTER = 'job="billing-broker-exporter"'
+BEAT = 'job="billing-beat"'
 SERIES = re.compile(r"\b(celery_[a-z_]+|up)\{([^}]*)\}")
 
 
@@ -76,7 +78,7 @@ def test_nothing_of_jobpilots_leaks_into_their_files(out: Path) -> None:
     for path, text in generated(out).items():
         # Our runbook stays their default, unless they point runbookBase elsewhere
         text = re.sub(r"runbook_url: \S+", "", text)
-        for job in ("celery-worker", "celery-broker-exporter"):
+        for job in ("celery-worker", "celery-broker-exporter", "celery-beat"):
             assert f'job="{job}"' not in text and f'job=\\"{job}\\"' not in text, path
         for word in ("jobpilot", "agents", "briefings", "scraping"):
             assert word not in text, (path, word)
@@ -104,8 +106,9 @@ def test_their_rules_load_in_promtool_and_select_their_jobs(out: Path) -> None:
         for rule in group["rules"]
     ]
     selected = [matchers for expr in exprs for _, matchers in SERIES.findall(expr)]
-    assert selected and all(m.startswith((WORKER, EXPORTER)) for m in selected), selected
+    assert selected and all(m.startswith((WORKER, EXPORTER, BEAT)) for m in selected), selected
     assert any(m.startswith(EXPORTER) for m in selected)
+    assert any(m.startswith(BEAT) for m in selected)
     backlog = next(e for e in exprs if "queue:celery_queue_oldest_message_age_seconds:max >" in e)
     assert backlog.rstrip().endswith("> 60"), backlog  # their threshold, over our default
 
@@ -125,7 +128,7 @@ def test_their_dashboards_select_their_job_and_offer_their_queues(out: Path) -> 
             assert variables[name]["query"]["query"].split("{")[1].startswith(WORKER)
         exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
         selected = [matchers for expr in exprs for _, matchers in SERIES.findall(expr)]
-        assert selected and all(m.startswith((WORKER, EXPORTER)) for m in selected)
+        assert selected and all(m.startswith((WORKER, EXPORTER, BEAT)) for m in selected)
 
 
 def test_their_scaled_object_lists_their_queues_with_their_prefix(out: Path) -> None:
@@ -199,6 +202,11 @@ DELETE = object()
 REFUSED = [
     ({"queues": DELETE}, "queues: missing (a team's config sets it"),
     ({"selectors.exporterSelector": DELETE}, "selectors.exporterSelector: missing"),
+    ({"selectors.beatSelector": DELETE}, "selectors.beatSelector: missing"),
+    (
+        {"selectors.beatSelector": 'job="billing-worker"'},
+        "selectors.beatSelector: must select other targets",
+    ),
     ({"alerts.CeleryWorkerDonw": {"for": "2m"}}, "alerts.CeleryWorkerDonw: unknown key"),
     ({"workerConcurrency": "4"}, "workerConcurrency: '4' must be a whole number"),
     ({"workerConcurrency": True}, "workerConcurrency: True must be a whole number"),

@@ -20,8 +20,10 @@ class ExporterProcess:
         self, env: Mapping[str, str], log_dir: Path, *args: str, app: str = "worker"
     ) -> None:
         self.port = free_port()
+        self.ops_port = free_port()
         self.env = {
             **os.environ,
+            "OPS_PORT": str(self.ops_port),
             **env,
             "BROKER_EXPORTER_PORT": str(self.port),
             "PYTHONUNBUFFERED": "1",

@@ -40,6 +40,8 @@ class ReceivedSpan:
     events: list[str]
     resource: dict[str, Any] = field(default_factory=dict)
     scope: str = ""
+    #: (trace id, span id) of each link, in order.
+    links: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -223,6 +225,9 @@ class OtlpReceiver:
                                 events=[event.name for event in span.events],
                                 resource=resource,
                                 scope=scope_spans.scope.name,
+                                links=[
+                                    (link.trace_id.hex(), link.span_id.hex()) for link in span.links
+                                ],
                             )
                         )
 

@@ -2,7 +2,7 @@
 
     export = ExportProcess(log_level="INFO", log_format="text")
     export.start()                                   # before the pool forks
-    provider, relay = relayed_provider(export, hostname)
+    provider, relay = relayed_provider(export, hostname, service)
     ...
     export.stop()                                    # at worker shutdown: drained, flushed, bounded
 

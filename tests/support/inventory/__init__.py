@@ -53,6 +53,11 @@ def invoice_send(invoice: int) -> int:
     return invoice
 
 
+@app.task(name="order_cancel")
+def order_cancel(order: int) -> None:
+    raise LookupError(f"no order {order}")
+
+
 class AuditedConsumer(Consumer):  # type: ignore[misc]
     """A team's own consumer: Celery's, with one more log line at connect."""
 
@@ -69,4 +74,4 @@ class NotAConsumer:
         raise AssertionError("a worker must never build it")
 
 
-telemetry.install(app)
+telemetry.install(app, exhausted=True)

@@ -20,7 +20,7 @@ import pytest
 import redis
 
 from tests.conftest import redis_url
-from tests.support.deadletters import DEADLETTER_KEY, records
+from tests.support.deadletters import records, size
 from tests.support.inventory_worker import APP, WORKER, inventory_env
 from tests.support.messages import deep_json, item, poison_items
 from tests.support.scrape import samples_by_labels
@@ -152,7 +152,10 @@ def test_every_poison_kind_on_another_apps_queue_is_dead_lettered_kept_and_count
     assert worker.process is not None and worker.process.poll() is None
     # And the dead-letter CLI lists them for this app
     listing = subprocess.run(
-        [sys.executable, "-m", "telemetry.deadletters", "-A", APP, "list", "--limit", "50"],
+        [
+            *(sys.executable, "-m", "telemetry.failed", "-A", APP, "list"),
+            *("--kind", "dead_letter", "--limit", "50"),
+        ],
         cwd=ROOT,
         env={"PATH": "/usr/bin:/bin", "INVENTORY_BROKER_URL": redis_url()},
         capture_output=True,
@@ -161,8 +164,8 @@ def test_every_poison_kind_on_another_apps_queue_is_dead_lettered_kept_and_count
     )
     assert listing.returncode == 0, listing.stderr
     lines = listing.stdout.splitlines()
-    assert lines[0] == f"{len(poison)} record(s) in {DEADLETTER_KEY}"
-    assert sorted(line.split()[3] for line in lines[1:]) == sorted(r["reason"] for r in found)
+    assert lines[0] == f"{len(poison)} record(s) match"
+    assert sorted(line.split()[4] for line in lines[1:]) == sorted(r["reason"] for r in found)
 
 
 def test_an_app_that_accepts_msgpack_runs_its_msgpack_tasks(
@@ -203,7 +206,7 @@ def test_an_app_that_accepts_msgpack_runs_its_msgpack_tasks(
     found = wait_until(
         lambda: len(records(redis_client)) >= len(poison) and records(redis_client), 15
     )
-    assert not {r["id"] for r in found} & set(ids)
+    assert not {r["task_id"] for r in found} & set(ids)
     # And the msgpack poison is dead-lettered, kept, each for its reason
     assert sorted(r["reason"] for r in found) == sorted(n.split(" ")[0] for n in poison)
     for name, raw in poison.items():
@@ -211,7 +214,7 @@ def test_an_app_that_accepts_msgpack_runs_its_msgpack_tasks(
     assert finished(samples, "order_ship", "failed") == 0
     # And the app's own consumer ran, combined with ours
     assert "inventory consumer connected" in worker.log()
-    assert redis_client.llen(DEADLETTER_KEY) == len(poison)
+    assert size(redis_client) == len(poison)
 
 
 def test_poison_safety_stays_on_with_the_telemetry_off(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from queue import Empty
 from typing import Any
@@ -13,11 +12,11 @@ from kombu import Connection, Producer
 
 from telemetry import transport
 from telemetry.deadletters.policy import POLICY_OPTION, PoisonPolicy
-from telemetry.deadletters.records import deadletter_key
 from telemetry.messages import HEALTH_TASK
 from telemetry.settings import TelemetrySettings
 from telemetry.transport.channel import Channel, Transport
 from tests.conftest import redis_url
+from tests.support.deadletters import records, size
 from tests.support.tracing import run_as_producer
 from worker.celery_app import app
 
@@ -146,7 +145,7 @@ def test_a_consumers_connection_validates_after_a_switch_and_others_deliver_as_k
         redis_client.lpush(QUEUE, b"garbage")
         with pytest.raises(Empty):
             connection.SimpleQueue(QUEUE, channel=channel).get_nowait()
-    found = [json.loads(r) for r in redis_client.lrange(deadletter_key(""), 0, -1)]
+    found = records(redis_client)
     assert [(r["queue"], r["reason"], r["raw"]) for r in found] == [(QUEUE, "not_json", "garbage")]
     with Connection(redis_url()) as plain:
         assert isinstance(plain.default_channel, Channel)
@@ -154,4 +153,4 @@ def test_a_consumers_connection_validates_after_a_switch_and_others_deliver_as_k
         redis_client.lpush(QUEUE, b"garbage")
         with pytest.raises(ValueError):
             plain.SimpleQueue(QUEUE).get_nowait()
-    assert redis_client.llen(deadletter_key("")) == 1
+    assert size(redis_client) == 1
