@@ -20,11 +20,13 @@ good, to be listed and requeued (``telemetry.failed``; the operator API,
 ``telemetry.ops``, is served by the broker exporter).
 ``celery -A yourmodule beat`` serves the same three on ``METRICS_HOST:BEAT_METRICS_PORT``,
 with per-entry sent, late, missed and failed runs (``telemetry.beat``).
+``uninstall`` undoes all of it: the app is left as stock Celery left it.
 
 The layout: ``settings`` (the variables), ``delivery`` (the delivery lifecycle),
 ``metrics``, ``readiness``, ``tracing`` (with the export hop, ``tracing.export``),
 ``endpoints`` (HTTP), ``deadletters`` and ``transport`` (poison safety),
-``wiring`` (what runs in which process), and ``beat``.
+``failed`` and ``ops`` (failed work), ``beat``, and ``wiring`` (the lifecycle
+every part keeps, and the order of the parts).
 """
 
 from __future__ import annotations

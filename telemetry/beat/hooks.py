@@ -36,6 +36,7 @@ from celery.signals import celeryd_init
 from telemetry import receivers
 from telemetry.beat.monitor import BeatMonitor
 from telemetry.settings import ConfigError, TelemetrySettings, read_settings
+from telemetry.wiring.concern import Concern
 
 logger = logging.getLogger("telemetry.beat")
 
@@ -48,7 +49,7 @@ EMBEDDED_REFUSED = (
 )
 
 
-class BeatHooks:
+class BeatHooks(Concern):
     """The process's beat hooks, whatever the number of installed apps."""
 
     def __init__(self) -> None:

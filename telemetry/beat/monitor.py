@@ -117,20 +117,22 @@ class BeatMonitor:
                 "beat telemetry: cannot read the schedule: %s: %s", type(exc).__name__, exc
             )
         settings = self.settings
+        redis = redis_broker(self.app)
+        self.probe = self._readiness(redis)
         try:
             self.server = TelemetryServer(
                 settings.metrics_host,
                 settings.beat_metrics_port,
                 RenderCache(self.registry, settings.metrics_render_interval),
                 BeatLiveness(loop),
+                self.probe,
             )
         except OSError as exc:
             raise SystemExit(
                 f"metrics: cannot listen on {settings.metrics_host}:{settings.beat_metrics_port}: "
                 f"{exc.strerror or exc}"
             ) from None
-        redis = redis_broker(self.app)
-        self._start_readiness(redis)
+        self.probe.start()
         if redis:
             self._start_heartbeat()
         else:
@@ -146,20 +148,17 @@ class BeatMonitor:
                 "telemetry: the broker is not Redis: no broker check, and other beats are not seen"
             )
 
-    def _start_readiness(self, redis: bool) -> None:
+    def _readiness(self, redis: bool) -> ReadinessProbe:
         checks: list[Check] = [SchedulerCheck(self.loop)]
         if redis:
             checks.insert(0, BrokerCheck.for_app(self.app, lambda _: None))
-        self.probe = ReadinessProbe(
+        return ReadinessProbe(
             checks,
             frozenset(check.name for check in checks),
             self.settings.readiness_interval,
             self.metrics.readiness_check_up,
             self.metrics.ready,
         )
-        assert self.server is not None
-        self.server.readiness = self.probe
-        self.probe.start()
 
     def _start_heartbeat(self) -> None:
         options = self.app.conf.broker_transport_options or {}

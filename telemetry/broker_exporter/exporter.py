@@ -101,18 +101,6 @@ class BrokerExporter:
             broker.queue_depth.labels(queue).set(0)
             broker.queue_oldest_age.labels(queue).set(0)
         self.liveness = Liveness(settings.liveness_timeout)
-        # Binds now: a taken port fails before anything starts.
-        self.server = TelemetryServer(
-            settings.metrics_host,
-            settings.broker_exporter_port,
-            RenderCache(self.registry, settings.metrics_render_interval),
-            self.liveness,
-        )
-        self.ops = OpsServer.for_app(app, settings, self.queues, self.metrics.ops)
-        self.poller = QueuePoller.for_app(
-            app, self.queues, polled_stores(app, settings, deadletter_key, exhausted), broker
-        )
-        self.thread = PollingThread(self._poll, settings.queue_poll_interval, "broker-poller")
         self.probe = ReadinessProbe(
             [BrokerCheck.for_app(app, broker.ping.observe)],
             frozenset({BrokerCheck.name}),
@@ -120,7 +108,19 @@ class BrokerExporter:
             broker.readiness_check_up,
             self.metrics.ready,
         )
-        self.server.readiness = self.probe
+        # Binds now: a taken port fails before anything starts.
+        self.server = TelemetryServer(
+            settings.metrics_host,
+            settings.broker_exporter_port,
+            RenderCache(self.registry, settings.metrics_render_interval),
+            self.liveness,
+            self.probe,
+        )
+        self.ops = OpsServer.for_app(app, settings, self.queues, self.metrics.ops)
+        self.poller = QueuePoller.for_app(
+            app, self.queues, polled_stores(app, settings, deadletter_key, exhausted), broker
+        )
+        self.thread = PollingThread(self._poll, settings.queue_poll_interval, "broker-poller")
 
     def _poll(self) -> None:
         self.poller.poll()

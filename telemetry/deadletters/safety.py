@@ -1,26 +1,29 @@
 """Poison safety for any Celery app: what its worker cannot run is dead-lettered, not fatal.
 
-    safety = PoisonSafety()
-    safety.install(app)              # telemetry.install(app) does it (poison_safety=True)
-    safety.start(worker, settings)   # worker_init: before the consumer and the pool exist
-    safety.stop()                    # worker_shutdown
-    safety.uninstall(app)            # telemetry.uninstall(app)
+    transport = PoisonTransport()       # an app concern (telemetry.wiring.concern)
+    transport.install(app)              # telemetry.install(app) does it (poison_safety=True)
+    safety = PoisonSafety(settings)     # a worker concern, built at worker_init
+    safety.start(worker)                # before the consumer and the pool exist
+    safety.stop()                       # worker_shutdown
+    transport.uninstall(app)            # telemetry.uninstall(app)
 
-``install`` registers the validating transport (``telemetry.transport``) for
-the whole process, held for this app; kombu's own entries come back when the
-last app holding it is uninstalled. ``start`` makes the app's worker poison-safe:
+``PoisonTransport.install`` registers the validating transport
+(``telemetry.transport``) for the whole process, held for this app; kombu's own
+entries come back when the last app holding it is uninstalled.
+``PoisonSafety.start`` makes the app's worker poison-safe, even with
+``TELEMETRY_ENABLED=false``:
 
 * the policy: the app's ``accept_content`` and the limits of the settings;
 * the consumer: ours (``telemetry.deadletters.consumer``) combined with the
   app's ``worker_consumer``, which hands the policy to the connection it
   consumes from. An app consumer that is not a subclass of Celery's, or that
-  overrides a handler ours replaces, cannot be combined: ``start`` raises
-  :class:`~telemetry.settings.ConfigError` (one ``settings: worker_consumer:``
-  line at worker start);
+  overrides a handler ours replaces, cannot be combined: ``start`` exits with
+  one ``settings: worker_consumer:`` line;
 * each task's Request: the dead-letter mixin (``telemetry.deadletters.request``)
   combined with the task's own Request class.
 
-``uninstall`` puts back each task's own Request class, where ours is still set.
+``stop`` stores the dead letters still held in memory, and puts back each
+task's own Request class, where ours is still set.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from telemetry.deadletters.policy import PoisonPolicy
 from telemetry.deadletters.request import with_dead_letters
 from telemetry.deadletters.writer import DeadLetterWriter
 from telemetry.settings import ConfigError, TelemetrySettings
+from telemetry.wiring.concern import Concern
 
 logger = logging.getLogger("telemetry.deadletters")
 
@@ -81,39 +85,46 @@ def combined_consumer(
     return combined
 
 
-class PoisonSafety:
-    """One app's poison safety; see the module docstring for what each step changes."""
-
-    def __init__(self) -> None:
-        self.writer: DeadLetterWriter | None = None
-        #: Task name -> (its own Request, in its __dict__ or not; the class we set).
-        self._requests: dict[str, tuple[Any, bool, type]] = {}
+class PoisonTransport(Concern):
+    """One app's hold on the validating transport, registered for the whole process."""
 
     def install(self, app: Celery) -> None:
         transport.register(app)
 
     def uninstall(self, app: Celery) -> None:
-        for name, (original, own, ours) in self._requests.items():
-            task = app.tasks.get(name)
-            if task is None or task.Request is not ours:
-                continue  # gone, or replaced since: whoever replaced it restores it
-            if own:
-                task.Request = original
-            else:
-                del task.Request
-        self._requests.clear()
         transport.unregister(app)
 
-    def start(self, worker: Any, settings: TelemetrySettings) -> None:
+
+class PoisonSafety(Concern):
+    """One worker's poison safety; see the module docstring for what each step changes."""
+
+    def __init__(self, settings: TelemetrySettings) -> None:
+        self.settings = settings
+        self.app: Celery | None = None
+        self.writer: DeadLetterWriter | None = None
+        #: Task name -> (its own Request, in its __dict__ or not; the class we set).
+        self._requests: dict[str, tuple[Any, bool, type]] = {}
+
+    def start(self, worker: Any) -> None:
         """Make ``worker`` (a ``WorkController`` at ``worker_init``) poison-safe.
 
         Raises:
-            ConfigError: the app's ``accept_content`` or ``worker_consumer`` is unusable.
+            SystemExit: one ``settings:`` line when the app's ``accept_content`` or
+            ``worker_consumer`` is unusable.
         """
+        try:
+            self.protect(worker)
+        except ConfigError as exc:
+            raise SystemExit(str(exc)) from None
+
+    def protect(self, worker: Any) -> None:
+        """:meth:`start`, raising :class:`~telemetry.settings.ConfigError` instead."""
         app: Celery = worker.app
+        settings = self.settings
         policy = PoisonPolicy.of(app.conf.accept_content, settings)
         writer = self.writer = DeadLetterWriter.for_app(app, policy)
         worker.consumer_cls = combined_consumer(worker.consumer_cls, policy, writer)
+        self.app = app
         for name, task in app.tasks.items():
             own = "Request" in vars(task)
             original = task.Request
@@ -121,11 +132,13 @@ class PoisonSafety:
                 symbol_by_name(original), writer, settings.worker_lost_retry_delay
             )
             task.Request = ours
-            if name in self._requests:  # a second start: the first one saw the app's own
-                original, own, _ = self._requests[name]
             self._requests[name] = (original, own, ours)
 
     def stop(self) -> None:
+        self._flush()
+        self._restore()
+
+    def _flush(self) -> None:
         """Store the dead letters still held in memory (the broker refused them), if it can."""
         writer = self.writer
         if writer is None:
@@ -136,3 +149,15 @@ class PoisonSafety:
                 "%d dead letter(s) held in memory could not be stored before shutdown",
                 writer.held,
             )
+
+    def _restore(self) -> None:
+        app = self.app
+        for name, (original, own, ours) in self._requests.items():
+            task = app.tasks.get(name) if app is not None else None
+            if task is None or task.Request is not ours:
+                continue  # gone, or replaced since: whoever replaced it restores it
+            if own:
+                task.Request = original
+            else:
+                del task.Request
+        self._requests.clear()

@@ -1,11 +1,12 @@
 """The Request mixin that announces every delivery's life, exactly once, to the observers.
 
-    Request = with_telemetry(SomeRequestClass, record_args=False)   # what install() does per task
+    Request = with_telemetry(SomeRequestClass, record_args=False)   # what a worker does per task
 
-On a worker's ``worker_init``, ``telemetry.install(app)`` sets each registered
-task's ``Request`` to :class:`TelemetryRequest` combined with that task's own
-Request class, before the consumer builds its strategies. An app may also
-subclass the mixin itself (the jobpilot worker's Request does).
+On a worker's ``worker_init``, each registered task's ``Request`` becomes
+:class:`TelemetryRequest` combined with that task's own Request class, before
+the consumer builds its strategies, and at ``worker_shutdown`` it is the task's
+own again (``telemetry.delivery.request_classes``). An app may also subclass
+the mixin itself (the jobpilot worker's Request does).
 
 A delivery is announced as received when its Request is built, as started when
 the pool accepts it, and as finished exactly once, whichever of Celery's

@@ -1,10 +1,12 @@
 """The exhausted set for one app: every task that failed for good is kept, to be acted on.
 
-    capture = ExhaustedCapture(app)
-    capture.install(app)                 # telemetry.install(app, exhausted=True)
-    capture.start(worker, settings, registry, labels)   # worker_init, main process
+    capture = ExhaustedCapture(app, settings, registry, labels)   # a worker concern
+    capture.start(worker)                # worker_init, main process
     capture.pool_process()               # worker_process_init, each pool process
-    capture.stop(); capture.uninstall(app)
+    capture.stop()                       # worker_shutdown
+
+A worker concern (``telemetry.wiring.concern``), built at ``worker_init`` for an
+app installed with ``install(app, exhausted=True)``.
 
 What counts as exhausted is ``telemetry.failed.capture``'s. Who writes:
 
@@ -47,8 +49,10 @@ from telemetry.failed.records import FailedRecord, Kind
 from telemetry.failed.store import FailedStore
 from telemetry.log_throttle import LogThrottle
 from telemetry.messages import HEALTH_TASK
-from telemetry.metrics.catalogue import ExhaustedMetrics, SharedCounter
+from telemetry.metrics.catalogue import ExhaustedMetrics
+from telemetry.metrics.shared_counter import SharedCounter
 from telemetry.settings import TelemetrySettings
+from telemetry.wiring.concern import Concern
 
 logger = logging.getLogger("telemetry.failed")
 
@@ -63,14 +67,24 @@ WRITE_SOCKET_TIMEOUT_SECONDS = 2.0
 Labels = Callable[[str | None, str | None], tuple[str, str]]
 
 
-class ExhaustedCapture(DeliveryObserver):
-    """The exhausted set's capture for ``app``; a concern with the worker lifecycle."""
+class ExhaustedCapture(DeliveryObserver, Concern):
+    """The exhausted set's capture for ``app``, from ``worker_init`` to ``worker_shutdown``."""
 
-    def __init__(self, app: Celery) -> None:
+    def __init__(
+        self,
+        app: Celery,
+        settings: TelemetrySettings,
+        registry: CollectorRegistry | None = None,
+        labels: Labels | None = None,
+    ) -> None:
+        """Count into ``registry`` (None: no metrics), labelled by ``labels``."""
         self.app = app
-        self.settings: TelemetrySettings | None = None
+        self.settings = settings
+        self.registry = registry
+        self.labels = labels
         self.metrics: ExhaustedMetrics | None = None
-        self.labels: Labels | None = None
+        #: Between start and stop: failures are kept.
+        self.armed = False
         # Shared memory, made at start (before the pool forks), not when install() runs.
         self.errors: SharedCounter | None = None
         self._log: LogThrottle | None = None
@@ -81,29 +95,16 @@ class ExhaustedCapture(DeliveryObserver):
             (task_failure, self._on_task_failure, f"telemetry.failed.task_failure.{id(app)}"),
         )
 
-    # install / uninstall: any process ---------------------------------------------
-    def install(self, app: Celery) -> None:
-        receivers.connect(self.receivers)
-
-    def uninstall(self, app: Celery) -> None:
-        self.stop()
-        receivers.disconnect(self.receivers)
-
     # worker_init: the main process, before the pool forks -------------------------
-    def start(
-        self,
-        worker: Any,
-        settings: TelemetrySettings,
-        registry: CollectorRegistry | None = None,
-        labels: Labels | None = None,
-    ) -> None:
-        """Arm the capture; count into ``registry`` (None: no metrics), labelled by ``labels``."""
-        self.settings = settings
-        self.labels = labels
+    def start(self, worker: Any) -> None:
+        """Arm the capture: pool processes inherit the ``task_failure`` receiver through fork."""
+        settings = self.settings
         self.errors, self._log = SharedCounter(), LogThrottle()
-        if registry is not None:
-            self.metrics = ExhaustedMetrics(registry, self.errors)
+        if self.registry is not None:
+            self.metrics = ExhaustedMetrics(self.registry, self.errors)
             self._prime()
+        receivers.connect(self.receivers)
+        self.armed = True
         OBSERVERS.add(self)
         self._writer = threading.Thread(target=self._write_pending, name="exhausted-writer")
         self._writer.daemon = True
@@ -136,17 +137,17 @@ class ExhaustedCapture(DeliveryObserver):
     # worker_shutdown ---------------------------------------------------------------
     def stop(self) -> None:
         OBSERVERS.remove(self)
+        receivers.disconnect(self.receivers)
+        self.armed = False
         writer, self._writer = self._writer, None
         if writer is not None:
             with contextlib.suppress(queue.Full):
                 self._pending.put(None, timeout=STOP_TIMEOUT_SECONDS)
             writer.join(STOP_TIMEOUT_SECONDS)
-        self.settings = None
 
     # Writing -------------------------------------------------------------------------
     def store(self) -> FailedStore:
         if self._store is None:
-            assert self.settings is not None
             client = broker_redis(self.app, socket_timeout=WRITE_SOCKET_TIMEOUT_SECONDS)
             self._store = stores_for_app(self.app, self.settings, client)[Kind.EXHAUSTED]
         return self._store
@@ -174,11 +175,7 @@ class ExhaustedCapture(DeliveryObserver):
         einfo: Any = None,
         **_: Any,
     ) -> None:
-        if (
-            self.settings is None
-            or exception is None
-            or getattr(sender, "app", None) is not self.app
-        ):
+        if not self.armed or exception is None or getattr(sender, "app", None) is not self.app:
             return
         try:
             record = record_in_pool(sender, exception, einfo)

@@ -11,15 +11,21 @@ pass a fresh one.
 
 from __future__ import annotations
 
-import multiprocessing
-from collections.abc import Iterator
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, Metric
-from prometheus_client.registry import Collector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from telemetry.delivery.observers import OUTCOMES
-from telemetry.metrics.task_series import TASK_LABELS, Family, TaskFamilies, TaskSeriesCollector
+from telemetry.metrics.shared_counter import SharedCounter, SharedCounterCollector
+from telemetry.metrics.task_series import (
+    QUEUE_LABELS,
+    TASK_LABELS,
+    Family,
+    HeldReading,
+    TaskFamilies,
+    TaskSeriesCollector,
+)
 
 #: Task execution time. Time limits default to 300/360 s and may be raised, so
 #: the buckets run from 5 ms to 1 h (the contract asks for at least 30 min).
@@ -36,48 +42,76 @@ HEALTH_ROUNDTRIP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
 #: The per-(queue, task) families, recorded on every delivery: plain numbers
 #: behind a collector (see ``telemetry.metrics.task_series`` for why).
 TASK_FAMILIES = TaskFamilies(
-    received=Family("celery_task_received", "Task deliveries the worker took from the broker."),
-    started=Family("celery_task_started", "Task executions started in a pool process."),
+    received=Family(
+        CounterMetricFamily,
+        "celery_task_received",
+        "Task deliveries the worker took from the broker.",
+        TASK_LABELS,
+    ),
+    started=Family(
+        CounterMetricFamily,
+        "celery_task_started",
+        "Task executions started in a pool process.",
+        TASK_LABELS,
+    ),
     finished=Family(
+        CounterMetricFamily,
         "celery_task_finished",
         "Task deliveries ended, by outcome; every delivery ends in exactly one.",
+        (*TASK_LABELS, "outcome"),
     ),
     runtime=Family(
+        HistogramMetricFamily,
         "celery_task_runtime_seconds",
         "Execution time of every task that ran, measured in the main process from start to outcome.",
+        TASK_LABELS,
         RUNTIME_BUCKETS,
     ),
     queue_wait=Family(
+        HistogramMetricFamily,
         "celery_task_queue_wait_seconds",
         "Time from publish to start, minus any ETA or countdown delay.",
+        TASK_LABELS,
         QUEUE_WAIT_BUCKETS,
     ),
-    active=Family("celery_tasks_active", "Tasks executing now."),
+    active=Family(GaugeMetricFamily, "celery_tasks_active", "Tasks executing now.", QUEUE_LABELS),
     reserved=Family(
+        GaugeMetricFamily,
         "celery_tasks_reserved",
         "Tasks received and not started yet, including ETA tasks waiting.",
+        QUEUE_LABELS,
     ),
     redelivered=Family(
+        CounterMetricFamily,
         "celery_task_redelivered",
         "Deliveries of messages the broker had restored (delivery_info redelivered).",
+        TASK_LABELS,
     ),
     duplicate_executions=Family(
+        CounterMetricFamily,
         "celery_task_duplicate_executions",
         "Executions of a (task id, retries) pair this worker had already started "
         "within DUPLICATE_WINDOW.",
+        TASK_LABELS,
     ),
     eta_beyond_visibility=Family(
+        CounterMetricFamily,
         "celery_task_eta_beyond_visibility",
         "Deliveries whose ETA lies beyond the visibility timeout less the hard time "
         "limit: the broker will restore them and they will run twice.",
+        TASK_LABELS,
     ),
     eta_waiting=Family(
+        GaugeMetricFamily,
         "celery_tasks_eta_waiting",
         "Held tasks whose ETA is still in the future (a subset of celery_tasks_reserved).",
+        QUEUE_LABELS,
     ),
     oldest_running=Family(
+        GaugeMetricFamily,
         "celery_tasks_oldest_running_seconds",
         "Age of the oldest task executing now; 0 when none.",
+        QUEUE_LABELS,
     ),
     outcomes=OUTCOMES,
 )
@@ -91,37 +125,6 @@ def task_published(registry: CollectorRegistry) -> Counter:
         TASK_LABELS,
         registry=registry,
     )
-
-
-class SharedCounter:
-    """A count that processes forked after its construction add to; read by the parent.
-
-    One ``multiprocessing.Value`` with its lock: the additions are rare (errors).
-    """
-
-    def __init__(self) -> None:
-        self._value = multiprocessing.Value("Q", 0)
-
-    def inc(self) -> None:
-        with self._value.get_lock():
-            self._value.value += 1
-
-    @property
-    def value(self) -> int:
-        return int(self._value.value)
-
-
-class _SharedCounterCollector(Collector):
-    def __init__(self, name: str, documentation: str, counter: SharedCounter) -> None:
-        self.name = name
-        self.documentation = documentation
-        self.counter = counter
-
-    def describe(self) -> list[Metric]:
-        return [CounterMetricFamily(self.name, self.documentation)]
-
-    def collect(self) -> Iterator[Metric]:
-        yield CounterMetricFamily(self.name, self.documentation, value=self.counter.value)
 
 
 def readiness_check_up(registry: CollectorRegistry) -> Gauge:
@@ -192,7 +195,10 @@ class BrokerMetrics:
 class WorkerMetrics:
     """The metric contract; names, types and labels are pinned by dashboards and alerts."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, held: Callable[[], HeldReading] | None = None
+    ) -> None:
+        """``held``: what the worker holds, read at each render (``telemetry.metrics.held``)."""
         self.registry = registry
         self.task_published = task_published(registry)
         self.task_exceptions = Counter(
@@ -201,7 +207,7 @@ class WorkerMetrics:
             (*TASK_LABELS, "exception"),
             registry=registry,
         )
-        self.tasks = TaskSeriesCollector(TASK_FAMILIES, registry)
+        self.tasks = TaskSeriesCollector(TASK_FAMILIES, registry, held)
         self.broker = BrokerMetrics(registry)
         self.messages_dead_lettered = Counter(
             "celery_messages_dead_lettered",
@@ -270,7 +276,7 @@ class ExhaustedMetrics:
         )
         self.write_errors = write_errors
         registry.register(
-            _SharedCounterCollector(
+            SharedCounterCollector(
                 "celery_exhausted_write_errors",
                 "Exhausted-task records the broker did not store.",
                 write_errors,

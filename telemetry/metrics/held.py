@@ -1,6 +1,7 @@
 """What a worker holds and nobody's queue depth shows: ETA tasks waiting, and executions in progress.
 
-    collector.held = HeldRequests(scheduled_requests(worker), worker_state.active_requests)
+    held = HeldRequests(scheduled_requests(lambda: worker), worker_state.active_requests)
+    metrics = WorkerMetrics(registry, held=held)
 
 Read at render time (a scrape, at most once per ``METRICS_RENDER_INTERVAL``),
 never per task. Celery keeps requests scheduled for an ETA and requests
@@ -44,8 +45,9 @@ def snapshot(requests: Iterable[Any]) -> list[Any]:
     return []
 
 
-def scheduled_requests(worker: Any) -> Iterable[Any]:
-    """The worker's requests waiting for their ETA: Celery's own set (5.7), else its timer's."""
+def scheduled_requests(worker: Callable[[], Any]) -> Iterable[Any]:
+    """The worker's requests waiting for their ETA: Celery's own set (5.7), else its
+    timer's; ``worker`` returns Celery's worker once it has started (None before)."""
     scheduled: Iterable[Any] | None = getattr(worker_state, "scheduled_requests", None)
     return scheduled if scheduled is not None else TimerScheduled(worker)
 
@@ -57,11 +59,11 @@ class TimerScheduled:
     components have started, after ``worker_init``; its ``queue`` is a copy.
     """
 
-    def __init__(self, worker: Any) -> None:
+    def __init__(self, worker: Callable[[], Any]) -> None:
         self.worker = worker
 
     def __iter__(self) -> Iterator[Any]:
-        timer = getattr(self.worker, "timer", None)
+        timer = getattr(self.worker(), "timer", None)
         if timer is None:
             return
         for waiting in timer.schedule.queue:

@@ -16,10 +16,16 @@ no telemetry in this process), the counter goes into each installed app's
 registry, and spans go to the process's SDK tracer provider, or to a new global
 one from the ``OTEL_*`` variables if it has none; with ``OTEL_METRICS_EXPORTER=otlp``
 the count also goes out as ``messaging.client.sent.messages``
-(``telemetry.metrics.otlp.producer``). A worker takes them over
-instead (:meth:`PublishHooks.take_over`): its main process counts into the
-registry it serves, its pool processes forward their counts to it. The spans'
-``service.name`` defaults to the first installed app's (``telemetry.tracing.service``).
+(``telemetry.metrics.otlp.producer``). A worker takes them over instead
+(:meth:`PublishHooks.take_over`), and its metrics and tracing hand them a
+recorder and spans (:meth:`PublishHooks.count_with`, :meth:`PublishHooks.trace_with`):
+its main process counts into the registry it serves, its pool processes forward
+their counts to it. The spans' and OTLP metrics' ``service.name`` defaults to
+the first installed app's (``telemetry.tracing.service``).
+
+:class:`Publishing` is the app concern (``telemetry.wiring.concern``) that adds
+an app to the hooks at ``install``, takes them over when a worker of it starts,
+and removes it at ``uninstall``.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from telemetry.settings import ConfigError, TelemetrySettings, read_settings
 from telemetry.tracing.handlers import INSTRUMENTATION, ProducerSpans, messaging_system
 from telemetry.tracing.providers import CollectorState, build_provider, flush_within, sdk_disabled
 from telemetry.tracing.service import Service
+from telemetry.wiring.concern import Concern
 
 logger = logging.getLogger("telemetry.producer")
 
@@ -70,8 +77,7 @@ class PublishHooks:
     def add(
         self, app: Celery, registry: CollectorRegistry | None, service: Service | None = None
     ) -> None:
-        """Count this app's publishes in ``registry`` (the default registry if None); its
-        spans' service defaults are ``service`` (the app's own names if None)."""
+        """Count this app's publishes in ``registry`` (the default registry if None)."""
         if not self.apps:
             receivers.connect(self.receivers)
         self.apps[id(app)] = (app, registry if registry is not None else REGISTRY)
@@ -87,9 +93,16 @@ class PublishHooks:
             self.configured = False
             self.__dict__.pop("countdown", None)  # built again for the apps installed next
 
-    def take_over(self, recorder: PublishRecorder | None, spans: ProducerSpans | None) -> None:
-        """A worker's process counts and traces its publishes its own way."""
-        self.recorder, self.spans, self.configured = recorder, spans, True
+    def take_over(self) -> None:
+        """A worker's process counts and traces its publishes its own way: nothing until
+        its metrics hand a recorder (:meth:`count_with`) and its tracing spans (:meth:`trace_with`)."""
+        self.recorder, self.spans, self.configured = None, None, True
+
+    def count_with(self, recorder: PublishRecorder) -> None:
+        self.recorder = recorder
+
+    def trace_with(self, spans: ProducerSpans) -> None:
+        self.spans = spans
 
     def on_before_task_publish(
         self,
@@ -188,3 +201,22 @@ def _process_provider(service: Service) -> TracerProvider:
 
 #: The process's hooks.
 PUBLISH_HOOKS = PublishHooks()
+
+
+class Publishing(Concern):
+    """One app's place in the publish hooks; a worker of it takes them over at start."""
+
+    def __init__(self, registry: CollectorRegistry | None, service: Service | None = None) -> None:
+        """``registry``: where this app's publishes are counted outside a worker;
+        ``service``: the service defaults ``install`` was given."""
+        self.registry = registry
+        self.service = service
+
+    def install(self, app: Celery) -> None:
+        PUBLISH_HOOKS.add(app, self.registry, self.service)
+
+    def uninstall(self, app: Celery) -> None:
+        PUBLISH_HOOKS.remove(app)
+
+    def start(self, worker: Any) -> None:
+        PUBLISH_HOOKS.take_over()

@@ -1,6 +1,6 @@
 """OTLP metrics as one concern of a process's telemetry: ``start``, ``ready``, ``stop``.
 
-    otlp = OtlpMetrics(WorkerReadings(...), metrics_enabled=True)
+    otlp = OtlpMetrics(WorkerReadings(...))   # None with METRICS_ENABLED=false
     otlp.start(worker)      # worker_init: read the variables (a bad one: one line, exit)
     otlp.ready(consumer)    # worker_ready: export every OTEL_METRIC_EXPORT_INTERVAL
     otlp.stop()             # worker_shutdown: the last export, bounded
@@ -23,28 +23,22 @@ from telemetry.metrics.otlp.readings import Readings
 from telemetry.settings import ConfigError
 from telemetry.tracing.providers import worker_resource
 from telemetry.tracing.service import Service
+from telemetry.wiring.concern import Concern
 
 logger = logging.getLogger("telemetry.metrics.otlp")
 
 
-class OtlpMetrics:
-    """The OTLP metric export of one process, from ``readings``."""
+class OtlpMetrics(Concern):
+    """The OTLP metric export of one process, from ``readings``; a worker concern
+    (``telemetry.wiring.concern``): nothing process-wide, everything starts with the worker."""
 
-    def __init__(
-        self, readings: Readings, metrics_enabled: bool = True, service: Service | None = None
-    ) -> None:
-        """``service``: the resource's service defaults (``telemetry.tracing.service``)."""
+    def __init__(self, readings: Readings | None, service: Service | None = None) -> None:
+        """``readings``: None when the worker keeps no series (``METRICS_ENABLED=false``);
+        ``service``: the resource's service defaults (``telemetry.tracing.service``)."""
         self.readings = readings
-        self.metrics_enabled = metrics_enabled
         self.service = service or Service()
         self.export: MetricExport | None = None
         self._notes: list[str] = []
-
-    def install(self, app: Any) -> None:
-        """Nothing process-wide: everything starts with the worker."""
-
-    def uninstall(self, app: Any) -> None:
-        """Nothing to undo (see :meth:`install`)."""
 
     def configure(self, hostname: str | None = None) -> None:
         """Read the variables and build the export, not started yet.
@@ -56,7 +50,7 @@ class OtlpMetrics:
         self._notes = export_notes()
         if config is None:
             return
-        if not self.metrics_enabled:
+        if self.readings is None:
             self._notes.append(
                 "telemetry: OTEL_METRICS_EXPORTER names otlp, but METRICS_ENABLED=false: "
                 "the OTLP metrics are derived from the worker's series, so none are exported"

@@ -1,4 +1,4 @@
-"""PoisonSafety's steps on their own (no worker process): what each changes and puts back."""
+"""Poison safety's steps on their own (no worker process): what each changes and puts back."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from telemetry import transport
 from telemetry.deadletters.consumer import DeadLetteringConsumer
 from telemetry.deadletters.policy import PoisonPolicy
 from telemetry.deadletters.request import DeadLetteringRequest, Undeliverable
-from telemetry.deadletters.safety import PoisonSafety, combined_consumer
+from telemetry.deadletters.safety import PoisonSafety, PoisonTransport, combined_consumer
 from telemetry.deadletters.writer import DeadLetterWriter
 from telemetry.settings import ConfigError, TelemetrySettings
 from telemetry.transport.channel import SentinelTransport, Transport
@@ -138,7 +138,7 @@ def test_install_registers_the_transport_unless_poison_safety_is_off(app: Celery
         telemetry.uninstall(other)
 
 
-def test_start_makes_the_worker_poison_safe_and_uninstall_restores_each_request(
+def test_start_makes_the_worker_poison_safe_and_stop_restores_each_request(
     app: Celery,
 ) -> None:
     # Given an app with a task of its own Request class, and one left at the default
@@ -154,10 +154,11 @@ def test_start_makes_the_worker_poison_safe_and_uninstall_restores_each_request(
     app.tasks["custom"].Request = TeamRequest
     tasks = {name: app.tasks[name] for name in ("plain", "custom")}
     worker = SimpleNamespace(app=app, consumer_cls=STOCK_CONSUMER)
-    safety = PoisonSafety()
-    safety.install(app)
+    held = PoisonTransport()
+    held.install(app)
+    safety = PoisonSafety(TelemetrySettings(worker_lost_retry_delay=4, deadletter_max=7))
     # When its worker starts
-    safety.start(worker, TelemetrySettings(worker_lost_retry_delay=4, deadletter_max=7))
+    safety.start(worker)
     # Then the consumer is ours on top of Celery's, judging by the app's accept_content
     assert issubclass(worker.consumer_cls, DeadLetteringConsumer)
     policy = worker.consumer_cls.poison_policy
@@ -169,9 +170,10 @@ def test_start_makes_the_worker_poison_safe_and_uninstall_restores_each_request(
         assert task.Request.worker_lost_retry_delay == 4
         assert task.Request.dead_letters is worker.consumer_cls.dead_letters
     assert issubclass(tasks["custom"].Request, TeamRequest)
-    # When the app is uninstalled
-    safety.uninstall(app)
-    # Then each task has exactly the Request it had
+    # When the worker stops and the app is uninstalled
+    safety.stop()
+    held.uninstall(app)
+    # Then each task has exactly the Request it had, and the transport is let go
     assert "Request" not in vars(tasks["plain"]) and tasks["plain"].Request == Task.Request
     assert tasks["custom"].Request is TeamRequest
     assert not transport.registered()
@@ -180,8 +182,8 @@ def test_start_makes_the_worker_poison_safe_and_uninstall_restores_each_request(
 def test_a_serializer_kombu_lacks_is_one_settings_line(app: Celery) -> None:
     app.conf.accept_content = ["json", "no-such-serializer"]
     worker = SimpleNamespace(app=app, consumer_cls=STOCK_CONSUMER)
-    with pytest.raises(ConfigError) as refused:
-        PoisonSafety().start(worker, TelemetrySettings())
+    with pytest.raises(SystemExit) as refused:
+        PoisonSafety(TelemetrySettings()).start(worker)
     assert str(refused.value).startswith("settings: accept_content: ")
 
 

@@ -27,10 +27,10 @@ def capture() -> Iterator[tuple[ExhaustedCapture, CollectorRegistry]]:
     # Given the capture of an app whose broker refuses connections
     app = Celery("write-errors", broker=f"redis://127.0.0.1:{free_port()}/0", set_as_current=False)
     registry = CollectorRegistry()
-    captured = ExhaustedCapture(app)
-    captured.start(
-        None, read_settings(TelemetrySettings), registry, lambda q, t: (q or "", t or "")
+    captured = ExhaustedCapture(
+        app, read_settings(TelemetrySettings), registry, lambda q, t: (q or "", t or "")
     )
+    captured.start(None)
     yield captured, registry
     captured.stop()
     app.close()

@@ -29,7 +29,9 @@ def waiting_request(queue: str, eta: datetime.datetime) -> TelemetryRequest:
 
 
 def test_celery_5_7_keeps_the_set_itself() -> None:
-    assert scheduled_requests(SimpleNamespace(timer=None)) is worker_state.scheduled_requests
+    assert (
+        scheduled_requests(lambda: SimpleNamespace(timer=None)) is worker_state.scheduled_requests
+    )
 
 
 def test_celery_5_6_waiting_requests_are_read_from_the_workers_timer(
@@ -48,7 +50,7 @@ def test_celery_5_6_waiting_requests_are_read_from_the_workers_timer(
     timer.call_at(later, lambda name: None, ("not a request",))
     worker = SimpleNamespace(timer=timer)
 
-    scheduled = scheduled_requests(worker)
+    scheduled = scheduled_requests(lambda: worker)
     assert isinstance(scheduled, TimerScheduled)
     assert list(scheduled) == [first, second]
     # The timer is read again at each render
@@ -57,6 +59,7 @@ def test_celery_5_6_waiting_requests_are_read_from_the_workers_timer(
     assert reading.eta_waiting == {"orders": 2, "invoices": 1}
 
 
-def test_before_the_worker_has_a_timer_nothing_is_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_before_the_worker_starts_nothing_is_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delattr(held.worker_state, "scheduled_requests")
-    assert list(scheduled_requests(SimpleNamespace())) == []
+    assert list(scheduled_requests(lambda: None)) == []
+    assert list(scheduled_requests(lambda: SimpleNamespace())) == []

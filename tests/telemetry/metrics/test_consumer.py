@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from telemetry.messages import HEALTH_TASK
-from telemetry.wiring.main_process import BUSY_READ_ATTEMPTS, busy_requests
+from telemetry.metrics.consumer import BUSY_READ_ATTEMPTS, busy_requests
 
 
 class Request:
