@@ -21,7 +21,7 @@ schema:         ## create the database schema (idempotent)
 bench:          ## drain-rate benchmark, side by side
 	scripts/bootstrap.sh && .venv/bin/python -m bench
 
-dashboards:     ## regenerate rules and Grafana dashboards from dashboards/config.yaml
+dashboards:     ## regenerate rules, dashboards, PrometheusRule and ScaledObject from dashboards/config.yaml
 	scripts/bootstrap.sh && .venv/bin/python -m dashboards.generate
 
 lock:           ## refresh requirements/lock.txt (pinned, hashed) from pyproject.toml

@@ -1,12 +1,12 @@
-"""``python -m bench [--suite all|drain|fetch|scrape|producer|spans|memory|profile|hammer|failover] [--n N] [--pairs P] [--tasks ...]``.
+"""``python -m bench [--suite all|drain|scrape|producer|spans|memory|profile|hammer|otlp|fetch|failover] [--n N] [--pairs P] [--tasks ...]``.
 
 ``all`` (the default) runs ``scrape``, ``producer``, ``spans``, ``drain``,
 ``memory`` and ``profile`` and prints their tables; results are merged into
 bench/results/latest.json under those keys.
 
 * ``drain`` compares telemetry variants against "off", interleaved, with an A/A control;
-* ``fetch`` compares today's fetch (kombu's BRPOP, ``off_stockfetch``) against
-  reliable fetch (``off``, as shipped), telemetry off, with an A/A control; it
+* ``fetch`` compares reliable fetch (``off``, as shipped) against today's fetch
+  (kombu's BRPOP, ``off_stockfetch``), telemetry off, with an A/A control; it
   writes bench/results/fetch.json;
 * ``scrape`` measures render time, exposition size, cached scrape latency and
   Redis round trips per depth poll (:mod:`bench.scrape`);
@@ -22,6 +22,12 @@ bench/results/latest.json under those keys.
 * ``hammer`` compares a metrics-on worker whose /metrics is scraped 50 times a
   second while it drains against the same worker unscraped (with an A/A
   control), and writes bench/results/hammer.json.
+* ``otlp`` compares a metrics worker exporting its metrics over OTLP every 10 s
+  (to a discarding sink) against the same worker without (with an A/A control),
+  and writes bench/results/otlp.json. Both have the SDK on with nothing traced
+  (``OTEL_SDK_DISABLED=true``, which ``metrics`` uses to turn tracing off, turns
+  every signal off, OTLP metrics included); ``metrics`` runs beside them, so its
+  row shows what that untraced SDK costs.
 * ``failover`` kills a Sentinel-watched master mid-stream ``--runs`` times and
   counts the acknowledged publishes the promoted replica lacks
   (:mod:`bench.failover`); it writes bench/results/failover.json.
@@ -104,22 +110,54 @@ def hammer_variants() -> tuple[Variant, ...]:
     )
 
 
-def fetch_variants() -> tuple[Variant, ...]:
-    """off (reliable fetch) is the baseline, off_aa its A/A control, off_stockfetch kombu's BRPOP."""
+#: Metrics with the SDK on but nothing traced: no span is sampled, none exported.
+METRICS_SDK = {
+    "TELEMETRY_ENABLED": "true",
+    "READINESS_INTERVAL": "15",
+    "OTEL_TRACES_SAMPLER": "always_off",
+    "OTEL_TRACES_EXPORTER": "none",
+}
+#: Six times the SDK's default rate, so exports happen during the drains.
+OTLP_INTERVAL_MILLIS = "10000"
+
+
+def otlp_variants(sink: DiscardingSink) -> tuple[Variant, ...]:
+    """metrics_sdk is the baseline, metrics_sdk_aa its A/A control, metrics_otlp exports over OTLP."""
     return (
+        Variant("metrics_sdk", METRICS_SDK),
+        Variant("metrics_sdk_aa", METRICS_SDK),
+        Variant(
+            "metrics_otlp",
+            {
+                **METRICS_SDK,
+                "OTEL_METRICS_EXPORTER": "otlp",
+                "OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint,
+                "OTEL_METRIC_EXPORT_INTERVAL": OTLP_INTERVAL_MILLIS,
+            },
+        ),
+        Variant("metrics", METRICS_ONLY),
+    )
+
+
+def fetch_variants() -> tuple[Variant, ...]:
+    """off_stockfetch (kombu's BRPOP, today's fetch) is the baseline, off_stockfetch_aa its
+    A/A control, off reliable fetch as shipped; the telemetry is off in all three."""
+    stock = {**OFF, "BROKER_RELIABLE_FETCH": "false"}
+    return (
+        Variant("off_stockfetch", stock),
+        Variant("off_stockfetch_aa", stock),
         Variant("off", OFF),
-        Variant("off_aa", OFF),
-        Variant("off_stockfetch", {**OFF, "BROKER_RELIABLE_FETCH": "false"}),
     )
 
 
 DRAIN_SUITES = {
     "drain": ("off", variants),
     "hammer": ("metrics", lambda _sink: hammer_variants()),
-    "fetch": ("off", lambda _sink: fetch_variants()),
+    "otlp": ("metrics_sdk", otlp_variants),
+    "fetch": ("off_stockfetch", lambda _sink: fetch_variants()),
 }
 #: Suites whose results go to a file of their own, named after them.
-SIDE_SUITES = ("hammer", "failover", "fetch")
+SIDE_SUITES = ("hammer", "otlp", "fetch", "failover")
 SUITES = (
     "all",
     "drain",
@@ -130,6 +168,7 @@ SUITES = (
     "memory",
     "profile",
     "hammer",
+    "otlp",
     "failover",
 )
 
@@ -256,7 +295,7 @@ def main() -> int:
     if args.suite == "failover":
         report["failover"] = failover.measure(args.runs)
         failover.print_table(report["failover"])
-    if args.suite in ("all", "drain", "hammer", "fetch"):
+    if args.suite in ("all", *DRAIN_SUITES):
         suite = "drain" if args.suite == "all" else args.suite
         report.update(n=args.n, pairs=args.pairs, slice=args.slice, suite=suite)
         results, verdicts = drain_table(

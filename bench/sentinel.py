@@ -1,6 +1,6 @@
 """A replicated Redis behind three sentinels, on free ports: the failover suite and tests use it.
 
-The master and its replica persist with AOF (as README, Guarantees asks); the
+The master and its replica persist with AOF (as docs/guarantees.md asks); the
 sentinels run with the timings the failover test pins:
 ``down-after-milliseconds 1000`` and ``failover-timeout 5000``. Given a
 :class:`Tls`, every server listens on TLS only, and the servers speak TLS to

@@ -48,13 +48,13 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from bench.tasks import bench_noop
 from telemetry.extensions import Extensions
 from telemetry.messages import TRACEPARENT_HEADER
+from telemetry.tracing.export.decoder import SpanDecoder
 from telemetry.tracing.export.relay import (
     MAX_DATAGRAM_BYTES,
     SOCKET_BUFFER_BYTES,
     DropCounter,
     SpanRelay,
 )
-from telemetry.tracing.export.rows import SpanDecoder
 from telemetry.tracing.wiring import RunSpanWiring
 from worker.celery_app import app
 

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from dashboards.beat import beat_panels
+from dashboards.config import queue_regex
 from dashboards.delivery import delivery_panels
+from dashboards.failed import failed_work_panels
 from dashboards.panels import INSTANCE, QUEUE, TASK, Panels
 
 
 def variables(config: dict[str, Any]) -> list[dict[str, Any]]:
     s = config["selectors"]["workerSelector"]
+    queues = queue_regex(config)
 
-    def query_variable(name: str, query: str) -> dict[str, Any]:
+    def query_variable(name: str, query: str, every: str = ".*") -> dict[str, Any]:
         return {
             "name": name,
             "label": name,
@@ -22,7 +26,7 @@ def variables(config: dict[str, Any]) -> list[dict[str, Any]]:
             "refresh": 2,
             "multi": True,
             "includeAll": True,
-            "allValue": ".*",
+            "allValue": every,
             "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
             "sort": 1,
         }
@@ -37,7 +41,13 @@ def variables(config: dict[str, Any]) -> list[dict[str, Any]]:
             "hide": 0,
         },
         query_variable("instance", f"label_values(up{{{s}}}, instance)"),
-        query_variable("queue", f"label_values(celery_task_finished_total{{{s}}}, queue)"),
+        # "All" is the config's queues, never another fleet's: the broker-state recording
+        # rules keep no job label, so a queue regex of ".*" would show every fleet's depth.
+        query_variable(
+            "queue",
+            f'label_values(celery_task_finished_total{{{s}, queue=~"{queues}"}}, queue)',
+            queues,
+        ),
         query_variable(
             "task", f'label_values(celery_task_finished_total{{{s}, queue=~"$queue"}}, task)'
         ),
@@ -48,7 +58,7 @@ def dashboard(config: dict[str, Any], uid: str, title: str, panels: Panels) -> d
     return {
         "uid": uid,
         "title": title,
-        "tags": ["celery", "jobpilot"],
+        "tags": ["celery", config["name"]],
         "schemaVersion": 39,
         "version": 1,
         "editable": True,
@@ -225,25 +235,11 @@ def overview(config: dict[str, Any]) -> dict[str, Any]:
         description="Pool processes now and the most allowed (--autoscale); pool_grow, "
         "pool_shrink and autoscaling move the first.",
     )
-    panels.row("Dead letters")
-    panels.add(
-        "Dead-letter list size",
-        [("broker:celery_deadletter_size:max", "records")],
-        description="Shared by every queue; from the workers' polls or the broker exporter.",
-    )
-    panels.add(
-        "Dead-lettered by reason",
-        [
-            (
-                f"sum by (queue, reason) (increase(celery_messages_dead_lettered_total{{{s}, {QUEUE}, {INSTANCE}}}[$__rate_interval]))",
-                "{{queue}} {{reason}}",
-            )
-        ],
-        width=16,
-    )
+    failed_work_panels(config, panels)
     delivery_panels(config, panels)
     workers_and_readiness(config, panels)
-    return dashboard(config, "jobpilot-celery-overview", "Celery / Overview", panels)
+    beat_panels(config, panels)
+    return dashboard(config, f"{config['name']}-celery-overview", "Celery / Overview", panels)
 
 
 def workers_and_readiness(config: dict[str, Any], panels: Panels) -> None:
@@ -323,7 +319,7 @@ def drilldown(config: dict[str, Any]) -> dict[str, Any]:
         unit="ops",
         width=24,
     )
-    return dashboard(config, "jobpilot-celery-task", "Celery / Task drill-down", panels)
+    return dashboard(config, f"{config['name']}-celery-task", "Celery / Task drill-down", panels)
 
 
 DASHBOARD_FILES = {

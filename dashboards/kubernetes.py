@@ -5,7 +5,7 @@ deploy/kubernetes/ beside the hand-written Deployments and PodMonitor.
 
 The ScaledObject scales the worker Deployment on three kinds of trigger:
 
-* one Redis list trigger per key of every consumed queue (the queue's list under
+* one Redis list trigger per key of every consumed queue (the config's ``queues``) (the queue's list under
   ``keyPrefix``, then its priority sub-lists), named by the depth poller's own key
   builder: they wake the Deployment from zero the moment a message waits;
 * a Prometheus trigger on ``queue:celery_capacity_demand:sum`` summed over the
@@ -20,11 +20,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from dashboards.config import selector
+from dashboards.config import queue_regex, selector
 from telemetry.metrics.queues import priority_keys
-
-#: Where dashboards/rules/*.yml go, as one PrometheusRule.
-PROMETHEUS_RULE_NAME = "celery-worker-rules"
 
 RuleBuilder = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -50,7 +47,7 @@ def prometheus_rule(
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
         "metadata": {
-            "name": PROMETHEUS_RULE_NAME,
+            "name": prometheus_rule_name(config),
             "namespace": kube["namespace"],
             "labels": dict(kube["ruleLabels"]),
         },
@@ -60,16 +57,21 @@ def prometheus_rule(
     }
 
 
+def prometheus_rule_name(config: dict[str, Any]) -> str:
+    """The PrometheusRule holding dashboards/rules/*.yml, named after the worker Deployment."""
+    return f"{config['keda']['deployment']}-rules"
+
+
 def list_keys(config: dict[str, Any]) -> list[str]:
     """Every Redis list holding the consumed queues' messages, as the poller names them."""
     options = {"global_keyprefix": config["keyPrefix"]}
-    return [key for queue in config["keda"]["queues"] for key in priority_keys(queue, options)]
+    return [key for queue in config["queues"] for key in priority_keys(queue, options)]
 
 
 def scaled_object(config: dict[str, Any]) -> dict[str, Any]:
     kube, keda = config["kubernetes"], config["keda"]
     concurrency = str(config["workerConcurrency"])
-    queues = "|".join(keda["queues"])
+    queues = queue_regex(config)
     consumed = selector(config, f'queue=~"{queues}"')
     redis = [
         {

@@ -12,11 +12,21 @@ is counted in the given registry (prometheus-client's default otherwise) and an
 ``apply_async/{task}`` span is recorded. When the app starts a worker
 (``celery -A yourmodule worker -Q ...``), the worker serves ``/metrics``,
 ``/livez`` and ``/readyz`` on ``METRICS_HOST:METRICS_PORT``, polls the depth and
-age of the app's queues, and sends every span to an export process of its own.
+age of the app's queues, and sends every span to an export process of its own;
+what the worker cannot run is dead-lettered instead of stopping it
+(``telemetry.deadletters``; ``install(app, poison_safety=False)`` leaves it out).
+With ``install(app, exhausted=True)`` it also keeps every task that fails for
+good, to be listed and requeued (``telemetry.failed``; the operator API,
+``telemetry.ops``, is served by the broker exporter).
+``celery -A yourmodule beat`` serves the same three on ``METRICS_HOST:BEAT_METRICS_PORT``,
+with per-entry sent, late, missed and failed runs (``telemetry.beat``).
+``uninstall`` undoes all of it: the app is left as stock Celery left it.
 
 The layout: ``settings`` (the variables), ``delivery`` (the delivery lifecycle),
 ``metrics``, ``readiness``, ``tracing`` (with the export hop, ``tracing.export``),
-``endpoints`` (HTTP), and ``wiring`` (what runs in which process).
+``endpoints`` (HTTP), ``deadletters`` and ``transport`` (poison safety),
+``failed`` and ``ops`` (failed work), ``beat``, and ``wiring`` (the lifecycle
+every part keeps, and the order of the parts).
 """
 
 from __future__ import annotations

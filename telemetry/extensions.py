@@ -17,8 +17,9 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Extensions:
-    #: The Redis list of dead letters, with any key prefix: its length is
-    #: ``celery_deadletter_size``, read in the same poll as the queue depths.
+    #: The dead letters' base key, with any key prefix (``telemetry.failed.store``
+    #: names the keys under it): its size is ``celery_deadletter_size``, kept and read
+    #: in the same poll as the queue depths.
     deadletter_key: str | None = None
     #: A database round trip (``SELECT 1`` on a fresh connection) for the readiness
     #: check ``database``; without it the worker has no such check.

@@ -7,6 +7,10 @@
   neither counted nor traced.
 * ``traceparent``: the W3C trace context of the publish, parsed and written
   here directly, with no propagator loop on the hot path.
+* ``x-jobpilot-requeue``: how many times the message was put back from the
+  failed-work set (``telemetry.failed.requeue``); a rerun is not a duplicate.
+* ``x-jobpilot-requeued-from``: the failed run's span, as a traceparent; the
+  rerun's run span links to it.
 * ``health_check_task``: the readiness probe's task name.
 """
 
@@ -18,6 +22,8 @@ from typing import Any
 PUBLISHED_AT_HEADER = "x-jobpilot-published-at"
 PROBE_HEADER = "x-jobpilot-probe"
 TRACEPARENT_HEADER = "traceparent"
+REQUEUE_HEADER = "x-jobpilot-requeue"
+REQUEUED_FROM_HEADER = "x-jobpilot-requeued-from"
 HEALTH_TASK = "health_check_task"
 
 TRACEPARENT_LENGTH = 55

@@ -16,9 +16,11 @@ The OpenTelemetry SDK is configured only with the standard ``OTEL_*`` variables
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Literal, TypeVar
+from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: The readiness checks ``READINESS_REQUIRED`` may name.
@@ -26,9 +28,15 @@ READINESS_CHECKS = ("broker", "consumer", "database", "health_task")
 
 PositiveInt = Annotated[int, Field(gt=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
+Port = Annotated[int, Field(ge=1, le=65535)]
 #: Linux's ranges for TCP_KEEPIDLE and TCP_KEEPINTVL (seconds) and TCP_KEEPCNT (probes).
 KeepaliveSeconds = Annotated[int, Field(ge=1, le=32767)]
 KeepaliveProbes = Annotated[int, Field(ge=1, le=127)]
+#: The shortest OPS_TOKEN accepted: a guessable token is no access control.
+MIN_OPS_TOKEN_LENGTH = 16
+#: Jaeger's trace view; the page replaces the placeholder with a record's trace id.
+TRACE_ID_PLACEHOLDER = "{trace_id}"
+DEFAULT_TRACE_URL = f"http://localhost:16686/trace/{TRACE_ID_PLACEHOLDER}"
 
 
 class ConfigError(ValueError):
@@ -99,9 +107,79 @@ class TelemetrySettings(BrokerSettings):
     # seconds, at most this many kept (oldest evicted first).
     duplicate_window: PositiveFloat = 3600
     duplicate_window_max: PositiveInt = 100_000
+    # Poison safety (``telemetry.deadletters``): a queue item over this size is
+    # dead-lettered unparsed; the dead-letter list is capped at this many records
+    # and bytes (oldest trimmed first); a task whose pool process died is retried
+    # after this many seconds (Celery's own retry would wait ``default_retry_delay``).
+    max_message_bytes: PositiveInt = 1_048_576
+    deadletter_max: PositiveInt = 10_000
+    deadletter_max_bytes: PositiveInt = 67_108_864
+    worker_lost_retry_delay: Annotated[float, Field(ge=0)] = 1
+    # celery beat (``telemetry.beat``): its own port, the tick age /livez allows
+    # (None: Celery's own rule, see ``telemetry.beat.health``), and how many
+    # schedule entries get series of their own (the rest count as entry="other").
+    beat_metrics_port: Annotated[int, Field(ge=1, le=65535)] = 9466
+    beat_liveness_timeout: PositiveFloat | None = None
+    beat_max_entries: PositiveInt = 500
     # The span export process logs as the worker does.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["text", "json"] = "text"
+    # Failed work (``telemetry.failed``): the exhausted set's caps and age (seconds,
+    # by failed_at), the dead letters' optional age, and whether the operator API
+    # shows task arguments.
+    exhausted_max: PositiveInt = 10_000
+    exhausted_max_bytes: PositiveInt = 67_108_864
+    exhausted_ttl: PositiveFloat = 604_800
+    deadletter_ttl: PositiveFloat | None = None
+    failed_show_arguments: bool = False
+    # The operator API (``telemetry.ops``), served by the broker exporter on its own bind.
+    ops_host: str = "127.0.0.1"
+    ops_port: Port = 9467
+    ops_token: SecretStr | None = None
+    ops_read_open: bool = False
+    # Comma-separated Host names the API answers; None: localhost, 127.0.0.1, [::1]
+    # and OPS_HOST when it names a specific address.
+    ops_allowed_hosts: str | None = None
+    # Comma-separated addresses or networks whose X-Forwarded-For is believed.
+    ops_trusted_proxies: str = ""
+    # Where the failed-work page links a record's trace: {trace_id} is replaced by its id.
+    ops_trace_url: str = DEFAULT_TRACE_URL
+
+    @field_validator("ops_token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_OPS_TOKEN_LENGTH:
+            raise ValueError(f"at least {MIN_OPS_TOKEN_LENGTH} characters")
+        return value
+
+    @field_validator("ops_allowed_hosts")
+    @classmethod
+    def _host_names(cls, value: str | None) -> str | None:
+        if value is not None and not [name for name in value.split(",") if name.strip()]:
+            raise ValueError("names no host")
+        return value
+
+    @field_validator("ops_trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for entry in (part.strip() for part in value.split(",")):
+            if entry:
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except ValueError:
+                    raise ValueError(f"{entry!r} is not an address or network") from None
+        return value
+
+    @field_validator("ops_trace_url")
+    @classmethod
+    def _trace_link(cls, value: str) -> str:
+        # The page puts it in a link's href: only a web address, never javascript: or data:.
+        if TRACE_ID_PLACEHOLDER not in value:
+            raise ValueError(f"must contain {TRACE_ID_PLACEHOLDER}")
+        parts = urlsplit(value.replace(TRACE_ID_PLACEHOLDER, "0"))
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("an http:// or https:// address")
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

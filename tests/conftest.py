@@ -11,6 +11,7 @@ import pytest
 import redis
 
 import telemetry
+from tests.support.beat_process import BeatProcess
 from tests.support.broker_exporter import ExporterProcess
 from tests.support.otlp_receiver import OtlpReceiver
 from tests.support.worker_process import WorkerProcess
@@ -126,6 +127,29 @@ def start_worker(
         for worker in started:
             print(f"--- {worker.name} exited {worker.process and worker.process.returncode}:")
             print(worker.log()[-WORKER_LOG_TAIL:])
+
+
+@pytest.fixture
+def start_beat(
+    log_dir: Path, redis_client: redis.Redis, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., BeatProcess]]:
+    """Start ``celery beat`` processes for a test; every one is stopped afterwards, and a
+    failed test shows the end of each one's log."""
+    started: list[BeatProcess] = []
+
+    def start(env: dict[str, str], *, wait: bool = True, **kwargs: object) -> BeatProcess:
+        beat = BeatProcess(env, log_dir, **kwargs)  # type: ignore[arg-type]
+        started.append(beat)
+        return beat.start(wait=wait)
+
+    yield start
+    for beat in started:
+        beat.stop(timeout=10)
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        for beat in started:
+            print(f"--- {beat.name} exited {beat.process and beat.process.returncode}:")
+            print(beat.log()[-WORKER_LOG_TAIL:])
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
 """Secrets stay secret: task arguments and URL credentials appear on no surface.
 
 Surfaces: the worker's log lines (text and JSON, at DEBUG so Celery's own
-message lines are included), spans, ``/metrics`` (OpenMetrics, with exemplars)
-and ``/readyz``.
+message lines are included), spans, ``/metrics`` (OpenMetrics, with exemplars),
+the metrics sent over OTLP and ``/readyz``.
 """
 
 from __future__ import annotations
@@ -62,6 +62,8 @@ def test_no_secret_reaches_logs_spans_metrics_or_readyz(
         "LOG_LEVEL": "DEBUG",
         "LOG_FORMAT": log_format,
         "READINESS_INTERVAL": "1",
+        "OTEL_METRICS_EXPORTER": "otlp",
+        "OTEL_METRIC_EXPORT_INTERVAL": "200",
     }
     worker = start_worker(env)
     # When tasks carrying secrets in arguments succeed, fail and retry
@@ -75,11 +77,13 @@ def test_no_secret_reaches_logs_spans_metrics_or_readyz(
     assert '"database"' in readyz  # the database check ran with the password in its URL
     metrics = fetch(worker.metrics_url, "application/openmetrics-text")
     assert 'task="briefing_compile"' in metrics
+    receiver.wait_for_metric("celery.task.finished", **{"celery.task.name": "tests.fail"})
     # Then no secret is anywhere
     surfaces = {
         "log": worker.log(),
         "spans": repr([(s.name, s.attributes, s.events, s.resource) for s in receiver.spans]),
         "metrics": metrics,
+        "otlp metrics": repr([(p.metric, p.attributes, p.resource) for p in receiver.points]),
         "readyz": readyz,
     }
     leaks = [

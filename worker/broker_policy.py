@@ -1,6 +1,6 @@
 """One warning at start when the Redis broker cannot keep its promises.
 
-"Nothing lost" needs two things from Redis (README, Guarantees):
+"Nothing lost" needs two things from Redis (docs/guarantees.md):
 
 * ``maxmemory-policy noeviction``: any other policy may evict queue lists, the
   ``unacked`` hash or dead letters when memory runs out;
@@ -56,7 +56,7 @@ def warn_about_broker(celery_app: Celery) -> list[str]:
     problems = broker_problems(info)
     if problems:
         logger.warning(
-            "broker: %s (see README, Guarantees: use appendonly yes and maxmemory-policy noeviction)",
+            "broker: %s (see docs/guarantees.md: use appendonly yes and maxmemory-policy noeviction)",
             "; ".join(problems),
         )
     return problems

@@ -15,18 +15,19 @@ from typing import Any
 
 from celery import Celery
 
-from telemetry import transport
 from worker import routing
+from worker.retry_policy import DefaultRetryDelay
 from worker.settings import SENTINEL_SCHEME, Settings, SettingsError, load_settings
 
 TASKS_PACKAGE = "worker.tasks"
-DEADLETTER_CONSUMER = "telemetry.deadletters.consumer:DeadLetteringConsumer"
+#: ``celery -A worker beat``'s schedule: ``worker.tasks.summaries``.
+SUMMARY_ENTRY = "records-summary"
+SUMMARY_EVERY_SECONDS = 300.0
 CELERY_DEFAULT_RETRY_DELAY = 180
 
-# Every kombu connection of this process, for redis://, rediss:// and unix:// URLs,
-# validates and dead-letters what it pops.
-transport.register()
-app = Celery("jobpilot", task_cls="worker.base_task:JobpilotTask")
+# Poison safety (dead letters instead of crashes) comes with telemetry.install(app),
+# as for any app (worker.startup).
+app = Celery("jobpilot")
 
 
 def task_modules() -> list[str]:
@@ -68,15 +69,12 @@ def sentinel_options(settings: Settings, url: str) -> dict[str, Any]:
 
 
 def transport_options(settings: Settings) -> dict[str, Any]:
-    """kombu Redis channel options, plus the dead-letter limits our channel reads."""
+    """kombu Redis channel options."""
     options: dict[str, Any] = {
         **sentinel_options(settings, settings.broker_url),
         "visibility_timeout": settings.broker_visibility_timeout,
         "unacked_restore_interval": settings.broker_unacked_restore_interval,
         "unacked_restore_throttle": settings.broker_unacked_restore_throttle,
-        "jobpilot_max_message_bytes": settings.max_message_bytes,
-        "jobpilot_deadletter_max": settings.deadletter_max,
-        "jobpilot_deadletter_max_bytes": settings.deadletter_max_bytes,
     }
     if settings.broker_key_prefix:
         options["global_keyprefix"] = settings.broker_key_prefix
@@ -117,15 +115,17 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_create_missing_queues": True,
         "worker_max_tasks_per_child": settings.worker_max_tasks_per_child,
         # Celery's 180 s default retry delay, capped so it never outlasts the
-        # visibility timeout; tasks that set their own are checked at start.
-        "task_annotations": {
-            "*": {
-                "default_retry_delay": min(CELERY_DEFAULT_RETRY_DELAY, settings.max_retry_countdown)
-            }
-        },
-        "worker_consumer": DEADLETTER_CONSUMER,
+        # visibility timeout; tasks that set their own keep it, and are checked at start.
+        "task_annotations": (
+            DefaultRetryDelay(min(CELERY_DEFAULT_RETRY_DELAY, settings.max_retry_countdown)),
+        ),
         "worker_hijack_root_logger": False,
         "worker_send_task_events": False,
+        "beat_schedule": {
+            SUMMARY_ENTRY: {"task": "records_summary", "schedule": SUMMARY_EVERY_SECONDS}
+        },
+        # beat answers `celery inspect ping`, and stops answering once its loop is stale.
+        "beat_enable_remote_control": True,
         "jobpilot_settings": settings,
     }
     broker_tls = tls_options(settings, settings.broker_url)

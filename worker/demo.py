@@ -1,34 +1,92 @@
 """``python -m worker.demo``: a worker, a mixed workload on all four queues, and what happened.
 
-Starts a real worker (prefork, concurrency 2), sends agent, briefing, scraping
-and database tasks plus one refused message, waits for every result with a
-timeout, then prints a per-queue table built from the worker's own /metrics
-(depth, started, succeeded, failed, p50/p95 of wait and runtime) and the dead
-letters, and stops the worker.
+Says in one line where traces go, starts a real worker (prefork, concurrency 2), sends agent,
+briefing, scraping and database tasks plus one refused message, waits for every result with a
+timeout, then prints a per-queue table built from the worker's own /metrics (depth, started,
+succeeded, failed, p50/p95 of wait and runtime) and the dead letters, and stops the worker.
+Then the broker exporter serves the failed-work page, its refused message there, until Ctrl-C
+(``worker.demo_page``).
+
+With no collector listening where the ``OTEL_*`` variables point, the demo turns span export off
+for itself and its worker (``OTEL_TRACES_EXPORTER=none``) and says so, rather than let the
+exporter log a connection error a newcomer would read as a failure. A worker started any other way
+is untouched: it keeps exporting, and logs a dead collector at most once a minute.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 import urllib.request
 import uuid
 from collections import Counter, defaultdict
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from celery.result import AsyncResult
 
 from telemetry.deadletters.writer import DeadLetterWriter
 from telemetry.delivery.observers import FAILED, SUCCEEDED
+from telemetry.tracing.providers import TRUE_VALUES
 from worker.celery_app import app
 from worker.command import worker_command
+from worker.demo_page import ServedPage
 from worker.routing import QUEUE_NAMES, queue_for
 
 RESULT_TIMEOUT_SECONDS = 60.0
 READY_TIMEOUT_SECONDS = 30.0
+#: How long the one probe of the collector may take.
+PROBE_TIMEOUT_SECONDS = 1.0
+#: The OTLP exporters' defaults, per protocol, when no endpoint variable is set.
+DEFAULT_ENDPOINTS = {"http/protobuf": "http://localhost:4318", "grpc": "http://localhost:4317"}
+
+
+def traces_endpoint(environ: MutableMapping[str, str]) -> str:
+    """Where the OTLP span exporter sends, resolved from the same variables it reads."""
+    protocol = (
+        environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        or "http/protobuf"
+    ).strip()
+    endpoint = environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
+    if endpoint:
+        return endpoint
+    base = environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip() or DEFAULT_ENDPOINTS.get(
+        protocol, DEFAULT_ENDPOINTS["http/protobuf"]
+    )
+    return base if protocol == "grpc" else base.rstrip("/") + "/v1/traces"
+
+
+def listening(endpoint: str) -> bool:
+    """Whether anything accepts a TCP connection at the endpoint's host and port."""
+    parts = urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname or "localhost", port), PROBE_TIMEOUT_SECONDS):
+            return True
+    except OSError:
+        return False
+
+
+def traces_line(environ: MutableMapping[str, str]) -> str:
+    """One line on where the demo's traces go; with no collector, export is turned off in
+    ``environ`` (the demo's, which its worker inherits) and the line says so."""
+    exporter = environ.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() or "otlp"
+    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() in TRUE_VALUES:
+        return f"traces: off (OTEL_SDK_DISABLED={environ['OTEL_SDK_DISABLED']})"
+    if exporter != "otlp":
+        where = "printed in the worker's log" if exporter == "console" else "off"
+        return f"traces: {where} (OTEL_TRACES_EXPORTER={exporter})"
+    endpoint = traces_endpoint(environ)
+    if listening(endpoint):
+        return f"traces: sent to {endpoint}"
+    environ["OTEL_TRACES_EXPORTER"] = "none"
+    return f"traces: off (no collector at {endpoint}; start one with docker compose up)"
 
 
 def workload(run_id: str) -> list[tuple[str, list[Any]]]:
@@ -67,6 +125,7 @@ def start_worker(log_path: Path) -> subprocess.Popen[bytes]:
 def main() -> int:
     # Importing the worker installed the telemetry: each publish is stamped with the
     # time the wait-time histogram measures from.
+    print(f"demo: {traces_line(os.environ)}")
     run_id = uuid.uuid4().hex[:8]
     dead_before = DeadLetterWriter.for_app(app).store.size()
     worker = start_worker(Path(".run") / "demo-worker.log")
@@ -87,7 +146,8 @@ def main() -> int:
     print_summary(outcomes, DeadLetterWriter.for_app(app).store.size() - dead_before)
     if exposition is not None:
         print_metrics_table(exposition)
-    return 0
+    page = ServedPage.start(app.conf.jobpilot_settings, Path(".run") / "demo-exporter.log")
+    return page.serve_until_interrupted()
 
 
 def scrape_metrics() -> str | None:
@@ -178,7 +238,10 @@ def print_summary(outcomes: Counter[tuple[str, str]], dead_letters: int) -> None
     print(f"\n{'queue':<12}" + "".join(f"{s:>12}" for s in states))
     for queue in QUEUE_NAMES:
         print(f"{queue:<12}" + "".join(f"{outcomes[(queue, s)]:>12}" for s in states))
-    print(f"\nnew dead letters: {dead_letters} (python -m telemetry.deadletters -A worker list)")
+    print(
+        f"\nnew dead letters: {dead_letters} "
+        "(python -m telemetry.failed -A worker list --kind dead_letter)"
+    )
 
 
 if __name__ == "__main__":

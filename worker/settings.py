@@ -44,7 +44,8 @@ class Settings(TelemetrySettings):
     """Every knob of the worker, validated together. Field names are the variables.
 
     The telemetry's own variables (``TELEMETRY_ENABLED``, ``METRICS_*``,
-    ``READINESS_*``, ...) come from :class:`telemetry.settings.TelemetrySettings`.
+    ``READINESS_*``, the dead-letter limits, ...) come from
+    :class:`telemetry.settings.TelemetrySettings`.
     """
 
     redis_url: str = "redis://localhost:6379/0"
@@ -60,12 +61,8 @@ class Settings(TelemetrySettings):
     task_soft_time_limit: PositiveFloat = 300
     task_time_limit: PositiveFloat = 360
     worker_max_tasks_per_child: PositiveInt | None = None
-    worker_lost_retry_delay: Annotated[float, Field(ge=0)] = 1
     result_expires: PositiveInt = 86400
     database_url: str | None = None
-    max_message_bytes: PositiveInt = 1_048_576
-    deadletter_max: PositiveInt = 10_000
-    deadletter_max_bytes: PositiveInt = 67_108_864
     redis_tls_ca_file: str | None = None
     # Redis Sentinel: the master's name, the sentinels' own password, TLS to the
     # sentinels and the master. Only with sentinel:// URLs.

@@ -1,4 +1,5 @@
-"""The broker exporter: queue depth, oldest age, dead letters and unacked records with no worker.
+"""The broker exporter: queue depth, oldest age, failed work and unacked records with no worker,
+and the operator API for failed work (``telemetry.ops``).
 
     python -m telemetry.broker_exporter -A yourmodule [-Q extra,queues]
 

@@ -3,9 +3,11 @@
 The app is found as ``celery -A`` finds it. Its queues are the ones it declares
 (``task_queues``) and its default queue, plus any given with ``-Q``; its
 dead-letter list is the one ``telemetry.install(app, extensions=...)`` names.
-The bind address is ``METRICS_HOST:BROKER_EXPORTER_PORT``. A bad variable, an
+The bind address is ``METRICS_HOST:BROKER_EXPORTER_PORT``, and the operator API's
+``OPS_HOST:OPS_PORT`` (``telemetry.ops``). A bad variable, an
 app that cannot be imported, a broker that is not Redis or a taken port is one
-line on stderr and exit status 2.
+line on stderr and exit status 2, as is a bad OTLP metric variable
+(``telemetry.metrics.otlp.environment``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import argparse
 import signal
 import sys
 import threading
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from celery import Celery
@@ -23,22 +24,15 @@ from celery.app.utils import find_app
 from telemetry.broker import app_queues, redis_broker
 from telemetry.broker_exporter.exporter import BrokerExporter
 from telemetry.extensions import resolve
-from telemetry.installation import installed
+from telemetry.installation import installed, worker_extensions
 from telemetry.logs import configure_logging
 from telemetry.settings import ConfigError, TelemetrySettings, read_settings
-
-DISTRIBUTION = "jobpilot-worker"
+from telemetry.tracing.service import Service
+from telemetry.version import __version__
 
 
 class Unusable(Exception):
     """The exporter cannot start; ``str()`` is the one line to print."""
-
-
-def exporter_version() -> str:
-    try:
-        return version(DISTRIBUTION)
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def load_app(name: str) -> Celery:
@@ -70,15 +64,25 @@ def build(argv: list[str] | None = None) -> BrokerExporter:
         raise Unusable("broker exporter: the app's broker is not Redis")
     extra = {queue.strip() for queue in args.queues.split(",") if queue.strip()}
     installation = installed(app)
-    extensions = resolve(installation.extensions if installation is not None else None)
+    extensions = resolve(None) if installation is None else worker_extensions(installation)
+    service = (installation.service if installation is not None else Service()).for_app(app)
     try:
         return BrokerExporter(
-            app, settings, app_queues(app) | extra, extensions.deadletter_key, exporter_version()
+            app,
+            settings,
+            app_queues(app) | extra,
+            extensions.deadletter_key,
+            __version__,
+            service,
+            exhausted=installation is not None and installation.exhausted is not None,
         )
+    except ConfigError as exc:
+        raise Unusable(str(exc)) from None
     except OSError as exc:
         raise Unusable(
             f"broker exporter: cannot listen on {settings.metrics_host}:"
-            f"{settings.broker_exporter_port}: {exc.strerror or exc}"
+            f"{settings.broker_exporter_port} and {settings.ops_host}:{settings.ops_port}: "
+            f"{exc.strerror or exc}"
         ) from None
 
 

@@ -4,6 +4,12 @@ Celery's own handlers log the message body (``dump_body``) and then drop the
 message. These log one bodiless line, store the envelope kombu kept and then
 reject, still sending ``task_rejected``/``task_unknown`` so that telemetry sees
 every delivery end.
+
+The consumer also hands its :class:`~telemetry.deadletters.policy.PoisonPolicy`
+to the connection it consumes from (``connection_for_read``), so that the
+validating channel judges what it pops by the app's own ``accept_content``.
+``telemetry.deadletters.safety`` combines it with the app's own
+``worker_consumer``, setting :attr:`poison_policy` and :attr:`dead_letters`.
 """
 
 from __future__ import annotations
@@ -17,20 +23,39 @@ from celery.worker.consumer import Consumer
 from kombu.exceptions import ContentDisallowed
 from vine import promise
 
+from telemetry.deadletters.policy import DEFAULT_POLICY, POLICY_OPTION, PoisonPolicy
 from telemetry.deadletters.records import Reason
+from telemetry.deadletters.request import Undeliverable
 from telemetry.deadletters.writer import DeadLetterWriter
 
 logger = logging.getLogger("telemetry.deadletters")
 
 
+#: The handlers this consumer replaces; an app's consumer that overrides one cannot be combined.
+REPLACED_HANDLERS = ("on_unknown_message", "on_unknown_task", "on_invalid_task", "on_decode_error")
+
+
 class DeadLetteringConsumer(Consumer):  # type: ignore[misc]
-    _deadletters: DeadLetterWriter | None = None
+    #: What the channel judges by; set on the class combined for a worker.
+    poison_policy: PoisonPolicy = DEFAULT_POLICY
+    #: The worker's writer, shared with its Requests; built here when unset.
+    dead_letters: DeadLetterWriter | None = None
 
     @property
     def deadletters(self) -> DeadLetterWriter:
-        if self._deadletters is None:
-            self._deadletters = DeadLetterWriter.for_app(self.app)
-        return self._deadletters
+        if self.dead_letters is None:
+            self.dead_letters = DeadLetterWriter.for_app(self.app, self.poison_policy)
+        return self.dead_letters
+
+    def connection_for_read(self, heartbeat: Any = None) -> Any:
+        """The app's connection, carrying the policy for its channels (and for the
+        same connection switched to the next URL of a failover list)."""
+        connection = super().connection_for_read(heartbeat)
+        connection.transport_options = {
+            **(connection.transport_options or {}),
+            POLICY_OPTION: self.poison_policy,
+        }
+        return connection
 
     def _dead_letter(self, message: Any, reason: Reason) -> None:
         self.deadletters.write_message(message, reason)
@@ -55,7 +80,12 @@ class DeadLetteringConsumer(Consumer):  # type: ignore[misc]
         signals.task_unknown.send(sender=self, message=message, exc=exc, name=name, id=task_id)
 
     def on_invalid_task(self, body: Any, message: Any, exc: Exception) -> None:
-        reason = Reason.CONTENT_TYPE if isinstance(exc, ContentDisallowed) else Reason.BAD_ENVELOPE
+        if isinstance(exc, Undeliverable):
+            reason = exc.reason
+        elif isinstance(exc, ContentDisallowed):
+            reason = Reason.CONTENT_TYPE
+        else:
+            reason = Reason.BAD_ENVELOPE
         self._dead_letter(message, reason)
         signals.task_rejected.send(sender=self, message=message, exc=exc)
 

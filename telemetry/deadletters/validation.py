@@ -5,6 +5,16 @@ a body that is not valid base64, loops on a ``task`` header without ``id`` and
 crashes in ``Request`` on a body that is not ``[args, kwargs, embed]``. This
 module turns each of those into a :class:`Verdict` with a dead-letter reason.
 
+What "could not run" means follows the app's ``accept_content`` (content
+types, as :func:`kombu.serialization.prepare_accept_content` gives them):
+kombu's Redis envelope is JSON whatever the body's serializer, so the size,
+the envelope, the headers and the body's transfer encoding are checked for
+every item; a content type the app does not accept is refused; and only a
+JSON body is parsed here, to check it is ``[args, kwargs, embed]``. Any other
+accepted body (msgpack, yaml, ...) is decoded by kombu in the worker, whose
+decode errors the consumer dead-letters (``telemetry.deadletters.consumer``)
+and whose shape the Request checks (``telemetry.deadletters.request``).
+
 It uses kombu's own JSON decoder for the envelope, so an accepted item is
 handed on already parsed, exactly as kombu would have parsed it.
 """
@@ -23,6 +33,8 @@ from kombu.utils.json import loads as kombu_loads
 from telemetry.deadletters.records import Reason
 
 JSON_CONTENT_TYPE = "application/json"
+#: Celery's default ``accept_content``, as content types.
+JSON_ONLY: frozenset[str] = frozenset({JSON_CONTENT_TYPE})
 ACCEPTED_ENCODINGS = (None, "utf-8", "utf8", "binary")
 PIDBOX_SUFFIX = ".pidbox"
 
@@ -42,11 +54,19 @@ def is_control_queue(queue: str) -> bool:
     return queue.endswith(PIDBOX_SUFFIX)
 
 
-def judge(item: bytes | str, max_bytes: int, *, task_message: bool = True) -> Verdict:
+def judge(
+    item: bytes | str,
+    max_bytes: int,
+    *,
+    task_message: bool = True,
+    accept: frozenset[str] | None = JSON_ONLY,
+) -> Verdict:
     """Accept or classify one item exactly as popped from a queue list.
 
-    With ``task_message=False`` (control replies) only the size and the
-    envelope are checked; task headers and body shape are not required.
+    ``accept``: the content types the app accepts (None: any, as Celery takes
+    ``accept_content=None``). With ``task_message=False`` (control replies) only
+    the size and the envelope are checked; task headers and body shape are not
+    required.
     """
     raw = item.encode("utf-8", "surrogateescape") if isinstance(item, str) else item
     if len(raw) > max_bytes:
@@ -59,7 +79,7 @@ def judge(item: bytes | str, max_bytes: int, *, task_message: bool = True) -> Ve
         return Verdict(reason=Reason.NOT_JSON)
     if not task_message:
         return _judge_control(envelope)
-    return judge_envelope(envelope)
+    return judge_envelope(envelope, accept)
 
 
 def _judge_control(envelope: Any) -> Verdict:
@@ -70,7 +90,7 @@ def _judge_control(envelope: Any) -> Verdict:
     return Verdict(payload=envelope)
 
 
-def judge_envelope(envelope: Any) -> Verdict:
+def judge_envelope(envelope: Any, accept: frozenset[str] | None = JSON_ONLY) -> Verdict:
     """Accept or classify a parsed envelope (kombu's Redis message format)."""
     if not isinstance(envelope, dict):
         return Verdict(reason=Reason.BAD_ENVELOPE)
@@ -91,14 +111,15 @@ def judge_envelope(envelope: Any) -> Verdict:
         return reject(Reason.MISSING_HEADER)
     if not _headers_well_formed(headers):
         return reject(Reason.BAD_ENVELOPE)
-    if envelope.get("content-type") != JSON_CONTENT_TYPE:
+    content_type = envelope.get("content-type")
+    if not isinstance(content_type, str) or (accept is not None and content_type not in accept):
         return reject(Reason.CONTENT_TYPE)
     if envelope.get("content-encoding") not in ACCEPTED_ENCODINGS:
         return reject(Reason.CONTENT_TYPE)
     body = _decode_body(envelope.get("body"), properties.get("body_encoding"), headers)
     if body is None:
         return reject(Reason.BAD_ENVELOPE)
-    if not _is_task_body(body):
+    if content_type == JSON_CONTENT_TYPE and not _is_json_task_body(body):
         return reject(Reason.BAD_BODY)
     return Verdict(payload=envelope, task=name, id=ident)
 
@@ -164,16 +185,22 @@ def _decode_body(body: Any, encoding: Any, headers: dict[str, Any]) -> bytes | N
     return data
 
 
-def _is_task_body(data: bytes) -> bool:
-    """A task message body is the JSON triple ``[args, kwargs, embed]``."""
+def _is_json_task_body(data: bytes) -> bool:
     try:
         body = json.loads(data.decode("utf-8"))
     except (RecursionError, UnicodeDecodeError, ValueError):
         return False
+    return is_task_body(body)
+
+
+def is_task_body(body: Any) -> bool:
+    """A decoded task message body (protocol 2) is the triple ``[args, kwargs, embed]``:
+    args a sequence, kwargs a mapping with string keys, embed a mapping or None."""
     return (
-        isinstance(body, list)
+        isinstance(body, list | tuple)
         and len(body) == 3
-        and isinstance(body[0], list)
+        and isinstance(body[0], list | tuple)
         and isinstance(body[1], dict)
+        and all(isinstance(key, str) for key in body[1])
         and _is_dict_or_none(body[2])
     )

@@ -11,47 +11,40 @@ import redis
 from celery import Celery
 from kombu.connection import Connection
 
-from telemetry.broker import redis_for
-from telemetry.deadletters.records import (
-    DeadLetter,
-    Reason,
-    deadletter_key,
-    log_dead_lettered,
-    make_record,
-)
-from telemetry.deadletters.store import DeadLetterStore
+from telemetry.deadletters.policy import DEFAULT_POLICY, PoisonPolicy
+from telemetry.deadletters.records import Reason, log_dead_lettered, make_record
 from telemetry.delivery.observers import OBSERVERS
+from telemetry.failed.locate import deadletter_store
+from telemetry.failed.records import FailedRecord
+from telemetry.failed.store import FailedStore
 
 logger = logging.getLogger("telemetry.deadletters")
 
 
 class DeadLetterWriter:
-    """Writes records to the broker's dead-letter list.
+    """Writes records to the broker's dead letters (``telemetry.failed.store``).
 
     If the broker refuses the write (it may have gone down right after handing
-    us the item), the record waits in memory, capped like the list itself, and
+    us the item), the record waits in memory, capped like the set itself, and
     is written before the next one: a dead letter is not dropped on a blip.
     """
 
-    def __init__(self, store: DeadLetterStore) -> None:
+    def __init__(self, store: FailedStore) -> None:
         self.store = store
-        self._pending: deque[DeadLetter] = deque(maxlen=store.max_records)
+        self._pending: deque[FailedRecord] = deque(maxlen=store.caps.max_records)
 
     @classmethod
-    def for_connection(cls, connection: Connection) -> DeadLetterWriter:
-        options: dict[str, Any] = connection.transport_options or {}
-        store = DeadLetterStore(
-            redis_for(connection),
-            deadletter_key(options.get("global_keyprefix", "")),
-            int(options.get("jobpilot_deadletter_max", 10_000)),
-            int(options.get("jobpilot_deadletter_max_bytes", 67_108_864)),
-        )
-        return cls(store)
+    def for_connection(
+        cls, connection: Connection, policy: PoisonPolicy = DEFAULT_POLICY
+    ) -> DeadLetterWriter:
+        """The dead letters on the broker ``connection`` points at, under its key prefix,
+        capped as ``policy`` says."""
+        return cls(deadletter_store(connection, policy))
 
     @classmethod
-    def for_app(cls, celery_app: Celery) -> DeadLetterWriter:
+    def for_app(cls, celery_app: Celery, policy: PoisonPolicy = DEFAULT_POLICY) -> DeadLetterWriter:
         with celery_app.connection_for_read() as connection:
-            return cls.for_connection(connection)
+            return cls.for_connection(connection, policy)
 
     def write(
         self,
@@ -62,7 +55,7 @@ class DeadLetterWriter:
         raw: bytes | str,
         *,
         refused: bool = True,
-    ) -> DeadLetter:
+    ) -> FailedRecord:
         """Store, log and announce one dead letter.
 
         ``refused`` is true for deliveries dead-lettered before any Request
@@ -78,7 +71,7 @@ class DeadLetterWriter:
 
     def write_message(
         self, message: Any, reason: Reason, task: str | None = None, *, refused: bool = True
-    ) -> DeadLetter:
+    ) -> FailedRecord:
         """Dead-letter a kombu Message, storing the envelope kombu kept."""
         raw = getattr(message, "_raw", None)
         text = json.dumps(raw) if raw is not None else ""
@@ -96,17 +89,22 @@ class DeadLetterWriter:
             refused=refused,
         )
 
+    @property
+    def held(self) -> int:
+        """Records waiting in memory for the broker to take them."""
+        return len(self._pending)
+
     def flush(self) -> None:
         while self._pending:
             record = self._pending[0]
             try:
-                self.store.push(record)
+                self.store.write(record)
             except redis.RedisError as exc:
                 logger.error(
                     "could not store dead letter from %s (%s, id=%s): %s; %d held in memory",
                     record.queue,
                     record.reason,
-                    record.id or "-",
+                    record.task_id or "-",
                     type(exc).__name__,
                     len(self._pending),
                 )

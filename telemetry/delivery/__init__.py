@@ -1,1 +1,1 @@
-"""The delivery lifecycle: the observers and their outcome vocabulary (``observers``), and the Request mixin that announces each delivery (``request``)."""
+"""The delivery lifecycle: the observers and their outcome vocabulary (``observers``), the Request mixin that announces each delivery (``request``), and the concern that gives it to every task (``request_classes``)."""

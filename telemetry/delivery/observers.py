@@ -16,6 +16,7 @@ no observer registered (``TELEMETRY_ENABLED=false``) the cost is one empty loop.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 from telemetry.log_throttle import LogThrottle
@@ -64,6 +65,9 @@ class Observers:
 
     def __contains__(self, observer: object) -> bool:
         return observer in self._observers
+
+    def __iter__(self) -> Iterator[DeliveryObserver]:
+        return iter(list(self._observers))
 
     def add(self, observer: DeliveryObserver) -> None:
         if observer not in self._observers:

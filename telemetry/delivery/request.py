@@ -1,11 +1,12 @@
 """The Request mixin that announces every delivery's life, exactly once, to the observers.
 
-    Request = with_telemetry(SomeRequestClass, record_args=False)   # what install() does per task
+    Request = with_telemetry(SomeRequestClass, record_args=False)   # what a worker does per task
 
-On a worker's ``worker_init``, ``telemetry.install(app)`` sets each registered
-task's ``Request`` to :class:`TelemetryRequest` combined with that task's own
-Request class, before the consumer builds its strategies. An app may also
-subclass the mixin itself (the jobpilot worker's Request does).
+On a worker's ``worker_init``, each registered task's ``Request`` becomes
+:class:`TelemetryRequest` combined with that task's own Request class, before
+the consumer builds its strategies, and at ``worker_shutdown`` it is the task's
+own again (``telemetry.delivery.request_classes``). An app may also subclass
+the mixin itself (the jobpilot worker's Request does).
 
 A delivery is announced as received when its Request is built, as started when
 the pool accepts it, and as finished exactly once, whichever of Celery's
@@ -15,9 +16,11 @@ subclass whose ``on_success`` replaces ours, so ``__init_subclass__`` wraps
 that generated method instead.
 
 The outcome rules (``_outcome_of``) follow Celery's own handling: a retry,
-explicit or after a lost pool process, is ``retried``; ``Reject(requeue=True)``
-and a delivery left unacked for redelivery are ``requeued``; ``Ignore`` is
-``succeeded``.
+explicit or after a lost pool process, is ``retried``; ``Reject(requeue=True)``,
+a hard time limit whose message Celery requeues (``acks_late`` without
+``acks_on_timeout``) and a delivery left unacked for redelivery are
+``requeued``; ``Ignore`` is ``succeeded``; a :class:`Refused` request (failed by
+the worker before the pool ran it, and dead-lettered) is ``rejected``.
 
 Celery prints ``argsrepr``/``kwargsrepr`` in its own log lines and ``inspect``
 replies; producers that never installed the telemetry send the real arguments
@@ -39,6 +42,7 @@ from celery.worker.request import Request
 from telemetry.delivery.observers import (
     FAILED,
     OBSERVERS,
+    REJECTED,
     REQUEUED,
     RETRIED,
     REVOKED,
@@ -47,6 +51,19 @@ from telemetry.delivery.observers import (
 from telemetry.messages import sampled_trace_id
 
 logger = logging.getLogger("telemetry.delivery")
+
+
+class Refused(Reject):  # type: ignore[misc]
+    """The worker refused the request before the pool ran it; it is recorded as
+    Celery records ``Reject(requeue=False)``, and the delivery ends ``rejected``."""
+
+    def __init__(self, reason: str | None = None, requeue: bool = False) -> None:
+        # ``requeue`` is accepted (and ignored) so that ``Refused(*exc.args)`` rebuilds
+        # it, as Celery does with an exception read back from a result backend.
+        super().__init__(reason, requeue=False)
+
+    def __str__(self) -> str:
+        return str(self.reason)
 
 
 def unwrap_exception(exc: BaseException) -> BaseException:
@@ -127,7 +144,8 @@ class TelemetryRequest(Request):  # type: ignore[misc]
             return
         super().on_timeout(soft, timeout)
         if not soft:
-            self._finish(FAILED, TimeLimitExceeded(timeout))
+            # Celery acknowledges it, or requeues it (acks_late without acks_on_timeout).
+            self._finish(REQUEUED if self._requeued else FAILED, TimeLimitExceeded(timeout))
 
     def on_failure(
         self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False
@@ -147,6 +165,8 @@ class TelemetryRequest(Request):  # type: ignore[misc]
     def _outcome_of(self, exc: BaseException) -> str:
         if self._retried or isinstance(exc, Retry):
             return RETRIED
+        if isinstance(exc, Refused):
+            return REJECTED
         if self._requeued or (isinstance(exc, Reject) and exc.requeue):
             return REQUEUED
         if isinstance(exc, Ignore):

@@ -2,6 +2,7 @@
 
     window = StartedWindow(seconds=3600, max_pairs=100_000)
     window.seen(task_id, retries)         # True: this worker already started that pair
+    window.seen(task_id, 0, requeue=1)    # a requeue from the failed-work set is a new pair
     trap = EtaTrap(visibility_timeout=3600, default_hard_limit=360)
     trap.beyond(task, eta, hard_limit)    # seconds past what the timeout allows, or None
 
@@ -34,6 +35,9 @@ MAX_LOGGED_TASKS = 1024
 class StartedWindow:
     """The (task id, retries) pairs started in the last ``seconds``, at most ``max_pairs``.
 
+    A message put back from the failed-work set carries ``x-jobpilot-requeue: <n>``
+    and starts again at retries 0: its ``requeue`` count keeps the rerun apart.
+
     One ``OrderedDict`` in start order: a start expires what is older than the
     window from the front and evicts the oldest past ``max_pairs``, both O(1).
     """
@@ -47,13 +51,13 @@ class StartedWindow:
         self.seconds = seconds
         self.max_pairs = max_pairs
         self.clock = clock
-        self._started: OrderedDict[tuple[str, int], float] = OrderedDict()
+        self._started: OrderedDict[tuple[str, int, int], float] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._started)
 
-    def seen(self, task_id: str, retries: int) -> bool:
-        """Record a start; True when the same pair started within the window."""
+    def seen(self, task_id: str, retries: int, requeue: int = 0) -> bool:
+        """Record a start; True when the same pair (and requeue) started within the window."""
         now = self.clock()
         started = self._started
         horizon = now - self.seconds
@@ -62,7 +66,7 @@ class StartedWindow:
             if oldest >= horizon:
                 break
             started.popitem(last=False)
-        key = (task_id, retries)
+        key = (task_id, retries, requeue)
         again = key in started
         if again:
             started.move_to_end(key)

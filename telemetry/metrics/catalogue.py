@@ -11,10 +11,21 @@ pass a fresh one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from telemetry.delivery.observers import OUTCOMES
-from telemetry.metrics.task_series import TASK_LABELS, Family, TaskFamilies, TaskSeriesCollector
+from telemetry.metrics.shared_counter import SharedCounter, SharedCounterCollector
+from telemetry.metrics.task_series import (
+    QUEUE_LABELS,
+    TASK_LABELS,
+    Family,
+    HeldReading,
+    TaskFamilies,
+    TaskSeriesCollector,
+)
 
 #: Task execution time. Time limits default to 300/360 s and may be raised, so
 #: the buckets run from 5 ms to 1 h (the contract asks for at least 30 min).
@@ -31,48 +42,76 @@ HEALTH_ROUNDTRIP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
 #: The per-(queue, task) families, recorded on every delivery: plain numbers
 #: behind a collector (see ``telemetry.metrics.task_series`` for why).
 TASK_FAMILIES = TaskFamilies(
-    received=Family("celery_task_received", "Task deliveries the worker took from the broker."),
-    started=Family("celery_task_started", "Task executions started in a pool process."),
+    received=Family(
+        CounterMetricFamily,
+        "celery_task_received",
+        "Task deliveries the worker took from the broker.",
+        TASK_LABELS,
+    ),
+    started=Family(
+        CounterMetricFamily,
+        "celery_task_started",
+        "Task executions started in a pool process.",
+        TASK_LABELS,
+    ),
     finished=Family(
+        CounterMetricFamily,
         "celery_task_finished",
         "Task deliveries ended, by outcome; every delivery ends in exactly one.",
+        (*TASK_LABELS, "outcome"),
     ),
     runtime=Family(
+        HistogramMetricFamily,
         "celery_task_runtime_seconds",
         "Execution time of every task that ran, measured in the main process from start to outcome.",
+        TASK_LABELS,
         RUNTIME_BUCKETS,
     ),
     queue_wait=Family(
+        HistogramMetricFamily,
         "celery_task_queue_wait_seconds",
         "Time from publish to start, minus any ETA or countdown delay.",
+        TASK_LABELS,
         QUEUE_WAIT_BUCKETS,
     ),
-    active=Family("celery_tasks_active", "Tasks executing now."),
+    active=Family(GaugeMetricFamily, "celery_tasks_active", "Tasks executing now.", QUEUE_LABELS),
     reserved=Family(
+        GaugeMetricFamily,
         "celery_tasks_reserved",
         "Tasks received and not started yet, including ETA tasks waiting.",
+        QUEUE_LABELS,
     ),
     redelivered=Family(
+        CounterMetricFamily,
         "celery_task_redelivered",
         "Deliveries of messages the broker had restored (delivery_info redelivered).",
+        TASK_LABELS,
     ),
     duplicate_executions=Family(
+        CounterMetricFamily,
         "celery_task_duplicate_executions",
         "Executions of a (task id, retries) pair this worker had already started "
         "within DUPLICATE_WINDOW.",
+        TASK_LABELS,
     ),
     eta_beyond_visibility=Family(
+        CounterMetricFamily,
         "celery_task_eta_beyond_visibility",
         "Deliveries whose ETA lies beyond the visibility timeout less the hard time "
         "limit: the broker will restore them and they will run twice.",
+        TASK_LABELS,
     ),
     eta_waiting=Family(
+        GaugeMetricFamily,
         "celery_tasks_eta_waiting",
         "Held tasks whose ETA is still in the future (a subset of celery_tasks_reserved).",
+        QUEUE_LABELS,
     ),
     oldest_running=Family(
+        GaugeMetricFamily,
         "celery_tasks_oldest_running_seconds",
         "Age of the oldest task executing now; 0 when none.",
+        QUEUE_LABELS,
     ),
     outcomes=OUTCOMES,
 )
@@ -84,6 +123,16 @@ def task_published(registry: CollectorRegistry) -> Counter:
         "celery_task_published",
         "Task messages published by this process.",
         TASK_LABELS,
+        registry=registry,
+    )
+
+
+def readiness_check_up(registry: CollectorRegistry) -> Gauge:
+    """``celery_readiness_check_up{check}``: in a worker's, the broker exporter's or a beat's registry."""
+    return Gauge(
+        "celery_readiness_check_up",
+        "1 when the readiness check passed last time, else 0.",
+        ("check",),
         registry=registry,
     )
 
@@ -127,14 +176,14 @@ class BrokerMetrics:
             registry=registry,
         )
         self.deadletter_size = Gauge(
-            "celery_deadletter_size", "Records in the dead-letter list.", registry=registry
+            "celery_deadletter_size", "Records in the dead-letter set.", registry=registry
         )
-        self.readiness_check_up = Gauge(
-            "celery_readiness_check_up",
-            "1 when the readiness check passed last time, else 0.",
-            ("check",),
+        self.exhausted_size = Gauge(
+            "celery_exhausted_size",
+            "Records in the exhausted set: tasks whose last attempt failed.",
             registry=registry,
         )
+        self.readiness_check_up = readiness_check_up(registry)
         self.ping = Histogram(
             "celery_broker_ping_seconds",
             "Redis PING round trip on a fresh connection.",
@@ -146,7 +195,10 @@ class BrokerMetrics:
 class WorkerMetrics:
     """The metric contract; names, types and labels are pinned by dashboards and alerts."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, held: Callable[[], HeldReading] | None = None
+    ) -> None:
+        """``held``: what the worker holds, read at each render (``telemetry.metrics.held``)."""
         self.registry = registry
         self.task_published = task_published(registry)
         self.task_exceptions = Counter(
@@ -155,7 +207,7 @@ class WorkerMetrics:
             (*TASK_LABELS, "exception"),
             registry=registry,
         )
-        self.tasks = TaskSeriesCollector(TASK_FAMILIES, registry)
+        self.tasks = TaskSeriesCollector(TASK_FAMILIES, registry, held)
         self.broker = BrokerMetrics(registry)
         self.messages_dead_lettered = Counter(
             "celery_messages_dead_lettered",
@@ -202,5 +254,49 @@ class WorkerMetrics:
         self.health_check_last_success = Gauge(
             "celery_health_check_last_success_timestamp_seconds",
             "When the health task last completed; starts at the worker's start time.",
+            registry=registry,
+        )
+
+
+class ExhaustedMetrics:
+    """The worker's exhausted tasks (``telemetry.failed.exhausted``), in its registry.
+
+    Write errors happen in pool processes as well as in the main process, so their
+    count lives in shared memory made before the pool forks
+    (:class:`SharedCounter`) and is read at scrape time.
+    """
+
+    def __init__(self, registry: CollectorRegistry, write_errors: SharedCounter) -> None:
+        self.task_exhausted = Counter(
+            "celery_task_exhausted",
+            "Task deliveries that failed for good with their message acknowledged: "
+            "an exception after the last retry, or an acknowledged hard time limit.",
+            TASK_LABELS,
+            registry=registry,
+        )
+        self.write_errors = write_errors
+        registry.register(
+            SharedCounterCollector(
+                "celery_exhausted_write_errors",
+                "Exhausted-task records the broker did not store.",
+                write_errors,
+            )
+        )
+
+
+class OpsMetrics:
+    """The operator API's actions, in the registry of the process that acted (the broker exporter)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.failed_requeued = Counter(
+            "celery_failed_requeued",
+            "Failed-work records whose message was put back on its queue, by kind.",
+            ("kind", *TASK_LABELS),
+            registry=registry,
+        )
+        self.ops_actions = Counter(
+            "celery_ops_actions",
+            "Write requests the operator API carried out, by action (dry runs apart).",
+            ("action",),
             registry=registry,
         )

@@ -12,16 +12,37 @@ and ``pool_grow`` / ``pool_shrink`` and ``--autoscale`` the pool. So:
 Everything is read from another thread than the consumer's; each read copies
 a list or an integer Celery keeps, and a read that races a change is retried
 at the next render or poll.
+
+The view is built when the worker starts and follows nothing until it is given
+the consumer (:meth:`ConsumerView.ready`, at ``worker_ready``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from telemetry.broker import DIRECT_SUFFIX
+from telemetry.messages import HEALTH_TASK
 from telemetry.metrics.catalogue import WorkerMetrics
+
+#: Attempts at reading Celery's active requests from another thread.
+BUSY_READ_ATTEMPTS = 5
+
+
+def busy_requests(active: Iterable[Any]) -> int:
+    """Requests executing now, health checks aside, read from a scrape or probe thread.
+
+    Celery's ``active_requests`` is a WeakSet the main process's thread changes
+    on every start and finish. Iterating it while that thread adds or discards
+    raises ``RuntimeError`` (set changed size); the read is then retried.
+    """
+    for _ in range(BUSY_READ_ATTEMPTS - 1):
+        with contextlib.suppress(RuntimeError):
+            return sum(1 for request in active if request.type != HEALTH_TASK)
+    return sum(1 for request in active if request.type != HEALTH_TASK)
 
 
 def consumed_queues(consumer: Any) -> frozenset[str]:
@@ -50,24 +71,36 @@ class ConsumerView:
 
     def __init__(
         self,
-        consumer: Any,
         metrics: WorkerMetrics,
         declared: Iterable[str],
         poll: Callable[[Iterable[str]], None] | None,
     ) -> None:
         """``poll``: tells the depth poller which queues to poll (None without one)."""
-        self.consumer = consumer
         self.metrics = metrics
         self.declared = frozenset(declared)
         self.poll = poll
+        self.consumer: Any = None
         self.consumed: frozenset[str] = frozenset()
         self._lock = threading.Lock()
-        metrics.worker_pool_processes.set_function(lambda: pool_processes(consumer))
-        metrics.worker_pool_max_processes.set_function(lambda: pool_max_processes(consumer))
+        metrics.worker_pool_processes.set_function(self.pool_processes)
+        metrics.worker_pool_max_processes.set_function(self.pool_max_processes)
+
+    def ready(self, consumer: Any) -> None:
+        """Follow ``consumer`` from now on, starting at once."""
+        self.consumer = consumer
+        self.follow()
+
+    def pool_processes(self) -> int:
+        return pool_processes(self.consumer) if self.consumer is not None else 0
+
+    def pool_max_processes(self) -> int:
+        return pool_max_processes(self.consumer) if self.consumer is not None else 0
 
     def follow(self) -> frozenset[str]:
         """Bring the consumed-queue series and the polled queues up to date; the consumed queues."""
         with self._lock:
+            if self.consumer is None:
+                return self.consumed
             current = consumed_queues(self.consumer)
             gauge = self.metrics.worker_consumed_queue
             # Labelled by declared queues only, as every other series is.

@@ -44,6 +44,16 @@ class PublishForwarder:
                     queue, _, task = line.decode("utf-8", "replace").partition("\t")
                     self.count(queue, task)
 
+    def stop(self) -> None:
+        """At shutdown: close the main process's write end. The reader reads to the end
+        of what pool processes wrote, and ends once the last of them has exited."""
+        if self._write_fd < 0:
+            return
+        os.close(self._write_fd)
+        self._write_fd = -1
+        if self._reader is None:  # never read: nobody else will close it
+            os.close(self._read_fd)
+
     # Pool process ----------------------------------------------------------
     def become_child(self) -> None:
         """In a forked pool process: keep only a non-blocking write end."""

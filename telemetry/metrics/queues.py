@@ -3,8 +3,10 @@
 One pipelined round trip per poll, whatever the number of queues: for every
 priority sub-list of every queue, ``LLEN`` and ``LINDEX -1`` (the oldest item);
 ``HLEN`` of kombu's unacked hash and the first entry of its index (a sorted set
-scored by delivery time); plus ``LLEN`` of the app's dead-letter list, if it
-keeps one. Keys are built from the broker's
+scored by delivery time); plus, for each failed-work set the app keeps (dead
+letters, exhausted tasks), its keep script (``telemetry.failed.store``), which
+drains the old dead-letter list, trims by age and caps, and answers the size.
+Keys are built from the broker's
 transport options exactly as kombu's ``Channel._q_for_pri`` builds them
 (``global_keyprefix``, ``sep``, ``priority_steps``), and read with a plain
 redis-py client with explicit prefixes, because kombu's prefixed client does not
@@ -39,6 +41,8 @@ from celery import Celery
 from kombu.transport.redis import Channel as RedisChannel
 
 from telemetry.broker import broker_redis
+from telemetry.failed.records import Kind
+from telemetry.failed.store import FailedStore
 from telemetry.log_throttle import LogThrottle
 from telemetry.messages import PUBLISHED_AT_HEADER
 from telemetry.metrics.catalogue import BrokerMetrics
@@ -90,12 +94,12 @@ class QueueReading:
 @dataclass(frozen=True)
 class PollReading:
     """One poll: each queue's reading, the unacked count and oldest age, and the
-    dead-letter list's length (None when the app keeps no dead letters)."""
+    size of each failed-work set polled (by kind)."""
 
     queues: dict[str, QueueReading]
     unacked: int
     oldest_unacked_age: float
-    deadletters: int | None
+    failed: dict[str, int]
 
 
 class QueuePoller:
@@ -106,15 +110,16 @@ class QueuePoller:
         client: redis.Redis,
         queues: Iterable[str],
         transport_options: Mapping[str, Any],
-        deadletter_key: str | None,
+        failed: Mapping[str, FailedStore],
         metrics: BrokerMetrics,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """``failed``: the failed-work sets to keep and size, by kind (``telemetry.failed``)."""
         self.client = client
         self.transport_options = transport_options
         self.keys = {queue: priority_keys(queue, transport_options) for queue in queues}
         self.unacked_key, self.unacked_index_key = unacked_keys(transport_options)
-        self.deadletter_key = deadletter_key
+        self.failed = dict(failed)
         self.metrics = metrics
         self.clock = clock
         self.round_trips = 0
@@ -125,7 +130,7 @@ class QueuePoller:
         cls,
         app: Celery,
         queues: Iterable[str],
-        deadletter_key: str | None,
+        failed: Mapping[str, FailedStore],
         metrics: BrokerMetrics,
     ) -> QueuePoller:
         """The poller of ``app``'s broker, with its transport options and a short socket timeout."""
@@ -133,7 +138,7 @@ class QueuePoller:
             broker_redis(app, socket_timeout=POLL_SOCKET_TIMEOUT),
             queues,
             app.conf.broker_transport_options or {},
-            deadletter_key,
+            failed,
             metrics,
         )
 
@@ -151,19 +156,14 @@ class QueuePoller:
         }
 
     def read(self) -> PollReading:
-        """One round trip for every reading."""
+        """One round trip for every reading (two when the server lacks the keep script)."""
         polled = self.keys  # one snapshot: watch() may replace it from another thread
-        pipe = self.client.pipeline(transaction=False)
-        for keys in polled.values():
-            for key in keys:
-                pipe.llen(key)
-                pipe.lindex(key, -1)
-        pipe.hlen(self.unacked_key)
-        pipe.zrange(self.unacked_index_key, 0, 0, withscores=True)
-        if self.deadletter_key is not None:
-            pipe.llen(self.deadletter_key)
-        replies = pipe.execute()
-        self.round_trips += 1
+        try:
+            replies = self._round_trip(polled)
+        except redis.exceptions.NoScriptError:
+            for store in self.failed.values():
+                store.load()  # a restarted or newly promoted server
+            replies = self._round_trip(polled)
         now = self.clock()
         readings: dict[str, QueueReading] = {}
         position = 0
@@ -180,8 +180,28 @@ class QueuePoller:
         unacked, first = int(replies[position] or 0), replies[position + 1]
         oldest_unacked_age = max(0.0, now - float(first[0][1])) if first else 0.0
         position += 2
-        deadletters = int(replies[position] or 0) if self.deadletter_key is not None else None
-        return PollReading(readings, unacked, oldest_unacked_age, deadletters)
+        sizes: dict[str, int] = {}
+        for kind, store in self.failed.items():
+            kept = store.kept(replies[position])
+            position += 1
+            if kept.legacy_left and kept.drained:
+                kept = store.maintain()  # a backlog on the old list: drain it now
+            sizes[kind] = kept.size
+        return PollReading(readings, unacked, oldest_unacked_age, sizes)
+
+    def _round_trip(self, polled: Mapping[str, list[str]]) -> list[Any]:
+        pipe = self.client.pipeline(transaction=False)
+        for keys in polled.values():
+            for key in keys:
+                pipe.llen(key)
+                pipe.lindex(key, -1)
+        pipe.hlen(self.unacked_key)
+        pipe.zrange(self.unacked_index_key, 0, 0, withscores=True)
+        for store in self.failed.values():
+            store.keep_in(pipe)
+        replies: list[Any] = pipe.execute()
+        self.round_trips += 1
+        return replies
 
     def poll(self) -> bool:
         """Update the gauges; on failure keep the last values (their freshness gauge says so)."""
@@ -196,8 +216,13 @@ class QueuePoller:
             self.metrics.queue_oldest_age.labels(queue).set(queue_reading.oldest_age)
         self.metrics.unacked_messages.set(reading.unacked)
         self.metrics.oldest_unacked_age.set(reading.oldest_unacked_age)
-        if reading.deadletters is not None:
-            self.metrics.deadletter_size.set(reading.deadletters)
+        for kind, size in reading.failed.items():
+            gauge = (
+                self.metrics.deadletter_size
+                if kind == Kind.DEAD_LETTER
+                else self.metrics.exhausted_size
+            )
+            gauge.set(size)
         self.metrics.queue_poll_last_success.set(self.clock())
         return True
 

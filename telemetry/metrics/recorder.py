@@ -27,9 +27,10 @@ from typing import Any
 
 from telemetry.delivery.observers import FAILED, REJECTED, DeliveryObserver
 from telemetry.log_throttle import LogThrottle
-from telemetry.messages import HEALTH_TASK, PUBLISHED_AT_HEADER
+from telemetry.messages import HEALTH_TASK, PUBLISHED_AT_HEADER, REQUEUE_HEADER
 from telemetry.metrics.at_least_once import EtaTrap, StartedWindow
-from telemetry.metrics.catalogue import WorkerMetrics
+from telemetry.metrics.catalogue import RUNTIME_BUCKETS, WorkerMetrics
+from telemetry.metrics.failed_runtimes import FailedRuntimes, error_type
 from telemetry.metrics.task_series import TaskSeries
 
 logger = logging.getLogger("telemetry.metrics")
@@ -64,6 +65,8 @@ class DeliveryRecorder(DeliveryObserver):
         self.is_registered = is_registered
         self.started = started
         self.eta_trap = eta_trap
+        #: The runtimes of failed deliveries by error type, for OTLP's ``error.type``.
+        self.failed_runtimes = FailedRuntimes(RUNTIME_BUCKETS)
         self._by_delivery: dict[tuple[Any, Any], TaskSeries] = {}
         self._log = LogThrottle()
 
@@ -102,7 +105,10 @@ class DeliveryRecorder(DeliveryObserver):
                     return
                 series = self._receive(request)
             series.started += 1
-            if self.started.seen(request.id, (request.request_dict or {}).get("retries") or 0):
+            headers = request.request_dict or {}
+            if self.started.seen(
+                request.id, headers.get("retries") or 0, headers.get(REQUEUE_HEADER) or 0
+            ):
                 series.duplicates += 1
             gauges = series.gauges
             gauges.reserved -= 1
@@ -126,7 +132,16 @@ class DeliveryRecorder(DeliveryObserver):
                 series.gauges.reserved -= 1
             else:
                 series.gauges.active -= 1
-                series.runtime.observe(time.monotonic() - started_at, request.trace_id())
+                runtime = time.monotonic() - started_at
+                if outcome == FAILED:
+                    queue, task = self._labels(request)
+                    error = error_type(exception)
+                    trace_id = request.trace_id()
+                    self.failed_runtimes.record(
+                        series.runtime, queue, task, error, runtime, trace_id
+                    )
+                else:
+                    series.runtime.observe(runtime, request.trace_id())
             series.finished[outcome] += 1
             if outcome == FAILED and exception is not None:
                 queue, task = self._labels(request)

@@ -1,7 +1,9 @@
 """Per-(queue, task) task metrics kept as plain numbers, exposed by a prometheus-client collector.
 
-    families = TaskFamilies(received=Family("celery_task_received", "..."), ...)
-    collector = TaskSeriesCollector(families, registry)
+    families = TaskFamilies(
+        received=Family(CounterMetricFamily, "celery_task_received", "...", TASK_LABELS), ...
+    )
+    collector = TaskSeriesCollector(families, registry, held=HeldRequests(...))
     series = collector.series("default", "example_task")
     series.received += 1                    # the main process's thread only
     series.runtime.observe(0.02, trace_id)  # an exemplar when the task is traced
@@ -26,8 +28,9 @@ from __future__ import annotations
 import math
 import time
 from bisect import bisect_left
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Generic, TypeVar, cast
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
@@ -40,32 +43,71 @@ from prometheus_client.samples import Exemplar
 from prometheus_client.utils import floatToGoString
 
 TASK_LABELS = ("queue", "task")
+QUEUE_LABELS = ("queue",)
+
+#: The kind of a family: prometheus-client's own metric family class for it.
+M = TypeVar("M", CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily)
 
 
-@dataclass(frozen=True)
-class Family:
-    """A metric family's name (without ``_total``), help sentence and, for histograms, buckets."""
+@dataclass(frozen=True, eq=False)
+class Family(Generic[M]):
+    """Everything about one family of series: its type, name, help sentence, labels and buckets.
 
+    ``kind`` is prometheus-client's class for the type (``CounterMetricFamily``,
+    ``GaugeMetricFamily``, ``HistogramMetricFamily``). A counter's name is
+    without ``_total``, which the exposition adds. ``buckets`` are a histogram's
+    upper bounds, ``+Inf`` aside. Each declaration is one object, equal only to
+    itself, so a collection finds its family by identity, at no hashing cost.
+    """
+
+    kind: type[M]
     name: str
     documentation: str
+    labels: tuple[str, ...]
     buckets: tuple[float, ...] = ()
+
+    def empty(self) -> M:
+        """A family with no samples yet, to fill at one collection."""
+        return self.kind(self.name, self.documentation, labels=self.labels)
 
 
 @dataclass(frozen=True)
 class TaskFamilies:
-    received: Family
-    started: Family
-    finished: Family
-    runtime: Family
-    queue_wait: Family
-    active: Family
-    reserved: Family
-    redelivered: Family
-    duplicate_executions: Family
-    eta_beyond_visibility: Family
-    eta_waiting: Family
-    oldest_running: Family
+    """The per-delivery families, in exposition order, and the outcome label's values."""
+
+    received: Family[CounterMetricFamily]
+    started: Family[CounterMetricFamily]
+    finished: Family[CounterMetricFamily]
+    runtime: Family[HistogramMetricFamily]
+    queue_wait: Family[HistogramMetricFamily]
+    active: Family[GaugeMetricFamily]
+    reserved: Family[GaugeMetricFamily]
+    redelivered: Family[CounterMetricFamily]
+    duplicate_executions: Family[CounterMetricFamily]
+    eta_beyond_visibility: Family[CounterMetricFamily]
+    eta_waiting: Family[GaugeMetricFamily]
+    oldest_running: Family[GaugeMetricFamily]
+    #: The values of ``finished``'s ``outcome`` label; every one starts at zero.
     outcomes: tuple[str, ...]
+
+    def declared(self) -> tuple[Family[Any], ...]:
+        """Every family, in the order of the fields above."""
+        values = (getattr(self, each.name) for each in fields(self))
+        return tuple(value for value in values if isinstance(value, Family))
+
+
+class Collection:
+    """One collection's metric families, one per declaration, each empty until filled."""
+
+    def __init__(self, families: Iterable[Family[Any]]) -> None:
+        self._metrics: dict[Family[Any], Metric] = {family: family.empty() for family in families}
+
+    def __getitem__(self, family: Family[M]) -> M:
+        # Built by this very declaration's empty(), so of its kind.
+        return cast(M, self._metrics[family])
+
+    def __iter__(self) -> Iterator[Metric]:
+        return iter(self._metrics.values())
 
 
 @dataclass(frozen=True)
@@ -141,10 +183,15 @@ class TaskSeries:
 class TaskSeriesCollector:
     """Hands out :class:`TaskSeries` and renders them on every collection."""
 
-    def __init__(self, families: TaskFamilies, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        families: TaskFamilies,
+        registry: CollectorRegistry | None = None,
+        held: Callable[[], HeldReading] | None = None,
+    ) -> None:
+        """``held``: what the worker holds, read at each render (``telemetry.metrics.held``)."""
         self.families = families
-        #: Reads what the worker holds, at each render (set once the worker runs).
-        self.held: Callable[[], HeldReading] | None = None
+        self.held = held
         self._series: dict[tuple[str, str], TaskSeries] = {}
         self._queues: dict[str, QueueGauges] = {}
         if registry is not None:
@@ -164,73 +211,32 @@ class TaskSeriesCollector:
             )
         return found
 
+    def items(self) -> list[tuple[tuple[str, str], TaskSeries]]:
+        """Every (queue, task) and its live series, for readers besides the exposition
+        (the OTLP export); a copy of the keys, safe to take from any thread."""
+        return list(self._series.items())
+
     def describe(self) -> Iterator[Metric]:
-        return iter(self._families())
+        return iter(Collection(self.families.declared()))
 
     def collect(self) -> Iterator[Metric]:
-        families = self._families()
-        (received, started, finished, runtime, queue_wait, active, reserved, redelivered,
-         duplicates, eta_beyond, eta_waiting, oldest_running) = families  # fmt: skip
+        f = self.families
+        out = Collection(f.declared())
         for (queue, task), series in list(self._series.items()):
             labels = (queue, task)
-            received.add_metric(labels, series.received)
-            started.add_metric(labels, series.started)
-            redelivered.add_metric(labels, series.redelivered)
-            duplicates.add_metric(labels, series.duplicates)
-            eta_beyond.add_metric(labels, series.eta_beyond)
+            out[f.received].add_metric(labels, series.received)
+            out[f.started].add_metric(labels, series.started)
+            out[f.redelivered].add_metric(labels, series.redelivered)
+            out[f.duplicate_executions].add_metric(labels, series.duplicates)
+            out[f.eta_beyond_visibility].add_metric(labels, series.eta_beyond)
             for outcome, count in list(series.finished.items()):
-                finished.add_metric((*labels, outcome), count)
-            for family, counts in ((runtime, series.runtime), (queue_wait, series.queue_wait)):
-                buckets = counts.cumulative()
-                family.add_metric(labels, buckets, counts.total)
+                out[f.finished].add_metric((*labels, outcome), count)
+            for family, counts in ((f.runtime, series.runtime), (f.queue_wait, series.queue_wait)):
+                out[family].add_metric(labels, counts.cumulative(), counts.total)
         held = self.held() if self.held is not None else HeldReading()
         for queue, gauges in list(self._queues.items()):
-            active.add_metric((queue,), gauges.active)
-            reserved.add_metric((queue,), gauges.reserved)
-            eta_waiting.add_metric((queue,), held.eta_waiting.get(queue, 0))
-            oldest_running.add_metric((queue,), held.oldest_running.get(queue, 0.0))
-        yield from families
-
-    def _families(
-        self,
-    ) -> tuple[
-        CounterMetricFamily,
-        CounterMetricFamily,
-        CounterMetricFamily,
-        HistogramMetricFamily,
-        HistogramMetricFamily,
-        GaugeMetricFamily,
-        GaugeMetricFamily,
-        CounterMetricFamily,
-        CounterMetricFamily,
-        CounterMetricFamily,
-        GaugeMetricFamily,
-        GaugeMetricFamily,
-    ]:
-        f = self.families
-
-        def counter(family: Family) -> CounterMetricFamily:
-            return CounterMetricFamily(family.name, family.documentation, labels=TASK_LABELS)
-
-        def gauge(family: Family) -> GaugeMetricFamily:
-            return GaugeMetricFamily(family.name, family.documentation, labels=("queue",))
-
-        def histogram(family: Family) -> HistogramMetricFamily:
-            return HistogramMetricFamily(family.name, family.documentation, labels=TASK_LABELS)
-
-        return (
-            counter(f.received),
-            counter(f.started),
-            CounterMetricFamily(
-                f.finished.name, f.finished.documentation, labels=(*TASK_LABELS, "outcome")
-            ),
-            histogram(f.runtime),
-            histogram(f.queue_wait),
-            gauge(f.active),
-            gauge(f.reserved),
-            counter(f.redelivered),
-            counter(f.duplicate_executions),
-            counter(f.eta_beyond_visibility),
-            gauge(f.eta_waiting),
-            gauge(f.oldest_running),
-        )
+            out[f.active].add_metric((queue,), gauges.active)
+            out[f.reserved].add_metric((queue,), gauges.reserved)
+            out[f.eta_waiting].add_metric((queue,), held.eta_waiting.get(queue, 0))
+            out[f.oldest_running].add_metric((queue,), held.oldest_running.get(queue, 0.0))
+        yield from out

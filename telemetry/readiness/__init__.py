@@ -1,1 +1,1 @@
-"""Readiness: the checks (``checks``) and the probe that runs them and answers /readyz (``probe``)."""
+"""Readiness: the checks (``checks``), the probe that runs them and answers /readyz (``probe``), the health task and direct queue (``health_task``), and the worker's readiness concern (``concern``)."""

@@ -48,7 +48,13 @@ class ConsumerCheck:
 
     name = "consumer"
 
-    def __init__(self, consumer: Any, broker: str, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        consumer: Callable[[], Any],
+        broker: str,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``consumer``: Celery's consumer, once the worker has one (None before)."""
         self.consumer = consumer
         self.broker = broker
         self.clock = clock
@@ -56,9 +62,10 @@ class ConsumerCheck:
         self._log = LogThrottle()
 
     def _channel(self) -> Any:
-        if getattr(self.consumer, "connection", None) is None:
+        consumer = self.consumer()
+        if getattr(consumer, "connection", None) is None:
             return None  # in Celery's reconnect loop
-        channel = getattr(getattr(self.consumer, "task_consumer", None), "channel", None)
+        channel = getattr(getattr(consumer, "task_consumer", None), "channel", None)
         return None if channel is None or getattr(channel, "closed", False) else channel
 
     def run(self, timeout: float) -> CheckResult:
@@ -98,8 +105,10 @@ class ReconnectTicks:
         self._consumer: Any = None
 
     def ready(self, consumer: Any) -> None:
-        original = consumer.ensure_connected
-        on_loss = consumer.on_connection_error_after_connected
+        original = getattr(consumer, "ensure_connected", None)
+        on_loss = getattr(consumer, "on_connection_error_after_connected", None)
+        if not (callable(original) and callable(on_loss)):
+            return  # not Celery's consumer: no reconnect path to follow
         tick = self.tick
 
         def on_connection_error_after_connected(exc: Any) -> Any:

@@ -1,1 +1,1 @@
-"""Traces: providers from ``OTEL_*`` (``providers``), the span handlers (``handlers``), the lean ``run`` span (``run_span``), client spans, their wiring, and the export hop (``export``)."""
+"""Traces: providers from ``OTEL_*`` (``providers``), the span handlers (``handlers``), the lean ``run`` span (``run_span``), client spans, their wiring, the export hop (``export``), and the worker's tracing concern (``concern``)."""

@@ -7,7 +7,9 @@ the messaging semantic conventions:
   W3C ``traceparent`` message header;
 * ``run/{task}`` (CONSUMER) around an execution in a pool process, parented by
   that header and current while the task runs, so what the task does (database
-  calls, nested tasks) joins the same trace;
+  calls, nested tasks) joins the same trace; a message requeued from the
+  failed-work set has no ``traceparent``, so its run span starts a new trace,
+  with one link to the failed run (``x-jobpilot-requeued-from``);
 * ``celery.time_limit/{task}``, ``celery.revoked/{task}``,
   ``celery.worker_lost/{task}`` (INTERNAL), recorded by the main process for the
   events that kill or bypass the pool process.
@@ -56,6 +58,7 @@ from opentelemetry.trace import (
 from telemetry.delivery.observers import FAILED, RETRIED, REVOKED, SUCCEEDED, DeliveryObserver
 from telemetry.messages import (
     HEALTH_TASK,
+    REQUEUED_FROM_HEADER,
     TRACEPARENT_HEADER,
     format_traceparent,
     parse_traceparent,
@@ -199,6 +202,11 @@ class ConsumerSpans:
                 TASK_RETRIES: int(getattr(request, "retries", 0) or 0),
             },
         )
+        requeued_from = getattr(request, REQUEUED_FROM_HEADER, None)
+        if requeued_from is not None:
+            failed_run = remote_parent(requeued_from)
+            if failed_run is not None:
+                span.add_link(failed_run)
         if self.record_args:
             span.set_attribute(TASK_ARGS, repr(getattr(request, "args", None))[:MAX_ARGS_LENGTH])
             span.set_attribute(

@@ -2,6 +2,7 @@
 
     wiring = RunSpanWiring(provider, relay, system="redis", record_args=False, extensions=ext)
     wiring.connect()       # in each pool process after fork (the main process for solo/threads)
+    wiring.disconnect()    # the receivers, and the client instrumentors connect() instrumented
 
 A process that runs tasks also gets lazy database and Redis client spans
 (``telemetry.tracing.client_spans``). Producer spans are connected with the
@@ -15,7 +16,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from telemetry import receivers
 from telemetry.extensions import Extensions
-from telemetry.tracing.client_spans import install_client_spans
+from telemetry.tracing.client_spans import ClientSpans
 from telemetry.tracing.export.relay import SpanRelay
 from telemetry.tracing.handlers import ConsumerSpans
 
@@ -35,8 +36,7 @@ class RunSpanWiring:
         record_args: bool,
         extensions: Extensions,
     ) -> None:
-        self.provider = provider
-        self.extensions = extensions
+        self.client_spans = ClientSpans(provider, extensions)
         self.consumer = ConsumerSpans(provider, relay.send if relay else None, system, record_args)
         consumer = self.consumer
         self.receivers: tuple[receivers.Receiver, ...] = (
@@ -48,7 +48,8 @@ class RunSpanWiring:
 
     def connect(self) -> None:
         receivers.connect(self.receivers)
-        install_client_spans(self.provider, self.extensions)
+        self.client_spans.instrument()
 
     def disconnect(self) -> None:
         receivers.disconnect(self.receivers)
+        self.client_spans.uninstrument()

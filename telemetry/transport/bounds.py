@@ -1,7 +1,8 @@
 """Every synchronous wait on the app's Redis broker and result backend is bounded.
 
-    BROKER_BOUNDS.install(app)     # what telemetry.install(app) does, in every process
-    BROKER_BOUNDS.uninstall(app)   # the app's configuration as it was
+    bounds = BrokerBounds()        # an app concern: telemetry.install(app) builds it
+    bounds.install(app)            # what telemetry.install(app) does, in every process
+    bounds.uninstall(app)          # the app's configuration as it was
 
 kombu's Redis transport waits forever by default: no ``socket_timeout`` (a
 publish, an ack, a heartbeat on a connection a NAT forgot never returns),
@@ -36,6 +37,7 @@ from celery import Celery
 
 from telemetry.broker import REDIS_DRIVERS, driver_type
 from telemetry.settings import BrokerSettings, ConfigError, read_settings
+from telemetry.wiring.concern import Concern
 
 #: Celery's Redis result backends, by URL scheme.
 REDIS_BACKEND_SCHEMES = frozenset({"redis", "rediss", "sentinel", "socket", "redis+socket"})
@@ -114,34 +116,30 @@ def bounded_config(conf: Any, settings: BrokerSettings, broker_is_redis: bool) -
 
 @dataclass
 class Applied:
-    """What ``install`` changed on one app: each key's earlier value in the app's own
+    """What ``install`` changed on the app: each key's earlier value in the app's own
     layer of changes (``_UNSET`` when the key was not there), and what it set."""
 
     before: dict[str, Any] = field(default_factory=dict)
     after: dict[str, Any] = field(default_factory=dict)
 
 
-class BrokerBounds:
-    """The concern; one per process (:data:`BROKER_BOUNDS`), for every installed app."""
+class BrokerBounds(Concern):
+    """An app concern (``telemetry.wiring.concern``): the bounds, applied to one app."""
 
     def __init__(self) -> None:
-        self._apps: dict[int, tuple[Celery, Applied | None]] = {}
+        self.app: Celery | None = None
+        self.applied: Applied | None = None
 
     def install(self, app: Celery) -> None:
-        if id(app) in self._apps:
-            return
-        self._apps[id(app)] = (app, None)
+        self.app = app
         if app.configured:
             self._apply(app)
         else:
             app.on_after_configure.connect(self._on_after_configure, weak=False)
 
     def uninstall(self, app: Celery) -> None:
-        entry = self._apps.pop(id(app), None)
-        if entry is None:
-            return
         app.on_after_configure.disconnect(self._on_after_configure)
-        applied = entry[1]
+        applied, self.applied, self.app = self.applied, None, None
         if applied is None:
             return
         changes = app.conf.changes
@@ -155,12 +153,11 @@ class BrokerBounds:
                 changes[key] = earlier
 
     def _on_after_configure(self, sender: Any = None, **_: Any) -> None:
-        if sender is not None and id(sender) in self._apps:
+        if sender is not None and sender is self.app:
             self._apply(sender)
 
     def _apply(self, app: Celery) -> None:
-        _, applied = self._apps[id(app)]
-        if applied is not None:
+        if self.applied is not None:
             return
         try:
             settings = read_settings(BrokerSettings)
@@ -172,18 +169,4 @@ class BrokerBounds:
             applied.before[key] = conf.changes.get(key, _UNSET)
             applied.after[key] = value
             conf.changes[key] = value
-        self._apps[id(app)] = (app, applied)
-
-    # The rest of the lifecycle: nothing to start, serve or stop.
-    def start(self, worker: Any) -> None:
-        return None
-
-    def ready(self, consumer: Any) -> None:
-        return None
-
-    def stop(self) -> None:
-        return None
-
-
-#: The process's concern.
-BROKER_BOUNDS = BrokerBounds()
+        self.applied = applied

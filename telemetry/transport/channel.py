@@ -5,9 +5,15 @@ Registered under kombu's ``redis``, ``rediss``, ``unix`` and ``sentinel`` aliase
 URLs, including one that ``Connection.switch()`` re-derives from the next URL of a
 failover list, and the app's URL keeps its real scheme (``as_uri()``), which tools
 such as Flower parse. ``sentinel://`` gets the same channel on top of kombu's
-``SentinelChannel``, which finds the master through Sentinel. An item that fails
-:func:`~telemetry.deadletters.validation.judge` is moved to the dead-letter list
-as read and never reaches kombu's ``Message``.
+``SentinelChannel``, which finds the master through Sentinel.
+
+A connection that carries a :class:`~telemetry.deadletters.policy.PoisonPolicy`
+(the transport option ``POLICY_OPTION``, which the worker's dead-lettering
+consumer sets on the connection it consumes from) has every popped item
+judged by :func:`~telemetry.deadletters.validation.judge` against it: an item
+that fails is moved to the dead-letter list as read and never reaches kombu's
+``Message``. Any other connection of the process (a producer's, another app's,
+plain kombu) delivers what it pops as kombu's own channel does.
 
 Messages are taken by reliable fetch (``telemetry.transport.reliable`` and
 ``fetch``): they leave their queue only by an atomic move into an in-flight list
@@ -16,9 +22,9 @@ A silent consuming connection is a lost connection (``telemetry.transport.poller
 
 ``_brpop_read`` and ``_get`` are private kombu methods, copied from kombu 5.7
 with one change each where kombu's path is kept (validation before delivery;
-``_get`` also keeps an empty item, which kombu pops and drops); the reliable
-path overrides ``_brpop_start`` too. kombu is pinned to 5.7.x in
-``pyproject.toml`` and the real-worker tests cover every path.
+``_get`` also keeps an empty item, which kombu pops and drops, when it
+validates); the reliable path overrides ``_brpop_start`` too. kombu is pinned to
+5.7.x in ``pyproject.toml`` and the real-worker tests cover every path.
 
 The channel also reuses one redis-py client per connection pool where kombu
 builds a new one for every call (``conn_or_acquire``): on a worker that is two
@@ -39,13 +45,14 @@ from typing import Any
 import redis
 from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
+from kombu.utils.json import loads
 
+from telemetry.deadletters.policy import DEFAULT_POLICY, POLICY_OPTION, PoisonPolicy
 from telemetry.deadletters.validation import is_control_queue, judge
 from telemetry.deadletters.writer import DeadLetterWriter
 from telemetry.transport.poller import SILENCE_CHECK_SECONDS, Poller
 from telemetry.transport.reliable import ReliableFetch
 
-DEFAULT_MAX_MESSAGE_BYTES = 1_048_576
 #: The longest the reachability probe after a silence waits, to connect and for PONG.
 PROBE_SECONDS = 5.0
 
@@ -121,19 +128,30 @@ class Channel(ReliableFetch, kombu_redis.Channel):
             connection.disconnect()
 
     @cached_property
-    def max_message_bytes(self) -> int:
-        options = self.connection.client.transport_options
-        return int(options.get("jobpilot_max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES))
+    def poison_policy(self) -> PoisonPolicy | None:
+        """The policy the connection carries; read at the first pop, after the consumer set it."""
+        policy = (self.connection.client.transport_options or {}).get(POLICY_OPTION)
+        return policy if isinstance(policy, PoisonPolicy) else None
 
     @property
     def deadletters(self) -> DeadLetterWriter:
         if self._deadletters is None:
-            self._deadletters = DeadLetterWriter.for_connection(self.connection.client)
+            self._deadletters = DeadLetterWriter.for_connection(
+                self.connection.client, self.poison_policy or DEFAULT_POLICY
+            )
         return self._deadletters
 
     def _accept(self, queue: str, item: bytes) -> dict[str, Any] | None:
         """The parsed envelope to deliver, or None once the item is dead-lettered."""
-        verdict = judge(item, self.max_message_bytes, task_message=not is_control_queue(queue))
+        policy = self.poison_policy
+        if policy is None:
+            return loads(bytes_to_str(item))  # type: ignore[no-any-return]  # kombu's own
+        verdict = judge(
+            item,
+            policy.max_message_bytes,
+            task_message=not is_control_queue(queue),
+            accept=policy.accept,
+        )
         if verdict.payload is not None:
             return verdict.payload
         assert verdict.reason is not None
@@ -157,12 +175,13 @@ class Channel(ReliableFetch, kombu_redis.Channel):
         with self.conn_or_acquire() as client:
             for pri in self.priority_steps:
                 item = client.rpop(self._q_for_pri(queue, pri))
-                if item is not None:  # kombu tests `if item:`, dropping an empty item
-                    self._maybe_update_queues_expire(client, queue)
-                    payload = self._accept(queue, item)
-                    if payload is not None:
-                        return payload
-                    raise Empty()
+                if item is None or (not item and self.poison_policy is None):
+                    continue  # kombu tests `if item:`, dropping an empty item; we keep it
+                self._maybe_update_queues_expire(client, queue)
+                payload = self._accept(queue, item)
+                if payload is not None:
+                    return payload
+                raise Empty()
 
             self._maybe_update_queues_expire(client, queue)
             raise Empty()

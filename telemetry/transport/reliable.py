@@ -278,7 +278,7 @@ class ReliableFetch:
         assert inflight is not None
         queue = taken.source.removeprefix(self.global_keyprefix).rsplit(self.sep, 1)[0]
         self._queue_cycle.rotate(queue)
-        payload = self._accept(queue, taken.item)
+        payload = self._parsed(inflight, queue, taken.item)
         if payload is None:  # dead-lettered
             self.retried(lambda: inflight.release(self.scripts()))
             return True
@@ -286,6 +286,16 @@ class ReliableFetch:
             raise Empty()
         self.connection._deliver(payload, queue)
         return True
+
+    def _parsed(self, inflight: InFlight, queue: str, item: bytes) -> dict[str, Any] | None:
+        """The channel's ``_accept``. Without a poison policy it is kombu's own parse, which
+        raises on garbage: the item is dropped then, as kombu's BRPOP would have lost it,
+        instead of coming back from the in-flight list at every fetch."""
+        try:
+            return self._accept(queue, item)
+        except Exception:
+            self.retried(lambda: inflight.release(self.scripts()))
+            raise
 
     def _record(self, inflight: InFlight, queue: str, payload: dict[str, Any]) -> bool:
         """Move the item from the in-flight list into kombu's unacked records (or just
@@ -353,7 +363,7 @@ class ReliableFetch:
             self._maybe_update_queues_expire(client, queue)
         if taken is None:
             raise Empty()
-        payload = self._accept(queue, taken.item)
+        payload = self._parsed(inflight, queue, taken.item)
         if payload is None:  # dead-lettered
             self.retried(lambda: inflight.release(self.scripts()))
             raise Empty()

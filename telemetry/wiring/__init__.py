@@ -1,1 +1,1 @@
-"""What runs in which process: the publish hooks (``producer``), a worker's main process (``main_process``) and its pool processes (``pool_process``)."""
+"""What runs where: the lifecycle contract (``concern``), which concerns and in what order (``assembly``), what a worker's concerns read (``context``), and the publish hooks (``producer``)."""

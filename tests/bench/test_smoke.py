@@ -95,3 +95,16 @@ def test_bench_hammer_smoke_scrapes_while_draining(tmp_path: Path) -> None:
     assert set(rows) == {"metrics", "metrics_aa", "hammered"}
     assert rows["hammered"]["scrapes"] > 0 and rows["hammered"]["scrape_failures"] == 0
     assert rows["metrics"]["scrapes"] == 0
+
+
+def test_bench_otlp_smoke_compares_metrics_over_otlp_with_metrics(tmp_path: Path) -> None:
+    output = tmp_path / "otlp.json"
+    done = run_bench(output, "--suite", "otlp")
+    report = json.loads(output.read_text())
+    rows = {row["variant"]: row for row in report["drain"]["bench_noop"]}
+    assert set(rows) == {"metrics_sdk", "metrics_sdk_aa", "metrics_otlp", "metrics"}
+    assert rows["metrics_sdk"]["ratio_median"] == 1.0
+    assert all(row["tasks_per_second_median"] > 0 for row in rows.values())
+    targets = report["verdict"]["bench_noop"]["targets"]
+    assert {name: t["statistic"] for name, t in targets.items()} == {"metrics_otlp": "upper_end"}
+    assert "bench_noop: metrics_otlp must (upper_end >= 0.99)" in done.stdout

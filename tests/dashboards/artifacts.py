@@ -14,7 +14,9 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from dashboards.config import GRAFANA_DIR, RULES_DIR
 from telemetry.broker_exporter.exporter import ExporterMetrics
-from telemetry.metrics.catalogue import WorkerMetrics
+from telemetry.metrics.beat_catalogue import BeatMetrics
+from telemetry.metrics.catalogue import ExhaustedMetrics, WorkerMetrics
+from telemetry.metrics.shared_counter import SharedCounter
 
 #: A metric name in PromQL, not part of a recording rule's ``level:metric:ops`` name.
 METRIC_NAME = re.compile(r"(?<![\w:])(celery_[a-z_]+|up)(?![\w:])")
@@ -85,12 +87,17 @@ def declared_metrics() -> dict[str, tuple[str, ...]]:
     """Every metric the worker declares, by family name, with its label names."""
     metrics = WorkerMetrics(CollectorRegistry())
     exporter = ExporterMetrics(CollectorRegistry(), "test")
+    beat = BeatMetrics(CollectorRegistry())
+    exhausted_registry = CollectorRegistry()
+    exhausted = ExhaustedMetrics(exhausted_registry, SharedCounter())
     declared = {
         metric._name: tuple(metric._labelnames)
-        for holder in (metrics, metrics.broker, exporter)
+        for holder in (metrics, metrics.broker, exporter, exporter.ops, exhausted, beat)
         for metric in vars(holder).values()
         if isinstance(metric, MetricWrapperBase)
     }
     for family in metrics.tasks.describe():
         declared[family.name] = tuple(family._labelnames)  # type: ignore[attr-defined]
+    for family in exhausted_registry.collect():  # the shared-memory write-error count
+        declared.setdefault(family.name, ())
     return declared

@@ -14,6 +14,10 @@ VARIABLES = ("queue", "task", "instance")
 SELECTOR = re.compile(r"\b(celery_[a-z_]+|up)\{([^}]*)\}")
 QUEUE_LABELLED = {name for name, labels in declared_metrics().items() if "queue" in labels}
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+#: The broker exporter's own series: its identity, and what its operator API did.
+EXPORTER_OWN = ("celery_broker_exporter_", "celery_failed_requeued", "celery_ops_actions")
+#: Series beat exports under names it shares with the workers.
+BEAT_SHARED = {"up", "celery_readiness_check_up"}
 
 
 @pytest.mark.parametrize("dashboard", dashboards(), ids=lambda d: d["uid"])
@@ -31,9 +35,12 @@ def test_a_dashboard_has_the_importable_shape(dashboard: dict) -> None:  # type:
         for target in panel["targets"]:
             for metric, matchers in SELECTOR.findall(target["expr"]):
                 # Every selector: the worker selector, then the variables as regexes;
-                # the broker exporter's series carry its own selector only.
+                # the broker exporter's and beat's series carry their own selector only.
                 if matchers.startswith('job="celery-broker-exporter"'):
-                    assert metric.startswith("celery_broker_exporter_"), target["expr"]
+                    assert metric.startswith(EXPORTER_OWN), target["expr"]
+                    continue
+                if matchers.startswith('job="celery-beat"'):
+                    assert metric.startswith("celery_beat_") or metric in BEAT_SHARED, target
                     continue
                 assert matchers.startswith('job="celery-worker"'), target["expr"]
                 assert 'instance=~"$instance"' in matchers, target["expr"]
@@ -48,7 +55,8 @@ def test_the_overview_has_every_signal_the_design_lists() -> None:
         "Throughput by outcome",
         "Queue depth",
         "Oldest message age",
-        "Dead-letter list size",
+        "Failed work held",
+        "Exhausted by task",
         "Queue wait p50 / p95 / p99",
         "Runtime p50 / p95 / p99",
         "Failure ratio",

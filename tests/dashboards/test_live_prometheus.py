@@ -1,8 +1,9 @@
-"""A real Prometheus scrapes a real prefork worker and the broker exporter with the project's rules loaded.
+"""A real Prometheus scrapes a real prefork worker, the broker exporter and beat with the project's rules loaded.
 
 Every dashboard query and every recording rule is evaluated through the
 Prometheus HTTP API, exemplars are stored, and stopping the worker raises
-CeleryWorkerDown.
+CeleryWorkerDown. Beat sends its fast test schedule (``tests.support.beat_app``)
+the whole time, so every panel of the Beat row has data.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ import redis
 
 from tests.dashboards.artifacts import panel_queries, substitute_variables
 from tests.dashboards.artifacts import rules as all_rules
+from tests.support.beat_process import BeatProcess
 from tests.support.broker_exporter import ExporterProcess
 from tests.support.database import schema_command
+from tests.support.failed import OpsClient, records
 from tests.support.messages import item
 from tests.support.prometheus import Prometheus, start_prometheus
 from tests.support.scrape import samples_by_labels
@@ -29,6 +32,7 @@ pytestmark = pytest.mark.integration
 
 #: Panel queries allowed to return nothing under the test workload, with the reason.
 EXPECTED_EMPTY: dict[str, str] = {}
+OPS_TOKEN = "dashboards-operator-token"
 
 
 @pytest.fixture
@@ -38,6 +42,7 @@ def scraped_worker(
     worker_env: dict[str, str],
     redis_client: redis.Redis,
     start_exporter: Callable[..., ExporterProcess],
+    start_beat: Callable[..., BeatProcess],
 ) -> Iterator[tuple[WorkerProcess, Prometheus]]:
     assert schema_command(worker_env["DATABASE_URL"]).returncode == 0
     env = {
@@ -49,12 +54,15 @@ def scraped_worker(
     }
     # The broker state comes from the exporter alone, as in a fleet that runs one.
     worker = start_worker({**env, "QUEUE_POLL_ENABLED": "false"})
-    exporter = start_exporter(env)
+    beat = start_beat(env, wait=False)  # it starts while the exporter does
+    exporter = start_exporter({**env, "OPS_TOKEN": OPS_TOKEN})
+    beat.wait_serving()
     prometheus = start_prometheus(
         tmp_path,
         {
             "celery-worker": [f"127.0.0.1:{worker.env['METRICS_PORT']}"],
             "celery-broker-exporter": [exporter.target],
+            "celery-beat": [beat.target],
         },
     )
     try:
@@ -62,7 +70,8 @@ def scraped_worker(
         wait_until(
             lambda: prometheus.query('up{job="celery-worker"} == 1'), 30, interval=0.5, message="up"
         )
-        done_at = run_mixed_workload(redis_client)
+        run_mixed_workload(redis_client)
+        done_at = requeue_the_failed(exporter, redis_client)
         # Two more scrapes after the workload, so every [1m] rate has points around it
         wait_until(
             lambda: prometheus.query(f'timestamp(up{{job="celery-worker"}}) > {done_at + 2}'),
@@ -74,6 +83,19 @@ def scraped_worker(
     finally:
         prometheus.stop()
         exporter.stop()
+
+
+def requeue_the_failed(exporter: ExporterProcess, redis_client: redis.Redis) -> float:
+    """An operator requeues the failed tasks through the broker exporter; they fail again."""
+    wait_until(lambda: len(records(redis_client)) == 3, 30, message="three exhausted records")
+    ops = OpsClient(exporter.ops_port, OPS_TOKEN)
+    selection = {"filter": {"task": "tests.fail"}, "dry_run": False}
+    assert ops.post("/api/v1/failed/requeue", selection) == (
+        200,
+        {"matched": 3, "requeued": 3, "skipped": {}},
+    )
+    wait_until(lambda: len(records(redis_client)) == 3, 30, message="the reruns' records")
+    return time.time()
 
 
 def run_mixed_workload(redis_client: redis.Redis) -> float:
@@ -114,6 +136,7 @@ def test_every_panel_query_and_recording_rule_evaluates_against_live_data(
             prometheus.query('celery_messages_dead_lettered_total{reason="bad_envelope"} > 0')
             and prometheus.query('celery_task_finished_total{outcome="failed"} > 0')
             and prometheus.query('celery_task_finished_total{outcome="retried"} > 0')
+            and prometheus.query("increase(celery_beat_entry_lateness_seconds_count[1m]) > 0")
         ),
         30,
         interval=0.5,

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from dashboards.beat import beat_rules
 from dashboards.config import HERE, load_config
 from dashboards.rules import dump_rules, worker_rules
 from tests.dashboards.artifacts import alerts, rule_files
@@ -118,3 +119,15 @@ def test_the_slo_rules_name_le_in_float_form_as_prometheus_3_normalizes_it() -> 
 def rules_of(name: str) -> list[dict[str, object]]:
     groups = yaml.safe_load((HERE / "rules" / name).read_text())["groups"]
     return [rule for group in groups for rule in group["rules"]]
+
+
+def test_an_app_without_beat_gets_no_beat_down_alert() -> None:
+    # Given the config of an app that runs no beat
+    config = load_config()
+    config["beat"]["enabled"] = False
+    # Then its beat rules have no CeleryBeatDown, which would fire forever without a beat,
+    # and keep the entry alerts, which need a beat's series to fire
+    names = [rule["alert"] for rule in beat_rules(config)["groups"][0]["rules"]]
+    assert "CeleryBeatDown" not in names and "CeleryBeatEntryMissed" in names
+    config["beat"]["enabled"] = True
+    assert "CeleryBeatDown" in [r["alert"] for r in beat_rules(config)["groups"][0]["rules"]]

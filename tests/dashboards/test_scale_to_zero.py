@@ -17,6 +17,14 @@ from tests.dashboards.test_rules import promtool
 EXPORTER_UP = 'up{job="celery-broker-exporter", instance="exporter:9465"}'
 DEPTH = 'celery_queue_depth{job="celery-broker-exporter", instance="exporter:9465", queue="agents"}'
 AGE = DEPTH.replace("celery_queue_depth", "celery_queue_oldest_message_age_seconds")
+#: The fleet's beat, which is not scaled: sending, its loop turning every scrape.
+BEAT = '{job="celery-beat", instance="beat:9466"}'
+BEAT_HEALTHY = [
+    {"series": f"up{BEAT}", "values": "1x60"},
+    {"series": f"celery_beat_active{BEAT}", "values": "1x60"},
+    {"series": f"celery_beat_tick_timestamp_seconds{BEAT}", "values": "0+60x60"},
+    {"series": f"celery_beat_liveness_timeout_seconds{BEAT}", "values": "60x60"},
+]
 
 
 def fleet_rules(tmp_path: Path) -> list[str]:
@@ -64,7 +72,8 @@ def silent(names: set[str], at: str) -> list[dict[str, Any]]:
 
 
 def test_an_idle_fleet_at_zero_workers_pages_for_nothing(tmp_path: Path) -> None:
-    # Given no worker target at all, and the exporter up with every queue empty
+    # Given no worker target at all, the exporter up with every queue empty, and the
+    # fleet's beat sending
     fleet_rules(tmp_path)
     names = alert_names(tmp_path)
     assert {"CeleryWorkerDown", "CeleryQueueNotConsumed", "CeleryBrokerExporterDown"} <= names
@@ -74,6 +83,7 @@ def test_an_idle_fleet_at_zero_workers_pages_for_nothing(tmp_path: Path) -> None
             {"series": EXPORTER_UP, "values": "1x60"},
             {"series": DEPTH, "values": "0x60"},
             {"series": AGE, "values": "0x60"},
+            *BEAT_HEALTHY,
         ],
         # Then not one alert fires, at any time in the hour
         "alert_rule_test": silent(names, "30m") + silent(names, "60m"),
@@ -91,6 +101,7 @@ def test_work_waiting_at_zero_workers_is_not_consumed(tmp_path: Path) -> None:
             {"series": EXPORTER_UP, "values": "1x20"},
             {"series": DEPTH, "values": "5x20"},
             {"series": AGE, "values": "0+60x20"},
+            *BEAT_HEALTHY,
         ],
         "alert_rule_test": [
             # Then CeleryQueueNotConsumed fires for that queue after its `for`

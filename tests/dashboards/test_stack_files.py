@@ -17,6 +17,7 @@ COMPOSE_SERVICES = {
     "postgres",
     "worker",
     "broker-exporter",
+    "beat",
     "otel-collector",
     "jaeger",
     "prometheus",
@@ -41,14 +42,41 @@ def test_every_collector_pipeline_uses_only_defined_components_memory_limiter_fi
             assert set(pipeline[kind]) <= set(collector[kind]), (name, kind)
         assert pipeline["processors"][0] == "memory_limiter", name
         assert {"batch", "resource"} <= set(pipeline["processors"])
-        assert all(exporter.split("/")[0] == "otlp" for exporter in pipeline["exporters"])
+        kinds = {exporter.split("/")[0] for exporter in pipeline["exporters"]}
+        assert kinds <= {"otlp", "otlphttp"}, name
+
+
+def test_metrics_over_otlp_reach_prometheus_through_the_collector() -> None:
+    collector = load("otel-collector.yaml")
+    metrics = collector["service"]["pipelines"]["metrics"]
+    assert metrics["receivers"] == ["otlp"]
+    # Prometheus takes cumulative points only: delta ones are summed up first
+    assert "deltatocumulative" in metrics["processors"]
+    (exporter,) = metrics["exporters"]
+    endpoint = collector["exporters"][exporter]["endpoint"]
+    default = re.fullmatch(r"\$\{env:\w+:-(.+)\}", endpoint)
+    assert default is not None and default.group(1) == "http://prometheus:9090/api/v1/otlp"
+    services = load("docker-compose.yml")["services"]
+    assert "--web.enable-otlp-receiver" in services["prometheus"]["command"]
+    assert "9090:9090" in services["prometheus"]["ports"]
+    for name in ("worker", "broker-exporter"):
+        environment = services[name]["environment"]
+        assert environment["OTEL_METRICS_EXPORTER"] == "otlp", name
+        assert environment["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector:4318", name
+        assert "otel-collector" in services[name]["depends_on"], name
+    promoted = load("prometheus.yml")["otlp"]["promote_resource_attributes"]
+    assert "celery.worker.hostname" in promoted
 
 
 def test_prometheus_scrapes_the_jobs_the_selectors_name() -> None:
     prometheus = load("prometheus.yml")
     jobs = {c["job_name"]: c["static_configs"][0]["targets"] for c in prometheus["scrape_configs"]}
     services = load("docker-compose.yml")["services"]
-    for name, service in (("workerSelector", "worker"), ("exporterSelector", "broker-exporter")):
+    for name, service in (
+        ("workerSelector", "worker"),
+        ("exporterSelector", "broker-exporter"),
+        ("beatSelector", "beat"),
+    ):
         job = re.fullmatch(r'job="([^"]+)"', load_config()["selectors"][name])
         assert job is not None
         (target,) = jobs[job.group(1)]
@@ -82,6 +110,12 @@ def test_compose_runs_the_whole_stack_from_files_in_the_repo() -> None:
     assert exporter["command"][:3] == ["python", "-m", "telemetry.broker_exporter"]
     assert exporter["environment"]["METRICS_HOST"] == "0.0.0.0"
     assert services["worker"]["environment"]["QUEUE_POLL_ENABLED"] == "false"
+    beat = services["beat"]
+    assert beat["command"][:4] == ["celery", "-A", "worker", "beat"]
+    schedule = beat["command"][beat["command"].index("--schedule") + 1]
+    assert any(schedule.startswith(v.split(":")[1] + "/") for v in beat["volumes"])
+    assert beat["environment"]["METRICS_HOST"] == "0.0.0.0"
+    assert f"{beat['environment']['BEAT_METRICS_PORT']}:9466" in beat["ports"]
     assert "3000:3000" in services["grafana"]["ports"]
     assert (ROOT / services["worker"]["build"] / "Dockerfile").is_file()
     for name, service in services.items():

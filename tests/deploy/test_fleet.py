@@ -175,7 +175,7 @@ def test_a_cut_worker_s_tasks_run_elsewhere_and_every_count_adds_up(
             return every if quiet and finished == received else None
 
         every = wait_until(idle, 120, interval=0.5, message="three idle workers")
-        # Then each worker's counts satisfy the README's two identities
+        # Then each worker's counts satisfy the two identities of docs/metrics.md
         for samples in every:
             received = per_task(samples, "celery_task_received_total")
             started = per_task(samples, "celery_task_started_total")

@@ -25,7 +25,7 @@ from worker.settings import Settings
 
 #: The oldest Kubernetes release the manifests are checked against.
 KUBERNETES_VERSION = "1.30.0"
-BUILT_IN = {"Namespace", "ConfigMap", "Deployment"}
+BUILT_IN = {"Namespace", "ConfigMap", "Deployment", "PersistentVolumeClaim"}
 
 
 def documents() -> dict[str, dict[str, Any]]:
@@ -80,7 +80,7 @@ def test_the_worker_deployment_runs_as_the_readme_says() -> None:
     command = main["command"]
     assert command[:4] == ["celery", "-A", "worker", "worker"]
     queues = command[command.index("-Q") + 1].split(",")
-    assert queues == load_config()["keda"]["queues"]
+    assert queues == load_config()["queues"]
     assert set(queues) <= set(app.amqp.queues)
     concurrency = int(command[command.index("--concurrency") + 1])
     assert concurrency == load_config()["workerConcurrency"]
@@ -99,7 +99,32 @@ def test_the_exporter_deployment_serves_on_its_port_with_probes() -> None:
     assert main["livenessProbe"]["httpGet"]["path"] == "/livez"
 
 
-def test_the_pod_monitor_scrapes_both_with_the_configured_jobs() -> None:
+def test_beat_runs_one_recreated_replica_with_probes_and_its_schedule_on_a_volume() -> None:
+    docs = documents()
+    beat = docs["Deployment/celery-beat"]
+    spec, main = beat["spec"], container(beat)
+    # One beat, never two at once: a rolling update would start the new one first
+    assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
+    command = main["command"]
+    assert command[:4] == ["celery", "-A", "worker", "beat"]
+    schedule = command[command.index("--schedule") + 1]
+    mounts = {m["name"]: m["mountPath"] for m in main["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec["template"]["spec"]["volumes"]}
+    (volume,) = [name for name, path in mounts.items() if schedule.startswith(path + "/")]
+    claim = volumes[volume]["persistentVolumeClaim"]["claimName"]
+    assert docs[f"PersistentVolumeClaim/{claim}"]["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert spec["template"]["spec"]["securityContext"]["fsGroup"] == 1000  # writable by beat
+    assert env(beat)["METRICS_HOST"] == "0.0.0.0"
+    assert set(env(beat)) - {"OTEL_SERVICE_NAME"} <= {
+        name.upper() for name in TelemetrySettings.model_fields
+    }
+    ports = {p["name"]: p["containerPort"] for p in main["ports"]}
+    assert ports == {"metrics": int(env(beat)["BEAT_METRICS_PORT"])}
+    assert main["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert main["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "metrics"}
+
+
+def test_the_pod_monitor_scrapes_every_deployment_with_the_configured_jobs() -> None:
     docs = documents()
     (monitor,) = [d for d in docs.values() if d["kind"] == "PodMonitor"]
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
@@ -118,6 +143,7 @@ def test_the_pod_monitor_scrapes_both_with_the_configured_jobs() -> None:
     assert {f'job="{job}"' for job in jobs} == {
         selectors["workerSelector"],
         selectors["exporterSelector"],
+        selectors["beatSelector"],
     }
     (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
     assert endpoint["path"] == "/metrics"
@@ -158,8 +184,8 @@ def test_the_scaled_object_names_the_exact_keys_metrics_and_target() -> None:
     # One Redis list trigger per key, named as the depth poller names them
     lists = [t["metadata"]["listName"] for t in triggers if t["type"] == "redis"]
     options = {"global_keyprefix": config["keyPrefix"], **(app.conf.broker_transport_options or {})}
-    expected = [k for q in config["keda"]["queues"] for k in priority_keys(q, options)]
-    assert lists == expected and len(lists) == 4 * len(config["keda"]["queues"])
+    expected = [k for q in config["queues"] for k in priority_keys(q, options)]
+    assert lists == expected and len(lists) == 4 * len(config["queues"])
     text = (KUBERNETES_DIR / "scaledobject.yaml").read_text()
     assert '"agents\\x06\\x163"' in text  # written as YAML double-quoted escapes
     # The demand trigger: AverageValue at the worker concurrency, null values ignored

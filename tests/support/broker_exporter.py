@@ -28,8 +28,10 @@ class ExporterProcess:
         network namespace); the exporter then listens on ``METRICS_HOST`` in ``env``."""
         self.port = free_port()
         self.host = env.get("METRICS_HOST", "127.0.0.1")
+        self.ops_port = free_port()
         self.env = {
             **os.environ,
+            "OPS_PORT": str(self.ops_port),
             **env,
             "BROKER_EXPORTER_PORT": str(self.port),
             "PYTHONUNBUFFERED": "1",

@@ -18,6 +18,7 @@ def envelope(
     task_id: str | None = "generate",
     queue: str = "default",
     content_type: str = "application/json",
+    content_encoding: str = "utf-8",
     encode: bool = True,
     **headers: Any,
 ) -> dict[str, Any]:
@@ -29,7 +30,7 @@ def envelope(
     raw_body = body if isinstance(body, bytes) else body.encode()
     return {
         "body": base64.b64encode(raw_body).decode() if encode else body,
-        "content-encoding": "utf-8",
+        "content-encoding": content_encoding,
         "content-type": content_type,
         "headers": head,
         "properties": {
@@ -51,19 +52,29 @@ def deep_json(depth: int) -> str:
     return "[" * depth + "]" * depth
 
 
-def poison_items() -> dict[str, str | bytes]:
-    """One malformed item of each dead-letter reason, by reason."""
-    no_id = envelope()
+def poison_items(
+    task: str = "briefing_compile",
+    queue: str = "default",
+    too_few_args: bytes = b'[["only-topic"], {}, {}]',
+) -> dict[str, str | bytes]:
+    """One malformed item of each dead-letter reason, by reason, for ``task`` on ``queue``
+    (``too_few_args``: a body whose arguments do not bind to ``task``)."""
+    no_id = envelope(task, queue=queue)
     del no_id["headers"]["id"]
-    bad_base64 = envelope()
+    bad_base64 = envelope(task, queue=queue)
     bad_base64["body"] = "abc"  # invalid padding: a stock worker exits on it
     return {
         "not_json": b"\x80 definitely not json",
         "bad_envelope": json.dumps(bad_base64),
         "missing_header": json.dumps(no_id),
-        "content_type": item(body=PICKLED_ONE, content_type="application/x-python-serialize"),
-        "bad_body": item(body=b"[1, 2]"),
-        "unknown_task": item(task="no_such_task"),
+        "content_type": item(
+            task=task,
+            queue=queue,
+            body=PICKLED_ONE,
+            content_type="application/x-python-serialize",
+        ),
+        "bad_body": item(task=task, queue=queue, body=b"[1, 2]"),
+        "unknown_task": item(task="no_such_task", queue=queue),
         "too_large": b"x" * 10_000_000,  # 10 MB
-        "bad_arguments": item(task="briefing_compile", body=b'[["only-topic"], {}, {}]'),
+        "bad_arguments": item(task=task, queue=queue, body=too_few_args),
     }

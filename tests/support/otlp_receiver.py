@@ -1,4 +1,4 @@
-"""A real OTLP/HTTP trace receiver: decodes ExportTraceServiceRequest protobuf bodies."""
+"""A real OTLP/HTTP receiver: decodes ExportTraceServiceRequest and ExportMetricsServiceRequest bodies."""
 
 from __future__ import annotations
 
@@ -8,10 +8,16 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
+from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric as ProtoMetric
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as ProtoSpan
 
 from tests.support.worker_process import wait_until
@@ -34,14 +40,92 @@ class ReceivedSpan:
     events: list[str]
     resource: dict[str, Any] = field(default_factory=dict)
     scope: str = ""
+    #: (trace id, span id) of each link, in order.
+    links: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class ReceivedPoint:
+    """One data point of a metric, as decoded from the wire."""
+
+    metric: str
+    unit: str
+    description: str
+    kind: str  # sum, gauge or histogram
+    temporality: str  # AGGREGATION_TEMPORALITY_CUMULATIVE, _DELTA, or "" for a gauge
+    monotonic: bool
+    attributes: dict[str, Any]
+    start_time_unix_nano: int
+    time_unix_nano: int
+    value: float = 0.0
+    count: int = 0
+    sum: float = 0.0
+    bucket_counts: list[int] = field(default_factory=list)
+    explicit_bounds: list[float] = field(default_factory=list)
+    has_min_max: bool = False
+    resource: dict[str, Any] = field(default_factory=dict)
+    scope: str = ""
+
+    @property
+    def key(self) -> frozenset[tuple[str, Any]]:
+        return frozenset(self.attributes.items())
+
+
+def _points(metric: ProtoMetric, resource: dict[str, Any], scope: str) -> list[ReceivedPoint]:
+    kind = metric.WhichOneof("data")
+    if kind is None:
+        raise ValueError(f"metric {metric.name} has no data")  # a collector refuses it too
+    data = getattr(metric, kind)
+    temporality = (
+        AggregationTemporality.Name(data.aggregation_temporality)
+        if kind in ("sum", "histogram")
+        else ""
+    )
+    common = {
+        "metric": metric.name,
+        "unit": metric.unit,
+        "description": metric.description,
+        "kind": kind,
+        "temporality": temporality,
+        "monotonic": bool(getattr(data, "is_monotonic", False)),
+        "resource": resource,
+        "scope": scope,
+    }
+    points = []
+    for point in data.data_points:
+        attributes = {a.key: _value(a.value) for a in point.attributes}
+        times = {
+            "start_time_unix_nano": point.start_time_unix_nano,
+            "time_unix_nano": point.time_unix_nano,
+        }
+        if kind == "histogram":
+            points.append(
+                ReceivedPoint(
+                    **common,
+                    **times,
+                    attributes=attributes,
+                    count=point.count,
+                    sum=point.sum,
+                    bucket_counts=list(point.bucket_counts),
+                    explicit_bounds=list(point.explicit_bounds),
+                    has_min_max=point.HasField("min") or point.HasField("max"),
+                )
+            )
+        else:
+            value = getattr(point, point.WhichOneof("value"))
+            points.append(ReceivedPoint(**common, **times, attributes=attributes, value=value))
+    return points
 
 
 class OtlpReceiver:
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.spans: list[ReceivedSpan] = []
+        self.points: list[ReceivedPoint] = []
         self.requests = 0
+        self.metric_requests = 0
+        self.refused: list[str] = []
         self._lock = threading.Lock()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property
@@ -84,6 +168,43 @@ class OtlpReceiver:
         )
         return found[0]
 
+    def metric_points(self, name: str) -> list[ReceivedPoint]:
+        with self._lock:
+            return [point for point in self.points if point.metric == name]
+
+    def latest(self, name: str) -> dict[frozenset[tuple[str, Any]], ReceivedPoint]:
+        """The newest point of each attribute set of metric ``name`` (for cumulative sums and
+        histograms, and gauges: each is the whole value)."""
+        newest: dict[frozenset[tuple[str, Any]], ReceivedPoint] = {}
+        for point in sorted(self.metric_points(name), key=lambda p: p.time_unix_nano):
+            newest[point.key] = point
+        return newest
+
+    def wait_for_metric(self, name: str, timeout: float = 20, **attributes: Any) -> ReceivedPoint:
+        """The first point of metric ``name`` with a non-zero value and these attributes."""
+
+        def found() -> list[ReceivedPoint]:
+            return [
+                p
+                for p in self.metric_points(name)
+                if (p.value or p.count) and attributes.items() <= p.attributes.items()
+            ]
+
+        points: list[ReceivedPoint] = wait_until(found, timeout, message=f"metric {name}")
+        return points[0]
+
+    def _store_metrics(self, body: bytes) -> None:
+        request = ExportMetricsServiceRequest.FromString(body)
+        points = []
+        for resource_metrics in request.resource_metrics:
+            resource = {a.key: _value(a.value) for a in resource_metrics.resource.attributes}
+            for scope_metrics in resource_metrics.scope_metrics:
+                for metric in scope_metrics.metrics:
+                    points.extend(_points(metric, resource, scope_metrics.scope.name))
+        with self._lock:
+            self.metric_requests += 1
+            self.points.extend(points)
+
     def _store(self, body: bytes) -> None:
         request = ExportTraceServiceRequest.FromString(body)
         with self._lock:
@@ -104,6 +225,9 @@ class OtlpReceiver:
                                 events=[event.name for event in span.events],
                                 resource=resource,
                                 scope=scope_spans.scope.name,
+                                links=[
+                                    (link.trace_id.hex(), link.span_id.hex()) for link in span.links
+                                ],
                             )
                         )
 
@@ -118,12 +242,22 @@ class OtlpReceiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 if self.headers.get("Content-Encoding") == "gzip":
                     body = gzip.decompress(body)
-                if self.path != "/v1/traces":
+                if self.path == "/v1/traces":
+                    receiver._store(body)
+                    reply = ExportTraceServiceResponse().SerializeToString()
+                elif self.path == "/v1/metrics":
+                    try:
+                        receiver._store_metrics(body)
+                    except ValueError as exc:
+                        receiver.refused.append(str(exc))
+                        self.send_response(400)
+                        self.end_headers()
+                        return
+                    reply = ExportMetricsServiceResponse().SerializeToString()
+                else:
                     self.send_response(404)
                     self.end_headers()
                     return
-                receiver._store(body)
-                reply = ExportTraceServiceResponse().SerializeToString()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")
                 self.send_header("Content-Length", str(len(reply)))

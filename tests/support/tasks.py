@@ -129,6 +129,91 @@ def nap_then_count(key: str, seconds: float) -> int:
     return int(client.incr(key))
 
 
+@app.task(
+    name="tests.always_fail",
+    autoretry_for=(ValueError,),
+    max_retries=2,
+    default_retry_delay=0,
+)
+def always_fail(token: str) -> None:
+    """Fails every attempt; autoretry gives up after 2 retries and re-raises."""
+    raise ValueError(f"always fails ({len(token)} chars)")
+
+
+@app.task(name="tests.fail_first_run")
+def fail_first_run(key: str, secret: str) -> int:
+    """Fails its first run (no retries), succeeds from the second: a flag in Redis counts runs."""
+    runs = int(_redis().incr(key))
+    if runs == 1:
+        raise ValueError("first run fails")
+    return runs
+
+
+@app.task(bind=True, name="tests.retry_without_exc", max_retries=1, default_retry_delay=0)
+def retry_without_exc(self: Any, secret: str) -> None:
+    """``retry()`` without ``exc``: Celery raises MaxRetriesExceededError with the arguments."""
+    raise self.retry()
+
+
+@app.task(
+    bind=True,
+    name="tests.fail_then_succeed",
+    autoretry_for=(ValueError,),
+    max_retries=2,
+    default_retry_delay=0,
+)
+def fail_then_succeed(self: Any, key: str) -> int:
+    """Fails its first attempt, succeeds on the retry."""
+    if self.request.retries == 0:
+        raise ValueError("first attempt fails")
+    return int(self.request.retries)
+
+
+@app.task(name="tests.reject_it")
+def reject_it() -> None:
+    from celery.exceptions import Reject
+
+    raise Reject("refused", requeue=False)
+
+
+def _sleep_through_soft_limit(seconds: float) -> None:
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            time.sleep(0.05)
+        except SoftTimeLimitExceeded:
+            continue
+
+
+@app.task(name="tests.hard_limit_acked", soft_time_limit=0.5, time_limit=1)
+def hard_limit_acked(seconds: float) -> None:
+    """Killed by its 1 s hard time limit; its message is acknowledged (Celery's default)."""
+    _sleep_through_soft_limit(seconds)
+
+
+@app.task(
+    name="tests.hard_limit_requeued",
+    soft_time_limit=0.5,
+    time_limit=1,
+    acks_late=True,
+    acks_on_timeout=False,
+)
+def hard_limit_requeued(key: str, seconds: float) -> int:
+    """The first run is killed by the hard limit and requeued; the second returns at once."""
+    runs = int(_redis().incr(key))
+    if runs == 1:
+        _sleep_through_soft_limit(seconds)
+    return runs
+
+
+@app.task(name="tests.fail_with_message")
+def fail_with_message(message: str) -> None:
+    """Fails its only run (no retries) with ``message`` as the exception's message."""
+    raise ValueError(message)
+
+
 @app.task(name="tests.count_with_result", ignore_result=False)
 def count_with_result(key: str) -> int:
     """Counts its own executions in the Redis key ``key`` and stores the count as its result."""

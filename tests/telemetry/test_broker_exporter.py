@@ -41,6 +41,7 @@ def test_with_no_worker_it_serves_depth_age_dead_letters_and_unacked(
     now = time.time()
     redis_client.lpush("agents", stamped(now - 100, task="agent_plan_step", queue="agents"))
     redis_client.lpush(f"agents{SEP}6", stamped(now - 5, task="agent_plan_step", queue="agents"))
+    # (two dead letters pushed as a worker from before the failed-work set did: drained)
     redis_client.lpush(DEADLETTER_KEY, "{}", "{}")
     redis_client.hset("unacked", "tag-1", json.dumps([envelope(), "", "default"]))
     redis_client.zadd("unacked_index", {"tag-1": now - 30})
@@ -157,6 +158,17 @@ def test_any_celery_app_gets_its_own_queues(
         ),
         ({"BROKER_EXPORTER_PORT": "70000"}, ["-A", "worker"], "settings: BROKER_EXPORTER_PORT:"),
         ({"QUEUE_POLL_INTERVAL": "-1"}, ["-A", "worker"], "settings: QUEUE_POLL_INTERVAL:"),
+        ({"OPS_PORT": "0"}, ["-A", "worker"], "settings: OPS_PORT:"),
+        (
+            {"OPS_TOKEN": "secret"},
+            ["-A", "worker"],
+            "settings: OPS_TOKEN: at least 16 characters",
+        ),
+        (
+            {"OPS_TRUSTED_PROXIES": "10.0.0.0/8,proxy.local"},
+            ["-A", "worker"],
+            "settings: OPS_TRUSTED_PROXIES: 'proxy.local' is not an address or network",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_status_2(

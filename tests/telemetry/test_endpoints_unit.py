@@ -80,6 +80,7 @@ def test_livez_turns_503_when_the_loop_stops_ticking() -> None:
         time.sleep(0.3)
         status, body = get(server, "/livez")
         assert status == 503 and b'"alive": false' in body
+        assert b"has not ticked for 0." in body and b"over the 0.2 s liveness timeout" in body
     finally:
         server.stop()
 

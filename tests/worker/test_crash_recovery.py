@@ -10,6 +10,7 @@ from collections.abc import Callable
 import pytest
 import redis
 
+from tests.support.deadletters import records, size
 from tests.support.scrape import sample_sum, scrape
 from tests.support.worker_process import SHORT_VISIBILITY, WorkerProcess, wait_until
 from worker.celery_app import app
@@ -64,10 +65,9 @@ def test_a_lost_pool_process_is_retried_then_dead_lettered(
     worker = start_worker({**worker_env, "WORKER_LOST_RETRY_DELAY": "1"})
     sent = app.send_task("tests.kill_own_process", args=["lost-1"])
     # When it runs: the first execution and 2 retries are lost
-    record = wait_until(lambda: redis_client.lindex("jobpilot:deadletter", 0), 60)
+    dead = wait_until(lambda: records(redis_client), 60)[0]
     # Then it is dead-lettered as worker_lost, once its retries are used up
-    dead = json.loads(record)
-    assert (dead["reason"], dead["task"], dead["id"]) == (
+    assert (dead["reason"], dead["task"], dead["task_id"]) == (
         "worker_lost",
         "tests.kill_own_process",
         sent.id,
@@ -81,7 +81,7 @@ def test_a_lost_pool_process_is_retried_then_dead_lettered(
     # And the last retry was scheduled WORKER_LOST_RETRY_DELAY ahead, and ran after it
     headers = json.loads(dead["raw"])["headers"]
     eta = datetime.datetime.fromisoformat(headers["eta"]).timestamp()
-    assert dead["received_at"] >= eta
+    assert dead["failed_at"] >= eta
     # And the counters agree with the record: two retries, one dead letter, three receipts
     text = scrape(worker.metrics_url)
     task = {"task": "tests.kill_own_process"}
@@ -90,4 +90,4 @@ def test_a_lost_pool_process_is_retried_then_dead_lettered(
     assert sample_sum(text, "celery_messages_dead_lettered_total", reason="worker_lost") == 1
     # And the worker keeps serving
     assert app.send_task("health_check_task").get(timeout=15)["pid"] in worker.pool_pids()
-    assert redis_client.llen("jobpilot:deadletter") == 1
+    assert size(redis_client) == 1

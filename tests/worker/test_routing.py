@@ -8,6 +8,7 @@ import sys
 import pytest
 import redis
 
+from tests.conftest import redis_url
 from tests.support.worker_process import ROOT
 from worker import routing
 
@@ -57,7 +58,7 @@ for name in ("agent_one", "briefing_two", "scrape_three", "anything_else"):
 assert not any(m.startswith("worker.tasks") for m in sys.modules), "task modules were imported"
 print("sent")
 """
-    env = {"PATH": "/usr/bin:/bin", "REDIS_URL": "redis://localhost:6379/13"}
+    env = {"PATH": "/usr/bin:/bin", "REDIS_URL": redis_url()}
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
     )

@@ -20,7 +20,7 @@ from celery import Celery
 
 from bench.sentinel import MASTER_NAME, SentinelGroup
 from tests.support.database import schema_command
-from tests.support.deadletters import DEADLETTER_KEY, records
+from tests.support.deadletters import records, size
 from tests.support.endpoints import readyz
 from tests.support.messages import poison_items
 from tests.support.scrape import sample_sum, scrape
@@ -199,7 +199,7 @@ def test_a_worker_follows_a_sentinel_failover_and_keeps_its_guarantees(
         lambda: len(records(new_master)) >= len(poison) and records(new_master), 30, 0.1
     )
     assert {r["reason"] for r in found} == set(poison)
-    assert new_master.llen(DEADLETTER_KEY) == len(poison)
+    assert size(new_master) == len(poison)
     producer.send_task("tests.sleep_then_record", args=["after-poison", 0], queue="default")
     wait_until(lambda: "after-poison" in recorded(database), 20, 0.1, "a task after the poison")
     assert worker.process is not None and worker.process.poll() is None

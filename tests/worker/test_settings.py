@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import redis_url
 from tests.support.worker_process import ROOT
 from worker.celery_app import celery_config
 from worker.settings import Settings, SettingsError, load_settings
@@ -123,7 +124,7 @@ def test_the_secret_is_not_echoed_in_the_error(monkeypatch: pytest.MonkeyPatch) 
 )
 def test_the_worker_exits_with_exactly_one_line(variable: str, value: str | None) -> None:
     # Given a bad variable, when the real worker command starts
-    env = {"PATH": "/usr/bin:/bin", "REDIS_URL": "redis://localhost:6379/13"}
+    env = {"PATH": "/usr/bin:/bin", "REDIS_URL": redis_url()}
     if value is None:
         env["REDIS_URL"] = "sentinel://localhost:26379/13;sentinel://localhost:26380/13"
     else:

@@ -18,6 +18,7 @@ import pytest
 import redis
 
 from bench.sentinel import MASTER_NAME, Passwords, RedisNode, SentinelGroup, Tls
+from tests.support.deadletters import records
 from tests.support.endpoints import fetch, ready_body
 from tests.support.tracing import run_as_producer
 from tests.support.worker_process import WorkerProcess, wait_until
@@ -104,8 +105,8 @@ def run_through(env: dict[str, str]) -> str:
 def dead_letter_reason(client: redis.Redis) -> str:
     """Push a non-JSON item into `default`; the reason the worker dead-letters it with."""
     client.lpush("default", b"not json over tls")
-    record = wait_until(lambda: client.lindex("jobpilot:deadletter", 0), 15)
-    return str(json.loads(record)["reason"])
+    found = wait_until(lambda: records(client), 15)
+    return str(found[0]["reason"])
 
 
 @pytest.mark.integration

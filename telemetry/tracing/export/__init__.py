@@ -15,9 +15,10 @@ three steps, one module each:
    the pool forks, restarts it when it dies (backing off from 1 s to a minute),
    and stops it at shutdown with a drain and a bounded flush.
 3. ``process`` (the export process, ``python -m telemetry.tracing.export.process``,
-   at a lower CPU priority). It decodes the rows into SDK spans and hands them to
-   the SDK's ``BatchSpanProcessor`` and the exporter the ``OTEL_*`` variables
-   choose, so the collector receives exactly the SDK's own encoding of each span
+   at a lower CPU priority). It decodes the rows into SDK spans (``decoder``)
+   and hands them to the SDK's ``BatchSpanProcessor`` and the exporter the
+   ``OTEL_*`` variables choose, so the collector receives exactly the SDK's own
+   encoding of each span
    (tests/telemetry/tracing/export/test_fidelity.py checks it). After a failed
    export, batches are dropped without a try for 30 s (``CollectorState``).
 

@@ -29,8 +29,9 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from telemetry.log_throttle import LogThrottle
 from telemetry.logs import configure_logging
+from telemetry.tracing.export.decoder import SpanDecoder
 from telemetry.tracing.export.relay import MAX_DATAGRAM_BYTES, SHUTDOWN
-from telemetry.tracing.export.rows import SpanDecodeError, SpanDecoder
+from telemetry.tracing.export.rows import SpanDecodeError
 from telemetry.tracing.providers import (
     FLUSH_TIMEOUT_SECONDS,
     CollectorState,

@@ -20,7 +20,7 @@ import redis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from telemetry.deadletters.records import deadletter_key
+from tests.support.deadletters import clear, size
 from tests.support.messages import envelope
 from tests.support.scrape import sample_sum, scrape
 from tests.support.worker_process import WorkerProcess, wait_until
@@ -29,7 +29,6 @@ from worker.celery_app import app
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 BATCH = 25
-DEADLETTER_KEY = deadletter_key("")
 QUEUE = "default"
 #: CI replays the same examples every run; ``GARBAGE_EXAMPLES=200`` explores more.
 EXAMPLES = int(os.environ.get("GARBAGE_EXAMPLES", "6"))
@@ -74,7 +73,7 @@ garbage = st.one_of(
 
 
 def deadletter_count(client: redis.Redis) -> int:
-    return int(client.llen(DEADLETTER_KEY))
+    return size(client)
 
 
 def tasks_finished(worker: WorkerProcess) -> float:
@@ -109,7 +108,7 @@ def test_every_generated_item_is_run_or_dead_lettered(
 ) -> None:
     # Given the counts before the batch
     wait_until(lambda: drained(redis_client), 20, message="an idle queue")
-    redis_client.delete(DEADLETTER_KEY, f"{DEADLETTER_KEY}:bytes")  # below its record cap
+    clear(redis_client)  # below its record cap
     dead_before, finished_before = deadletter_count(redis_client), tasks_finished(worker)
     # When the batch is pushed raw into a queue the worker consumes
     redis_client.lpush(QUEUE, *batch)

@@ -66,6 +66,26 @@ def test_bodies_that_are_not_the_task_triple() -> None:
     assert reason_of(item(body=deep_json(100_000).encode())) is Reason.BAD_BODY
 
 
+def test_other_accepted_types_get_the_envelope_checks_and_kombu_the_body() -> None:
+    """An app accepting msgpack: its body is left to kombu, its envelope is not."""
+    accept = frozenset({"application/json", "application/x-msgpack"})
+
+    def msgpack(**kwargs: object) -> str:
+        return item(content_type="application/x-msgpack", content_encoding="binary", **kwargs)  # type: ignore[arg-type]
+
+    assert judge(msgpack(body=b"\xc1 not msgpack"), LIMIT, accept=accept).payload is not None
+    assert judge(msgpack(body=b"\x93\x90\x80\xc0"), LIMIT).reason is Reason.CONTENT_TYPE
+    assert judge(msgpack(body="abc", encode=False), LIMIT, accept=accept).reason is (
+        Reason.BAD_ENVELOPE
+    )
+    assert judge(msgpack(task_id=None), LIMIT, accept=accept).reason is Reason.MISSING_HEADER
+    assert judge(msgpack(retries="many"), LIMIT, accept=accept).reason is Reason.BAD_ENVELOPE
+    # accept_content=None accepts any content type, as Celery does; JSON is still parsed
+    pickled = item(body=PICKLED_ONE, content_type="application/x-python-serialize")
+    assert judge(pickled, LIMIT, accept=None).payload is not None
+    assert judge(item(body=b"[1, 2]"), LIMIT, accept=None).reason is Reason.BAD_BODY
+
+
 def test_malformed_headers_celery_would_crash_on() -> None:
     assert reason_of(item(timelimit="soon")) is Reason.BAD_ENVELOPE
     assert reason_of(item(retries="many")) is Reason.BAD_ENVELOPE

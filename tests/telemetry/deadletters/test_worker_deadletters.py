@@ -10,7 +10,8 @@ from collections.abc import Callable
 import pytest
 import redis
 
-from tests.support.deadletters import DEADLETTER_KEY, health_round_trip, records
+from tests.conftest import redis_url
+from tests.support.deadletters import health_round_trip, records, size
 from tests.support.messages import deep_json, item, poison_items
 from tests.support.worker_process import ROOT, WorkerProcess, wait_until
 from worker.celery_app import app
@@ -40,7 +41,7 @@ def test_every_reason_is_dead_lettered_and_the_worker_keeps_serving(
     assert by_reason["bad_envelope"]["raw"] in {poison["bad_envelope"], deep_json(100_000)}
     assert by_reason["too_large"]["raw"] == "x" * 10_000_000
     assert by_reason["unknown_task"]["task"] == "no_such_task"
-    assert by_reason["missing_header"]["id"] is None
+    assert by_reason["missing_header"]["task_id"] is None
     assert {r["queue"] for r in found} == {"default", "scraping"}
     # And consumer-layer records keep kombu's envelope
     assert json.loads(by_reason["bad_arguments"]["raw"])["headers"]["task"] == "briefing_compile"
@@ -62,7 +63,7 @@ def test_priority_and_prefixed_queues_are_validated(
     start_worker({**worker_env, "BROKER_KEY_PREFIX": "jp-test:"})
     # When garbage is pushed into a prefixed priority sub-list (kombu's `queue\x06\x163`)
     redis_client.lpush("jp-test:agents\x06\x163", b"garbage")
-    # Then the record goes to the prefixed dead-letter list, naming the queue without suffix
+    # Then the record goes to the prefixed dead letters, naming the queue without suffix
     found = wait_until(lambda: records(redis_client, "jp-test:jobpilot:deadletter"), 15)
     assert found[0]["queue"] == "agents" and found[0]["reason"] == "not_json"
 
@@ -81,10 +82,10 @@ def test_the_cap_trims_the_oldest(
     assert raws == [f"garbage-{n:02d}" for n in range(11, 6, -1)]
 
 
-def deadletters_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": "/usr/bin:/bin", "REDIS_URL": "redis://localhost:6379/13"}
+def failed_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": "/usr/bin:/bin", "REDIS_URL": redis_url()}
     return subprocess.run(
-        [sys.executable, "-m", "telemetry.deadletters", "-A", "worker", *args],
+        [sys.executable, "-m", "telemetry.failed", "-A", "worker", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -93,7 +94,7 @@ def deadletters_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_requeue_returns_a_valid_message_and_refuses_an_invalid_one(
+def test_requeue_returns_a_valid_message_and_skips_an_invalid_one(
     start_worker: Callable[..., WorkerProcess],
     worker_env: dict[str, str],
     redis_client: redis.Redis,
@@ -110,21 +111,28 @@ def test_requeue_returns_a_valid_message_and_refuses_an_invalid_one(
         "briefings", Reason.UNKNOWN_TASK, "briefing_compile", "x", raw
     )
     worker = start_worker(worker_env)
-    wait_until(lambda: redis_client.llen(DEADLETTER_KEY) == 2, 15)
-    listing = deadletters_cli("list")
-    assert "2 record(s)" in listing.stdout and "unknown_task" in listing.stdout
-    # When the non-JSON record is requeued, it is refused with the reason
-    index = next(i for i, r in enumerate(records(redis_client)) if r["reason"] == "not_json")
-    refused = deadletters_cli("requeue", str(index))
-    assert refused.returncode == 1 and "not_json" in refused.stderr
+    wait_until(lambda: size(redis_client) == 2, 15)
+    listing = failed_cli("list", "--kind", "dead_letter")
+    assert "2 record(s) match" in listing.stdout and "unknown_task" in listing.stdout
+    by_reason = {r["reason"]: r for r in records(redis_client)}
+    # When the non-JSON record is requeued by id, it is skipped, and says why
+    refused = failed_cli("requeue", by_reason["not_json"]["id"])
+    assert refused.returncode == 0, refused.stderr
+    assert json.loads(refused.stdout) == {
+        "matched": 1,
+        "requeued": 0,
+        "skipped": {"invalid_message": 1},
+    }
     # When the valid one is requeued, it runs
-    index = next(i for i, r in enumerate(records(redis_client)) if r["reason"] == "unknown_task")
-    shown = deadletters_cli("show", str(index))
+    record_id = by_reason["unknown_task"]["id"]
+    shown = failed_cli("show", record_id)
     assert json.loads(shown.stdout)["queue"] == "briefings"
-    done = deadletters_cli("requeue", str(index))
-    assert done.returncode == 0, done.stderr
+    done = failed_cli("requeue", record_id)
+    assert json.loads(done.stdout)["requeued"] == 1, done.stderr
     requeued_id = json.loads(raw)["headers"]["id"]
     worker.wait_for_log(f"briefing_compile[{requeued_id}] succeeded", 15)
-    assert redis_client.llen(DEADLETTER_KEY) == 1
-    assert deadletters_cli("purge").returncode == 1
-    assert "purged 1" in deadletters_cli("purge", "--yes").stdout
+    assert size(redis_client) == 1
+    # And a delete names what it deletes
+    assert failed_cli("delete").returncode == 2
+    assert json.loads(failed_cli("delete", "--all").stdout)["deleted"] == 1
+    assert size(redis_client) == 0

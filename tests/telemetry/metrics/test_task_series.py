@@ -79,8 +79,9 @@ def reference_registry() -> CollectorRegistry:
 def test_the_exposition_equals_prometheus_clients_own() -> None:
     """Given the same deliveries recorded both ways, then the text exposition is identical."""
     registry = CollectorRegistry()
-    collector = TaskSeriesCollector(TASK_FAMILIES, registry)
-    collector.held = lambda: HeldReading({"default": 3}, {"default": 7.5})
+    collector = TaskSeriesCollector(
+        TASK_FAMILIES, registry, held=lambda: HeldReading({"default": 3}, {"default": 7.5})
+    )
     series = collector.series("default", "t")
     series.redelivered += 2
     series.duplicates += 1

@@ -51,7 +51,7 @@ def test_the_check_fails_on_silence_and_while_reconnecting_and_says_so_once_a_mi
     clock = Clock()
     channel = kombu_channel()
     consumer = consumer_on(channel)
-    check = ConsumerCheck(consumer, "redis://:**@broker:6379/0", clock)
+    check = ConsumerCheck(lambda: consumer, "redis://:**@broker:6379/0", clock)
     assert check.run(1).up
     channel._in_poll, channel._brpop_sent_at = object(), clock.now
     clock.now += 11

@@ -24,7 +24,8 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from telemetry.tracing import run_span as task_span
-from telemetry.tracing.export.rows import SpanDecoder, encode, resource_line
+from telemetry.tracing.export.decoder import SpanDecoder
+from telemetry.tracing.export.rows import encode, resource_line
 from telemetry.tracing.handlers import INSTRUMENTATION, parent_context, remote_parent
 from telemetry.tracing.run_span import TaskSpan, start_task_span
 

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from queue import Empty
 from typing import Any
 
 import pytest
 import redis
 from kombu import Connection, Producer
 
+from telemetry import transport
+from telemetry.deadletters.policy import POLICY_OPTION, PoisonPolicy
 from telemetry.messages import HEALTH_TASK
+from telemetry.settings import TelemetrySettings
 from telemetry.transport.channel import Channel, Transport
 from tests.conftest import redis_url
+from tests.support.deadletters import records, size
 from tests.support.tracing import run_as_producer
 from worker.celery_app import app
 
@@ -22,7 +28,7 @@ def test_tasks_published_consumed_and_acked_share_one_client(
 ) -> None:
     """Given 20 task messages published, consumed and acknowledged, then the channel
     builds one redis-py client for all of it (plus kombu's own for polling), not one per call."""
-    with app.connection_for_write() as connection:
+    with Connection(redis_url(), transport=Transport) as connection:
         channel = connection.default_channel
         assert isinstance(channel, Channel)
         built: list[Any] = []
@@ -114,3 +120,37 @@ def test_every_connection_uses_ours_even_resolved_before_import_and_after_a_swit
     # Then every connection, before and after the switch, uses the validating transport,
     # and the app's URL keeps its scheme with the password masked
     assert seen == "[True, True, True, True, True, True, 'redis://:**@127.0.0.1:6379/0']"
+
+
+@pytest.fixture
+def registered() -> Iterator[None]:
+    transport.register("test_channel")
+    yield
+    transport.unregister("test_channel")
+
+
+def test_a_consumers_connection_validates_after_a_switch_and_others_deliver_as_kombu(
+    registered: None, redis_client: redis.Redis
+) -> None:
+    """Given a connection carrying a poison policy, as the worker's consumer makes it, on a
+    failover list whose first URL is dead; when kombu switches to the next URL, then its
+    channel is ours and dead-letters garbage, while a connection without a policy
+    delivers what it pops as kombu's own channel does."""
+    policy = PoisonPolicy.of(["json"], TelemetrySettings())
+    urls = f"redis://127.0.0.1:1/0;{redis_url()}"
+    with Connection(urls, transport_options={POLICY_OPTION: policy}) as connection:
+        connection.maybe_switch_next()
+        channel = connection.default_channel
+        assert isinstance(channel, Channel) and channel.poison_policy is policy
+        redis_client.lpush(QUEUE, b"garbage")
+        with pytest.raises(Empty):
+            connection.SimpleQueue(QUEUE, channel=channel).get_nowait()
+    found = records(redis_client)
+    assert [(r["queue"], r["reason"], r["raw"]) for r in found] == [(QUEUE, "not_json", "garbage")]
+    with Connection(redis_url()) as plain:
+        assert isinstance(plain.default_channel, Channel)
+        assert plain.default_channel.poison_policy is None
+        redis_client.lpush(QUEUE, b"garbage")
+        with pytest.raises(ValueError):
+            plain.SimpleQueue(QUEUE).get_nowait()
+    assert size(redis_client) == 1

@@ -15,6 +15,7 @@ import redis
 from kombu import Connection, Consumer, Queue
 from kombu.transport import redis as kombu_redis
 
+from telemetry.deadletters.policy import DEFAULT_POLICY, POLICY_OPTION
 from telemetry.messages import HEALTH_TASK
 from telemetry.transport.channel import Transport
 from telemetry.transport.fetch import (
@@ -270,15 +271,30 @@ def test_scripts_unknown_to_the_server_are_sent_again(
 def test_no_ack_consumers_and_dead_letters_leave_nothing_in_flight(
     redis_client: redis.Redis, ours: Callable[..., Connection]
 ) -> None:
-    connection = ours()
+    """A consumer that acknowledges nothing, and an item dead-lettered on a connection
+    carrying a poison policy (as the worker's consumer does), leave no in-flight item."""
+    connection = ours(**{POLICY_OPTION: DEFAULT_POLICY})
     sent = publish(connection, "fetch-a")
     redis_client.lpush("fetch-b", b"not json")
     assert ids(consume(connection, ("fetch-a",), 1, no_ack=True)) == [sent]
-    dead_lettered = lambda: redis_client.llen("jobpilot:deadletter") == 1  # noqa: E731
+    dead_lettered = lambda: redis_client.hlen("jobpilot:deadletter:records") == 1  # noqa: E731
     assert consume(connection, ("fetch-b",), 0, until=dead_lettered) == []
     assert redis_client.hlen("unacked") == 0
-    for key in inflight_keys(redis_client):
-        assert redis_client.type(key) != b"list", key
+    assert not [k for k in inflight_keys(redis_client) if redis_client.type(k) == b"list"]
+
+
+def test_garbage_without_a_poison_policy_fails_as_kombu_does_and_is_not_taken_again(
+    redis_client: redis.Redis, ours: Callable[..., Connection]
+) -> None:
+    """Without a policy the channel parses as kombu does, which raises on garbage; kombu's
+    BRPOP would have lost the item, so it is dropped rather than returned at every fetch."""
+    connection = ours()
+    redis_client.lpush("fetch-b", b"not json")
+    sent = publish(connection, "fetch-b")
+    with pytest.raises(ValueError):
+        consume(connection, ("fetch-b",), 1)
+    assert ids(consume(connection, ("fetch-b",), 1)) == [sent]
+    assert not [k for k in inflight_keys(redis_client) if redis_client.type(k) == b"list"]
 
 
 def test_basic_get_takes_reliably_with_and_without_acks(

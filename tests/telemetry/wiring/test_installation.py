@@ -120,3 +120,31 @@ def test_an_app_not_installed_is_left_alone() -> None:
     stranger = Celery("stranger", broker="memory://", set_as_current=False)
     celeryd_init.send(sender="w@h", instance=SimpleNamespace(app=stranger), conf=stranger.conf)
     assert stranger.conf.worker_direct is False
+
+
+class Worker:
+    """Celery's worker as ``worker_init`` sends it, as little of it as the receiver reads."""
+
+    def __init__(self, app: Celery) -> None:
+        self.app = app
+        self.hostname = "w@h"
+        self.pool_cls = "prefork"
+        self.consumer_cls = "celery.worker.consumer:Consumer"
+
+
+def test_a_required_health_task_without_a_direct_queue_is_one_line_and_starts_nothing(
+    app: Celery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("READINESS_REQUIRED", "health_task")
+    app.conf.worker_direct = False
+    telemetry.install(app)
+    tasks = {name: task.Request for name, task in app.tasks.items()}
+    with pytest.raises(SystemExit) as refused:
+        worker_init.send(sender=Worker(app))
+    assert str(refused.value) == (
+        "settings: READINESS_REQUIRED: health_task needs the worker's direct queue, "
+        "and the app sets worker_direct=False"
+    )
+    installation = installed(app)
+    assert installation is not None and installation.worker is None
+    assert {name: task.Request for name, task in app.tasks.items()} == tasks

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.conftest import redis_url
 from tests.support.worker_process import ROOT, WorkerProcess, wait_until
 from worker.celery_app import app
 
@@ -100,7 +101,7 @@ def test_inspect_ping_answers(worker: WorkerProcess) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "celery", "-A", "worker", "inspect", "ping", "-d", worker.hostname],
         cwd=ROOT,
-        env={"PATH": "/usr/bin:/bin", "REDIS_URL": "redis://localhost:6379/13"},
+        env={"PATH": "/usr/bin:/bin", "REDIS_URL": redis_url()},
         capture_output=True,
         text=True,
         timeout=60,

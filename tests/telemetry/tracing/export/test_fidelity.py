@@ -31,8 +31,8 @@ from opentelemetry.trace import (
 )
 from opentelemetry.trace.span import TraceState
 
+from telemetry.tracing.export.decoder import SpanDecoder
 from telemetry.tracing.export.relay import MAX_DATAGRAM_BYTES, DropCounter, SpanRelay
-from telemetry.tracing.export.rows import SpanDecoder
 
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 KEYS = st.text(alphabet="abcdefgh.", min_size=1, max_size=6)

@@ -13,14 +13,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.span import TraceState
 
-from telemetry.tracing.export.rows import (
-    ROW,
-    SpanDecodeError,
-    SpanDecoder,
-    encode,
-    resource_line,
-    row_of,
-)
+from telemetry.tracing.export.decoder import SpanDecoder
+from telemetry.tracing.export.rows import ROW, SpanDecodeError, encode, resource_line, row_of
 from telemetry.tracing.handlers import parent_context
 
 RESOURCE_LINE = b'[{"service.name": "codec"}, ""]\n'
