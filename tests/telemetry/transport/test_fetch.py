@@ -25,7 +25,7 @@ from telemetry.transport.fetch import (
     supports_reliable_fetch,
 )
 from telemetry.transport.poller import BrokerSilent
-from telemetry.transport.reliable import WAIT_SECONDS
+from telemetry.transport.upkeep import WAIT_SECONDS
 from tests.conftest import REDIS_DB, REDIS_HOST, REDIS_PORT, redis_url
 from tests.support.private_redis import PrivateRedis
 from tests.support.tcp_proxy import TcpProxy
