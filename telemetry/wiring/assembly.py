@@ -25,6 +25,7 @@ from telemetry.readiness.concern import Readiness
 from telemetry.readiness.health_task import HealthTask
 from telemetry.tracing.concern import Tracing
 from telemetry.tracing.providers import sdk_disabled
+from telemetry.tracing.untraced import UntracedResults
 from telemetry.wiring.concern import Concern
 from telemetry.wiring.context import WorkerContext
 from telemetry.wiring.producer import Publishing
@@ -39,6 +40,7 @@ def app_concerns(registry: CollectorRegistry | None, poison_safety: bool) -> lis
     """
     ordered = (
         PoisonTransport() if poison_safety else None,
+        UntracedResults(),
         Publishing(registry),
         HealthTask(),
         BEAT_HOOKS,  # one for the process, whatever the number of apps
