@@ -18,7 +18,7 @@ from typing import Any
 
 import celery
 from celery import Celery
-from celery.beat import beat_nodename
+from celery import beat as celery_beat
 from celery.utils.imports import qualname
 from prometheus_client import CollectorRegistry, disable_created_metrics
 
@@ -165,7 +165,7 @@ class BeatMonitor:
         keys = HeartbeatKeys.for_beat(
             str(options.get("global_keyprefix") or ""),
             str(self.app.main or "celery"),
-            beat_nodename(self.service.hostname),
+            celery_beat.beat_nodename(self.service.hostname),
         )
         loop = self.loop
         self.heartbeat = Heartbeat(
@@ -175,7 +175,7 @@ class BeatMonitor:
             lambda: loop.active and loop.phase() != STALE,
             self.metrics.instances,
             {
-                "node": beat_nodename(self.service.hostname),
+                "node": celery_beat.beat_nodename(self.service.hostname),
                 "scheduler": qualname(type(self.scheduler)),
             },
         )

@@ -54,7 +54,7 @@ class Tracing(Concern):
             settings = self.context.settings
             self.export = ExportProcess(settings.log_level, settings.log_format)
             self.export.start()
-        provider, relay = relayed_provider(self.export, self.context.hostname)
+        provider, relay = relayed_provider(self.export, self.context.hostname, self.context.service)
         tracer = provider.get_tracer(INSTRUMENTATION)
         self.main_spans = MainProcessSpans(tracer, self.context.system)
         OBSERVERS.add(self.main_spans)
@@ -76,7 +76,7 @@ class Tracing(Concern):
         # The global provider lives in pool processes only, set once after fork.
         if self.export is not None:
             self.export.in_pool_process()
-        provider, relay = relayed_provider(self.export, self.context.hostname)
+        provider, relay = relayed_provider(self.export, self.context.hostname, self.context.service)
         trace.set_tracer_provider(provider)
         self._run_spans(provider, relay)
         PUBLISH_HOOKS.trace_with(

@@ -9,7 +9,7 @@ Celery's worker. A value, not a service: it holds no connection, thread or socke
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from celery import Celery
@@ -20,6 +20,7 @@ from telemetry.broker import REDIS_DRIVERS, driver_type, visibility_timeout
 from telemetry.extensions import Extensions
 from telemetry.settings import TelemetrySettings, required_names
 from telemetry.tracing.handlers import messaging_system
+from telemetry.tracing.service import Service
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ class WorkerContext:
     poison_safety: bool = True
     #: Every task that fails for good is kept (``install(app, exhausted=True)``).
     exhausted: bool = False
+    #: The resource's service defaults, resolved for the app (``telemetry.tracing.service``).
+    service: Service = field(default_factory=Service)
 
     @classmethod
     def of(
@@ -49,6 +52,7 @@ class WorkerContext:
         worker: Any,
         poison_safety: bool = True,
         exhausted: bool = False,
+        service: Service | None = None,
     ) -> WorkerContext:
         """The context of ``worker`` (Celery's ``WorkController``, as ``worker_init`` sends it).
 
@@ -73,6 +77,7 @@ class WorkerContext:
             driver=driver_type(app),
             poison_safety=poison_safety,
             exhausted=exhausted,
+            service=service or Service(),
         )
 
     @property

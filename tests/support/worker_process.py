@@ -51,9 +51,11 @@ class WorkerProcess:
         concurrency: int = 2,
         extra_args: tuple[str, ...] = (),
         command: list[str] | None = None,
+        cwd: Path = ROOT,
     ) -> None:
         """``command``: another app's worker command line, instead of the jobpilot worker's
-        (with ``tests.support.tasks``)."""
+        (with ``tests.support.tasks``); ``cwd``: where it runs (``celery -A`` imports from there)."""
+        self.cwd = cwd
         self.name = f"w{uuid.uuid4().hex[:8]}@%h"
         self.env = {**os.environ, "METRICS_PORT": str(free_port()), **env, "PYTHONUNBUFFERED": "1"}
         self.metrics_url = f"http://127.0.0.1:{self.env['METRICS_PORT']}/metrics"
@@ -77,7 +79,7 @@ class WorkerProcess:
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             self.args,
-            cwd=ROOT,
+            cwd=self.cwd,
             env=self.env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

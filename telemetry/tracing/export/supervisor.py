@@ -2,7 +2,7 @@
 
     export = ExportProcess(log_level="INFO", log_format="text")
     export.start()                                   # before the pool forks
-    provider, relay = relayed_provider(export, hostname)
+    provider, relay = relayed_provider(export, hostname, service)
     ...
     export.stop()                                    # at worker shutdown: drained, flushed, bounded
 
@@ -30,6 +30,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from telemetry.tracing.export.relay import SHUTDOWN, SOCKET_BUFFER_BYTES, DropCounter, SpanRelay
 from telemetry.tracing.providers import worker_resource
+from telemetry.tracing.service import Service
 
 logger = logging.getLogger("telemetry.tracing.export")
 
@@ -139,11 +140,11 @@ def export_environment(environ: Mapping[str, str]) -> dict[str, str]:
 
 
 def relayed_provider(
-    export: ExportProcess | None, worker_hostname: str
+    export: ExportProcess | None, worker_hostname: str, service: Service
 ) -> tuple[TracerProvider, SpanRelay | None]:
     """A worker process's provider and relay: its spans go to ``export``; nowhere when it
     is None (``OTEL_TRACES_EXPORTER=none``: spans are still made and propagated)."""
-    provider = TracerProvider(resource=worker_resource(worker_hostname))
+    provider = TracerProvider(resource=worker_resource(service, worker_hostname))
     if export is None:
         return provider, None
     relay = export.relay(provider.resource)
