@@ -62,7 +62,7 @@ SIGNALS = (
 GENERIC_PROTOCOL = "OTEL_EXPORTER_OTLP_PROTOCOL"
 GRPC_MISSING = (
     "telemetry: %s=grpc needs the grpc exporter, which is not installed: %s, "
-    "or set %s=http/protobuf; %s export is off"
+    "or set %s=http/protobuf; %s export %s off"
 )
 LOGS_NOT_EXPORTED = (
     "telemetry: %s=true is not acted on under OTEL_PYTHON_CONFIGURATOR=%s: "
@@ -70,7 +70,7 @@ LOGS_NOT_EXPORTED = (
 )
 
 
-class TelemetryConfigurator(_OTelSDKConfigurator):  # type: ignore[misc]
+class TelemetryConfigurator(_OTelSDKConfigurator):
     """The ``opentelemetry_configurator`` entry point ``jobpilot_telemetry``.
 
     A subclass of the SDK's configurator, as the SDK asks of every distribution's.
@@ -78,7 +78,7 @@ class TelemetryConfigurator(_OTelSDKConfigurator):  # type: ignore[misc]
 
     def _configure(self, **kwargs: Any) -> None:
         if not selected(os.environ):
-            super()._configure(**kwargs)
+            super()._configure(**kwargs)  # type: ignore[no-untyped-call]
             return
         turn_off_grpc_without_exporter(os.environ)
         if os.environ.get(LOGGING_VARIABLE, "").strip().lower() == "true":
@@ -117,7 +117,8 @@ def turn_off_grpc_without_exporter(environ: MutableMapping[str, str]) -> list[st
         return []
     protocols = " and ".join(dict.fromkeys(chosen for _, chosen, _ in wanting))
     words = " and ".join(word for _, _, word in wanting)
-    logger.warning(GRPC_MISSING, protocols, GRPC_EXTRA, protocols, words)
+    verb = "are" if len(wanting) > 1 else "is"
+    logger.warning(GRPC_MISSING, protocols, GRPC_EXTRA, protocols, words, verb)
     for exporter, _, _ in wanting:
         environ[exporter] = "none"
     return [exporter for exporter, _, _ in wanting]
