@@ -24,7 +24,7 @@ import redis
 from tests.conftest import redis_url
 from tests.support.otlp_receiver import OtlpReceiver, ReceivedSpan
 from tests.support.scrape import samples_by_labels
-from tests.support.worker_process import ROOT, WorkerProcess, wait_until
+from tests.support.worker_process import ROOT, WorkerProcess, free_port, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -261,3 +261,52 @@ def test_a_grpc_default_without_the_extra_is_one_line_and_no_export(
     assert worker.log().count(line) == 1
     assert not [s for s in receiver.spans if s.name != "apply_async/post"]
     assert not receiver.points
+
+
+def test_celery_multi_detached_nodes_keep_the_auto_instrumentation(
+    receiver: OtlpReceiver, tmp_path: Path, redis_client: redis.Redis
+) -> None:
+    """Given ``opentelemetry-instrument celery multi start`` (whose nodes are detached
+    ``celery worker --detach`` processes), then the node runs the telemetry: it serves
+    /metrics, counts a task and traces it."""
+    port = free_port()
+    env = {
+        **os.environ,
+        **ledger_env(receiver),
+        "METRICS_PORT": str(port),
+        "PYTHONPATH": str(ROOT),
+    }
+    node = f"z{os.getpid()}"
+    files = [f"--pidfile={tmp_path}/%n.pid", f"--logfile={tmp_path}/%n.log"]
+    multi = [INSTRUMENT, str(BIN / "celery"), "multi"]
+    started = subprocess.run(
+        [*multi, "start", node, "-A", APP, "-Q", "ledger", "-c", "1", "--loglevel=INFO", *files],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    try:
+        assert started.returncode == 0, started.stderr[-2000:]
+        url = f"http://127.0.0.1:{port}/metrics"
+        ids = produce(receiver, 1)
+
+        def finished() -> bool:
+            try:
+                done = samples_by_labels(url).get("celery_task_finished_total", {})
+            except OSError:
+                return False
+            return done.get((("outcome", "succeeded"), ("queue", "ledger"), ("task", "post"))) == 1
+
+        wait_until(finished, 45, message="the detached node ran the task")
+        run_span = receiver.wait_for("run/post", message_id=ids[0])
+        assert run_span.scope == OURS
+    finally:
+        subprocess.run(
+            [*multi, "stopwait", node, *files],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            timeout=60,
+        )
