@@ -113,6 +113,9 @@ _making = threading.Lock()
 
 def _subclass(mixin: type, base: type) -> type:
     """``base`` with ``mixin`` first, made once per pair."""
+    made = _made.get((mixin, base))  # every pipeline asks: no lock once made
+    if made is not None:
+        return made
     with _making:
         made = _made.get((mixin, base))
         if made is None:
