@@ -16,9 +16,9 @@ telemetry on the app once the process shows it:
   the current app; this first message gets the publish-time header and its
   span as every later one does.
 
-Once an app is installed, the publish receiver is disconnected: nothing of
-this module runs per task or per publish after that. An app that called
-``install`` itself is left as it is.
+Once an app is installed (or its install failed, which is logged once), the
+publish receiver is disconnected: nothing of this module runs per task or per
+publish after that. An app that called ``install`` itself is left as it is.
 
 ``instrument`` also registers the telemetry's Redis transport for the whole
 process (``telemetry.transport``), so that every kombu connection made after it,
@@ -83,14 +83,16 @@ def _install(app: Any, moment: str) -> None:
 
     if not isinstance(app, Celery):
         return
-    if installed(app) is None:
-        try:
-            install(app)
-        except Exception:
-            logger.exception("telemetry: install(%s) at %s failed; left out", app.main, moment)
-            return
-        _INSTALLED.apps.append(app)
+    # One try per process: a failure is logged once, not at every publish.
     receivers.disconnect((FIRST_PUBLISH,))
+    if installed(app) is not None:
+        return
+    try:
+        install(app)
+    except Exception:
+        logger.exception("telemetry: install(%s) at %s failed; left out", app.main, moment)
+        return
+    _INSTALLED.apps.append(app)
 
 
 def _on_import_modules(sender: Any = None, **_: Any) -> None:
