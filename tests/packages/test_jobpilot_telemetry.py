@@ -114,7 +114,10 @@ def install_from_a_wheel(python: str, folder: Path) -> None:
     install = documented(FROM_A_WHEEL)
     (wheel,) = (folder / "dist").glob(Path(install[-1]).name)
     with zipfile.ZipFile(wheel) as archive:
-        tops = {name.split("/")[0] for name in archive.namelist()}
+        names = set(archive.namelist())
+        tops = {name.split("/")[0] for name in names}
+    # The failed-work page's files are package data (telemetry.ops.page)
+    assert {f"telemetry/ops/static/failed.{ext}" for ext in ("html", "js", "css")} <= names
     # The reusable package and its metadata: no worker/, tests/, bench/ or dashboards/
     assert tops == {"telemetry", f"{wheel.name.split('-py3')[0]}.dist-info"}
     constrained = constraints(folder, CELERY_5_6)
@@ -151,8 +154,10 @@ def clean_venv(
 def test_the_install_brings_no_worker_and_no_database_library(clean_venv: CleanVenv) -> None:
     probe = (
         "import importlib.metadata as m, importlib.util as u, json, telemetry\n"
+        "from telemetry.ops.page import Page\n"
         f"print(json.dumps({{'missing': [n for n in {NOT_INSTALLED!r} if u.find_spec(n) is None],\n"
         "  'telemetry': telemetry.__file__,\n"
+        "  'page_files_missing': list(Page.load().missing),\n"
         "  'versions': {d: m.version(d) for d in ('celery', 'kombu', 'jobpilot-telemetry')}}))\n"
     )
     done = subprocess.run(
@@ -167,6 +172,7 @@ def test_the_install_brings_no_worker_and_no_database_library(clean_venv: CleanV
     found = json.loads(done.stdout)
     assert found["missing"] == list(NOT_INSTALLED)
     assert found["telemetry"].startswith(str(Path(clean_venv.python).parents[1]))
+    assert found["page_files_missing"] == []
     assert found["versions"]["celery"].startswith(f"{clean_venv.celery_minor}.")
     assert found["versions"]["kombu"].startswith("5.7.")
     assert found["versions"]["jobpilot-telemetry"] == "0.1.0"

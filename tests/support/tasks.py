@@ -204,3 +204,9 @@ def hard_limit_requeued(key: str, seconds: float) -> int:
     if runs == 1:
         _sleep_through_soft_limit(seconds)
     return runs
+
+
+@app.task(name="tests.fail_with_message")
+def fail_with_message(message: str) -> None:
+    """Fails its only run (no retries) with ``message`` as the exception's message."""
+    raise ValueError(message)
