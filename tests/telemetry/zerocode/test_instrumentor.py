@@ -3,6 +3,7 @@ undoes; the app is installed when the process shows it; the first message is sta
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 from collections.abc import Iterator
 
@@ -17,6 +18,7 @@ from opentelemetry.instrumentation.celery import CeleryInstrumentor
 
 from telemetry.installation import installed
 from telemetry.messages import PUBLISHED_AT_HEADER
+from telemetry.zerocode.configurator import TelemetryConfigurator
 from telemetry.zerocode.instrumentor import TelemetryInstrumentor
 from telemetry.zerocode.upstream import after_instrumentors
 from tests.conftest import redis_url
@@ -128,3 +130,21 @@ def test_disabled_it_leaves_upstream_celery_alone() -> None:
         assert upstream.is_instrumented_by_opentelemetry
     finally:
         upstream.uninstrument()
+
+
+def test_the_distribution_declares_the_three_entry_points() -> None:
+    """opentelemetry-instrument finds them in jobpilot-telemetry's metadata, and each loads."""
+    declared = {
+        (point.group, point.name): point
+        for point in importlib.metadata.distribution("jobpilot-telemetry").entry_points
+        if point.group.startswith("opentelemetry_")
+    }
+    assert set(declared) == {
+        ("opentelemetry_instrumentor", "jobpilot_telemetry"),
+        ("opentelemetry_post_instrument", "jobpilot_telemetry"),
+        ("opentelemetry_configurator", "jobpilot_telemetry"),
+    }
+    loaded = {group: point.load() for (group, _), point in declared.items()}
+    assert loaded["opentelemetry_instrumentor"] is TelemetryInstrumentor
+    assert loaded["opentelemetry_post_instrument"] is after_instrumentors
+    assert loaded["opentelemetry_configurator"] is TelemetryConfigurator
