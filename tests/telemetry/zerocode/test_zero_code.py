@@ -130,11 +130,13 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         export = [pid for pid in worker.child_pids() if pid not in worker.pool_pids()]
         assert len(export) == 1, worker.log()[-3000:]
         export_pythonpath, main_pythonpath = _pythonpath(export[0]), _pythonpath(worker.pid)
+
+        def consumed() -> float:
+            points = receiver.latest("messaging.client.consumed.messages").values()
+            return sum(p.value for p in points if p.attributes.get("celery.task.name") == "post")
+
         wait_until(
-            lambda: (
-                len(receiver.named("run/post")) >= TASKS
-                and receiver.latest("messaging.process.duration")
-            ),
+            lambda: len(receiver.named("run/post")) >= TASKS and consumed() == TASKS,
             30,
             message="the run spans and the OTLP metrics",
         )
