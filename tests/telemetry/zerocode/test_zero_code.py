@@ -312,3 +312,22 @@ def test_celery_multi_detached_nodes_keep_the_auto_instrumentation(
             capture_output=True,
             timeout=60,
         )
+
+
+def test_without_the_configurator_one_line_and_the_main_process_makes_no_broker_spans(
+    start_worker: object, receiver: OtlpReceiver
+) -> None:
+    """Given a worker started without OTEL_PYTHON_CONFIGURATOR, so that the SDK's provider is
+    set up before the fork and exports from the main process too, then one line says what
+    that costs, and kombu's commands there (reservations, acks, heartbeats) make no spans."""
+    env = ledger_env(receiver, OTEL_LOGS_EXPORTER="none")
+    del env["OTEL_PYTHON_CONFIGURATOR"]
+    worker: WorkerProcess = start_worker(env, command=WORKER)  # type: ignore[operator]
+    produce(receiver, 3)
+    wait_until(lambda: len(receiver.named("run/post")) >= 3, 30, message="3 runs")
+    worker.stop()  # the main process's SDK provider flushes at exit
+    line = "telemetry: the OpenTelemetry SDK was set up before the pool forks"
+    assert worker.log().count(line) == 1
+    redis_spans = {s.name for s in receiver.spans if s.scope == REDIS_SCOPE}
+    assert redis_spans == {"INCRBY"}
+    assert [s.scope for s in receiver.named("run/post")] == [OURS] * 3
