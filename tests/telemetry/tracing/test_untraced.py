@@ -124,3 +124,17 @@ def test_the_result_backends_client_is_untraced_while_held(
     app = Celery("ledger", broker=redis_url(), backend=redis_url(), set_as_current=False)
     app.backend.store_result("loud", 1, "SUCCESS")
     assert names(spans) != []
+
+
+def test_install_holds_the_result_backends_clients_and_uninstall_lets_go() -> None:
+    import telemetry
+
+    original = RedisBackend.__dict__["_get_client"]
+    app = Celery("ledger", broker=redis_url(), backend=redis_url(), set_as_current=False)
+    telemetry.install(app)
+    try:
+        assert RedisBackend.__dict__["_get_client"] is not original
+        assert issubclass(app.backend._get_client(), UntracedCommands)
+    finally:
+        telemetry.uninstall(app)
+    assert RedisBackend.__dict__["_get_client"] is original
