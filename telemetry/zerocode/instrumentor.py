@@ -35,8 +35,9 @@ instrumentor back, and unregisters the transport.
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from types import SimpleNamespace
 from typing import Any
 
@@ -95,10 +96,25 @@ def _install(app: Any, moment: str) -> None:
     _INSTALLED.apps.append(app)
 
 
+def _guarded(handler: Callable[..., None]) -> Callable[..., None]:
+    """Telemetry never breaks its host: a failure of a receiver here is logged, and Celery goes on."""
+
+    @functools.wraps(handler)
+    def guarded(*args: Any, **kwargs: Any) -> None:
+        try:
+            handler(*args, **kwargs)
+        except Exception:
+            logger.exception("telemetry: %s failed", handler.__name__)
+
+    return guarded
+
+
+@_guarded
 def _on_import_modules(sender: Any = None, **_: Any) -> None:
     _install(sender, "import_modules")
 
 
+@_guarded
 def _on_celeryd_init(instance: Any = None, conf: Any = None, options: Any = None, **_: Any) -> None:
     from telemetry.wiring.context import forks_pool_processes
 
@@ -111,6 +127,7 @@ def _on_celeryd_init(instance: Any = None, conf: Any = None, options: Any = None
         logger.warning(CONFIGURED_BEFORE_FORK, NAME, NAME)
 
 
+@_guarded
 def _on_first_publish(sender: Any = None, **kwargs: Any) -> None:
     from telemetry.wiring.producer import PUBLISH_HOOKS
 

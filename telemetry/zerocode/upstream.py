@@ -16,6 +16,9 @@ order (entry points load in no guaranteed order):
   the signal was sent, and it would leave its span current;
 * again at ``celeryd_init`` in a worker and at the first publish in a producer,
   in case that hook did not run (an instrumentor after ours raised).
+
+It says so in one warning line, the first time: a process logs it before its
+logging is set up, where only warnings are shown.
 """
 
 from __future__ import annotations
