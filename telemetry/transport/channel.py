@@ -32,6 +32,11 @@ per task (the reservation and the ack) and one per publish. A client only
 wraps the pool, and building one copies redis-py's whole response-callback
 table, which cost the worker's main process about a sixth of its time on
 no-op tasks.
+
+Its clients make no client spans (``telemetry.tracing.untraced``): with
+``opentelemetry-instrumentation-redis`` active, kombu's own commands (the
+reservations, acks, heartbeats, binding refreshes and publishes) run under
+``suppress_instrumentation()``.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ from kombu.utils.json import loads
 from telemetry.deadletters.policy import DEFAULT_POLICY, POLICY_OPTION, PoisonPolicy
 from telemetry.deadletters.validation import is_control_queue, judge
 from telemetry.deadletters.writer import DeadLetterWriter
+from telemetry.tracing.untraced import untraced, untraced_factory
 from telemetry.transport.poller import SILENCE_CHECK_SECONDS, Poller
 from telemetry.transport.reliable import ReliableFetch
 
@@ -86,7 +92,7 @@ class Channel(ReliableFetch, kombu_redis.Channel):
         self._check_open()
         client = self._script_client
         if client is None or client.connection_pool is not self.pool:
-            client = self._script_client = redis.Redis(connection_pool=self.pool)
+            client = self._script_client = untraced(redis.Redis)(connection_pool=self.pool)
         return client  # type: ignore[no-any-return]
 
     def _check_open(self) -> None:
@@ -126,6 +132,10 @@ class Channel(ReliableFetch, kombu_redis.Channel):
             return False
         finally:
             connection.disconnect()
+
+    def _get_client(self) -> Any:
+        """kombu's client class (or its prefixing partial), making no client spans."""
+        return untraced_factory(super()._get_client())
 
     @cached_property
     def poison_policy(self) -> PoisonPolicy | None:

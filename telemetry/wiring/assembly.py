@@ -26,6 +26,7 @@ from telemetry.readiness.health_task import HealthTask
 from telemetry.tracing.concern import Tracing
 from telemetry.tracing.providers import sdk_disabled
 from telemetry.tracing.service import Service
+from telemetry.tracing.untraced import UntracedResults
 from telemetry.transport.bounds import BrokerBounds
 from telemetry.wiring.concern import Concern
 from telemetry.wiring.context import WorkerContext
@@ -46,6 +47,7 @@ def app_concerns(
     ordered = (
         PoisonTransport() if poison_safety else None,
         BrokerBounds(),
+        UntracedResults(),
         Publishing(registry, service),
         HealthTask(),
         BEAT_HOOKS,  # one for the process, whatever the number of apps

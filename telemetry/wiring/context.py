@@ -72,7 +72,7 @@ class WorkerContext:
             settings=settings,
             extensions=extensions,
             hostname=str(getattr(worker, "hostname", "") or ""),
-            forks=_forks_pool_processes(worker),
+            forks=forks_pool_processes(worker),
             health_task=health_task,
             driver=driver_type(app),
             poison_safety=poison_safety,
@@ -101,7 +101,7 @@ class WorkerContext:
         return self.redis and self.settings.queue_poll_enabled
 
 
-def _forks_pool_processes(worker: Any) -> bool:
+def forks_pool_processes(worker: Any) -> bool:
     pool_cls = getattr(worker, "pool_cls", None)
     if pool_cls is None:
         return True

@@ -7,8 +7,11 @@
     export.stop()                                    # at worker shutdown: drained, flushed, bounded
 
 The main process keeps the receiving end of the socket open, so an export
-process restarted after it died reads what was queued meanwhile. See
-``telemetry.tracing.export`` for the whole hop.
+process restarted after it died reads what was queued meanwhile. It starts
+without ``opentelemetry-instrument``'s ``sitecustomize`` (its directory is left
+off ``PYTHONPATH``): no distro, configurator or instrumentor runs there, so the
+exporter's own HTTP requests are never traced. See ``telemetry.tracing.export``
+for the whole hop.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -37,6 +41,8 @@ RESTART_DELAY_SECONDS = 1.0
 MAX_RESTART_DELAY_SECONDS = 60.0
 #: The module the export process runs, which also tells it apart from pool processes.
 EXPORT_MODULE = "telemetry.tracing.export.process"
+#: Where ``opentelemetry-instrument`` puts the ``sitecustomize`` that auto-instruments a process.
+AUTO_INSTRUMENTATION_DIR = os.path.join("opentelemetry", "instrumentation", "auto_instrumentation")
 
 
 class ExportProcess:
@@ -70,6 +76,7 @@ class ExportProcess:
             ],
             pass_fds=(fd,),
             stdin=subprocess.DEVNULL,
+            env=export_environment(os.environ),
         )
 
     def _supervise(self) -> None:
@@ -117,6 +124,19 @@ class ExportProcess:
             process.kill()
             process.wait()
             return False
+
+
+def export_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` without the auto-instrumentation's directory on ``PYTHONPATH``."""
+    environment = dict(environ)
+    paths = environment.get("PYTHONPATH", "").split(os.pathsep)
+    kept = [path for path in paths if not path.rstrip(os.sep).endswith(AUTO_INSTRUMENTATION_DIR)]
+    if len(kept) < len(paths):
+        if any(kept):
+            environment["PYTHONPATH"] = os.pathsep.join(kept)
+        else:
+            del environment["PYTHONPATH"]
+    return environment
 
 
 def relayed_provider(
