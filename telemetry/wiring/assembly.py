@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from telemetry.beat.hooks import BEAT_HOOKS
 from telemetry.deadletters.safety import PoisonSafety, PoisonTransport
+from telemetry.delivery.dropped import DroppedRequests
 from telemetry.delivery.request_classes import RequestClasses
 from telemetry.endpoints import Endpoints
 from telemetry.failed.exhausted import ExhaustedCapture
@@ -98,6 +99,7 @@ def worker_concerns(context: WorkerContext, installed: Concern) -> list[Concern]
         installed,
         safety,
         RequestClasses(context.app, settings.trace_task_args),
+        DroppedRequests(),
         metrics,
         readiness,
         exhausted,
