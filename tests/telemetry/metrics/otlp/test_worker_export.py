@@ -222,7 +222,6 @@ def test_a_bad_metric_variable_stops_the_worker_with_one_line(
 ) -> None:
     env = {**worker_env, "OTEL_METRICS_EXPORTER": "otlp", "OTEL_METRIC_EXPORT_INTERVAL": "-1"}
     worker = WorkerProcess(env, tmp_path).start(wait=False)
-    assert worker.process is not None
-    assert worker.process.wait(30) != 0
+    assert worker.wait_exit(30) != 0
     line = "settings: OTEL_METRIC_EXPORT_INTERVAL: must be a positive number of milliseconds, not '-1'"  # fmt: skip
     assert [row for row in worker.log().splitlines() if row.startswith("settings:")] == [line]
