@@ -189,6 +189,9 @@ class BeatMonitor:
         entries = self.entries.changed(now)
         if entries is not None:
             self.series.sync(entries, now, known_too=self.entries.edits)
+            # An entry that left the schedule is forgotten: a schedule whose entries come
+            # and go (django-celery-beat, RedBeat) never grows this set without bound.
+            self._sent_since_active.intersection_update(entries)
 
     def send(
         self,
