@@ -185,7 +185,7 @@ def test_a_failing_telemetry_never_breaks_a_send(
             beat.stop()
     assert beat.error is None
     skipped = [r.getMessage() for r in caplog.records if "skipped a send" in r.getMessage()]
-    assert skipped == ["beat telemetry skipped a send: RuntimeError: a bug in the telemetry"]
+    assert skipped == ["beat telemetry skipped a send: RuntimeError"]
 
 
 def test_a_beat_of_another_app_runs_celerys_own_functions(
