@@ -107,7 +107,7 @@ class BeatHooks(Concern):
             try:
                 monitor.stop()
             except Exception as exc:
-                logger.warning("beat telemetry: stop: %s: %s", type(exc).__name__, exc)
+                logger.warning("beat telemetry: stop: %s", type(exc).__name__)
 
     def _monitor_for(self, service: Any) -> BeatMonitor | None:
         """A started monitor for an installed app's beat; None otherwise, or if telemetry fails."""

@@ -20,10 +20,8 @@ standard library, as for ``telemetry.endpoints``. A broker error is 503.
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Collection
 from http import HTTPStatus
-from http.server import ThreadingHTTPServer
 from typing import Any
 
 from celery import Celery
@@ -33,6 +31,7 @@ from telemetry.failed.locate import key_prefix
 from telemetry.failed.operations import FailedWork
 from telemetry.failed.query import FILTER_KEYS, QUERY_KEYS, BadInput
 from telemetry.failed.records import Kind
+from telemetry.http_server import BackgroundServer
 from telemetry.metrics.catalogue import OpsMetrics
 from telemetry.metrics.recorder import OTHER_QUEUE, UNKNOWN_TASK
 from telemetry.ops.access import AccessPolicy
@@ -45,7 +44,7 @@ from telemetry.settings import DEFAULT_TRACE_URL, TelemetrySettings
 _RECORD_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 
 
-class OpsServer:
+class OpsServer(BackgroundServer):
     """Binds at construction (a taken port fails fast), serves after ``start()``."""
 
     def __init__(
@@ -65,9 +64,7 @@ class OpsServer:
         self.metrics = metrics
         self.trace_url = trace_url
         self.page = Page.load()
-        self.httpd = ThreadingHTTPServer((host, port), handler_for(self))
-        self.httpd.daemon_threads = True
-        self._thread: threading.Thread | None = None
+        super().__init__(host, port, handler_for(self), "ops-http")
 
     @classmethod
     def for_app(
@@ -99,24 +96,6 @@ class OpsServer:
             metrics,
             settings.ops_trace_url,
         )
-
-    @property
-    def address(self) -> tuple[str, int]:
-        host, port = self.httpd.server_address[:2]
-        return str(host), int(port)
-
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self.httpd.serve_forever, name="ops-http", daemon=True
-            )
-            self._thread.start()
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self.httpd.shutdown()
-            self._thread = None
-        self.httpd.server_close()
 
     # Routes ----------------------------------------------------------------------------
     def about(self, query: str) -> tuple[int, dict[str, Any]]:

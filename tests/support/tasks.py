@@ -49,9 +49,8 @@ def retry_twice(self: Any, key: str) -> str:
     return key
 
 
-@app.task(name="tests.ignore_soft_limit")
-def ignore_soft_limit(seconds: float) -> None:
-    """Keeps running through the soft time limit, so only the hard limit stops it."""
+def _sleep_through_soft_limit(seconds: float) -> None:
+    """Sleep ``seconds``, through the soft time limit: only the hard limit stops it."""
     from celery.exceptions import SoftTimeLimitExceeded
 
     deadline = time.monotonic() + seconds
@@ -60,6 +59,12 @@ def ignore_soft_limit(seconds: float) -> None:
             time.sleep(0.05)
         except SoftTimeLimitExceeded:
             continue
+
+
+@app.task(name="tests.ignore_soft_limit")
+def ignore_soft_limit(seconds: float) -> None:
+    """Keeps running through the soft time limit, so only the hard limit stops it."""
+    _sleep_through_soft_limit(seconds)
 
 
 @app.task(name="tests.enqueue_child")
@@ -174,17 +179,6 @@ def reject_it() -> None:
     from celery.exceptions import Reject
 
     raise Reject("refused", requeue=False)
-
-
-def _sleep_through_soft_limit(seconds: float) -> None:
-    from celery.exceptions import SoftTimeLimitExceeded
-
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            time.sleep(0.05)
-        except SoftTimeLimitExceeded:
-            continue
 
 
 @app.task(name="tests.hard_limit_acked", soft_time_limit=0.5, time_limit=1)

@@ -12,6 +12,7 @@ from selenium.common.exceptions import JavascriptException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
 
 from tests.support.broker_exporter import ExporterProcess
 from tests.support.browser import (
@@ -294,8 +295,7 @@ def test_a_bulk_requeue_shows_the_dry_run_then_runs_and_the_page_shows_them_gone
 
     # When the operator requeues every record matching the filter
     browser.find_element(By.ID, "requeue-filter").click()
-    go = browser.find_element(By.ID, "confirm-go")
-    wait_for(browser, lambda d: go.is_enabled(), "the dry run's answer")
+    go = dry_run_answered(browser)
     # Then the confirmation shows the dry run's matched and skipped, and nothing has changed
     assert counts(browser) == {"Matched": "3", "To be requeued": "3"}
     assert browser.find_element(By.ID, "confirm-what").text == (
@@ -327,8 +327,7 @@ def test_a_bulk_requeue_shows_the_dry_run_then_runs_and_the_page_shows_them_gone
     (only,) = row_ids(browser)
     browser.find_element(By.CSS_SELECTOR, f'tr[data-id="{only}"] input.select').click()
     browser.find_element(By.ID, "delete-selected").click()
-    go = browser.find_element(By.ID, "confirm-go")
-    wait_for(browser, lambda d: go.is_enabled(), "the dry run's answer")
+    go = dry_run_answered(browser)
     assert counts(browser) == {"Matched": "1", "To be deleted": "1"}
     assert go.text == "Delete 1" and len(records(redis_client)) == 1
     go.click()
@@ -352,6 +351,13 @@ def test_a_bulk_requeue_shows_the_dry_run_then_runs_and_the_page_shows_them_gone
         "disabled"
     )
     assert browser.switch_to.active_element == browser.find_element(By.ID, "token")
+
+
+def dry_run_answered(driver: WebDriver) -> WebElement:
+    """The confirmation's go button, once it shows the dry run's answer."""
+    go = driver.find_element(By.ID, "confirm-go")
+    wait_for(driver, lambda d: go.is_enabled(), "the dry run's answer")
+    return go
 
 
 def counts(driver: WebDriver) -> dict[str, str]:
@@ -398,7 +404,7 @@ def test_a_records_xss_payload_stays_text_and_executes_nothing(
     assert PAYLOAD in texts(browser.find_elements(By.CSS_SELECTOR, f"{GROUP_ROWS} td"))
     browser.find_element(By.CSS_SELECTOR, f'tr[data-id="{dead.id}"] input.select').click()
     browser.find_element(By.ID, "delete-selected").click()
-    wait_for(browser, lambda d: d.find_element(By.ID, "confirm-go").is_enabled(), "a dry run")
+    dry_run_answered(browser)
     browser.find_element(By.ID, "confirm-close").click()
     for record in (failed, dead):
         browser.get(page_url(exporter, f"#record={record.id}"))
