@@ -28,9 +28,11 @@ logger = logging.getLogger("telemetry.delivery")
 
 
 def forgotten_on_close() -> list[TelemetryRequest]:
-    """The requests Celery's ``on_close`` forgets: received, not executing."""
+    """The requests Celery's ``on_close`` forgets: received, not executing. (Celery 5.6
+    keeps no set of the scheduled ones and leaves them in its timer, to run later.)"""
     active = set(worker_state.active_requests)
-    held = set(worker_state.reserved_requests) | set(worker_state.scheduled_requests)
+    scheduled = getattr(worker_state, "scheduled_requests", ())
+    held = set(worker_state.reserved_requests) | set(scheduled)
     return [
         request
         for request in held - active
@@ -41,6 +43,7 @@ def forgotten_on_close() -> list[TelemetryRequest]:
 class DroppedRequests(Concern):
     def __init__(self) -> None:
         self._consumer: Any = None
+        self._own: Any = None  # the consumer's own attribute ``on_close``, if it had one
 
     def ready(self, consumer: Any) -> None:
         on_close = getattr(consumer, "on_close", None)
@@ -55,10 +58,16 @@ class DroppedRequests(Concern):
                 logger.exception("could not end the deliveries dropped on a connection loss")
             return on_close()
 
+        self._own = vars(consumer).get("on_close")
         consumer.on_close = on_close_requeueing
         self._consumer = consumer
 
     def stop(self) -> None:
         consumer, self._consumer = self._consumer, None
-        if consumer is not None:
-            consumer.__dict__.pop("on_close", None)
+        if consumer is None:
+            return
+        if self._own is None:
+            vars(consumer).pop("on_close", None)
+        else:
+            consumer.on_close = self._own
+        self._own = None

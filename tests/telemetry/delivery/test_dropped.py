@@ -120,3 +120,24 @@ def test_a_consumer_without_on_close_is_left_as_it_is() -> None:
     dropped = DroppedRequests()
     dropped.ready(object())
     dropped.stop()
+
+
+def test_celery_5_6_forgets_the_reserved_ones_only(
+    recording: Recording, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given Celery 5.6's state (no scheduled set: its ETA requests stay in the timer and
+    run later), when the consumer closes, then the reserved one ends as requeued."""
+    monkeypatch.delattr(worker_state, "scheduled_requests")
+    reserved = request("reserved")
+    worker_state.reserved_requests.add(reserved)
+    consumer = Consumer()
+    consumer.recording = recording
+    own = consumer.on_close = lambda: None  # type: ignore[method-assign]
+    dropped = DroppedRequests()
+    dropped.ready(consumer)
+
+    consumer.on_close()
+
+    assert recording.events == [("finished", "reserved", REQUEUED)]
+    dropped.stop()
+    assert consumer.on_close is own
