@@ -2,6 +2,9 @@
 
     spans = SpanDecoder().decode(datagram)    # SDK ReadableSpans, or a SpanDecodeError
 
+A datagram's body is a JSON list of rows or one run record
+(``telemetry.tracing.export.run_records``), expanded here into its row.
+
 Every field of a row is checked for its type before a span is built from it,
 so a malformed datagram is one :class:`SpanDecodeError`, whatever it holds.
 Resources and scopes are decoded once per distinct value and kept.
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+import struct
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -25,6 +29,7 @@ from opentelemetry.trace.span import TraceState
 
 from telemetry.bounded_cache import remember
 from telemetry.tracing.export.rows import BYTES, ROW, SpanDecodeError, dumps
+from telemetry.tracing.export.run_records import RUN_RECORD, unpack_run
 
 #: Distinct resources (one per sending process) and scopes kept decoded; past it,
 #: the cache starts over (pool processes recycled every task make a new resource each).
@@ -75,7 +80,15 @@ def refused_as_decode_errors() -> Iterator[None]:
         yield
     except SpanDecodeError:
         raise
-    except (ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError) as exc:
+    except (
+        ValueError,
+        TypeError,
+        KeyError,
+        IndexError,
+        OverflowError,
+        RecursionError,
+        struct.error,
+    ) as exc:
         raise SpanDecodeError(f"{type(exc).__name__}: {exc}") from None
 
 
@@ -111,7 +124,7 @@ class SpanDecoder:
             line, newline, body = datagram.partition(b"\n")
             if not newline:
                 raise SpanDecodeError("no resource line")
-            rows = _loads(body.decode())
+            rows = [unpack_run(body)] if body[:1] == RUN_RECORD else _loads(body.decode())
             if not isinstance(rows, list):
                 raise SpanDecodeError("the rows are not a list")
             resource = self.resource(line)
