@@ -80,24 +80,27 @@ def tracing_only(sink: DiscardingSink) -> dict[str, str]:
 
 
 def variants(sink: DiscardingSink) -> tuple[Variant, ...]:
-    """off is the baseline; off_aa the A/A control; events the event-based anchor."""
+    """off is the baseline; off_aa the A/A control; events the event-based anchor;
+    all_on_sdk, run only when named, is all_on with run records encoded by the SDK
+    (``bench.sdk_encoder``), for the export-encoding decision."""
+    everything = {
+        "TELEMETRY_ENABLED": "true",
+        "READINESS_INTERVAL": "15",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint,
+    }
     return (
         Variant("off", OFF),
         Variant("off_aa", OFF),
         Variant("metrics", METRICS_ONLY),
         Variant("tracing", tracing_only(sink)),
-        Variant(
-            "all_on",
-            {
-                "TELEMETRY_ENABLED": "true",
-                "READINESS_INTERVAL": "15",
-                "OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint,
-            },
-        ),
+        Variant("all_on", everything),
+        Variant("all_on_sdk", everything, includes=("bench.sdk_encoder",)),
         Variant("events", OFF, ("-E",)),
     )
 
 
+#: Variants that run only when ``--variants`` names them.
+ON_REQUEST = frozenset({"all_on_sdk"})
 HAMMER_PER_SECOND = 50.0
 DRAIN_N = 10_000
 HAMMER_N = 40_000
@@ -186,7 +189,9 @@ def drain_table(
     keep = only | {baseline, CONTROLS[suite]} if only else frozenset()
 
     def build_variants(sink: DiscardingSink) -> tuple[Variant, ...]:
-        return tuple(v for v in suite_variants(sink) if not keep or v.name in keep)
+        if keep:
+            return tuple(v for v in suite_variants(sink) if v.name in keep)
+        return tuple(v for v in suite_variants(sink) if v.name not in ON_REQUEST)
 
     print(
         f"{'task':<11}{'variant':<15}{'tasks/s':>9}{'ratio':>8}{'95% CI':>16}{'min':>7}{'max':>7}{'CPU-us/task':>13}{'cpu ratio':>10}"

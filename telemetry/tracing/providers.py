@@ -166,8 +166,9 @@ def quiet_export_failures() -> None:
             log.addFilter(OncePerInterval())
 
 
-def exporter_from_environment() -> SpanExporter | None:
-    """The exporter ``OTEL_TRACES_EXPORTER`` names; None for ``none``."""
+def exporter_from_environment(records: bool = False) -> SpanExporter | None:
+    """The exporter ``OTEL_TRACES_EXPORTER`` names; None for ``none``. ``records``: for
+    OTLP/HTTP, the one that encodes run records itself (``telemetry.tracing.export.encoder``)."""
     name = os.environ.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() or "otlp"
     if name == "none":
         return None
@@ -185,6 +186,10 @@ def exporter_from_environment() -> SpanExporter | None:
     if protocol == "http/protobuf":
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
+        if records:
+            from telemetry.tracing.export.encoder import RecordExporter
+
+            return RecordExporter(timeout=timeout)
         return OTLPSpanExporter(timeout=timeout)
     if protocol == "grpc":
         try:

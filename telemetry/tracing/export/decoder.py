@@ -29,7 +29,7 @@ from opentelemetry.trace.span import TraceState
 
 from telemetry.bounded_cache import remember
 from telemetry.tracing.export.rows import BYTES, ROW, SpanDecodeError, dumps
-from telemetry.tracing.export.run_records import RUN_RECORD, unpack_run
+from telemetry.tracing.export.run_records import RUN_RECORD, SCOPE_ROW, RecordSpan, unpack_run
 
 #: Distinct resources (one per sending process) and scopes kept decoded; past it,
 #: the cache starts over (pool processes recycled every task make a new resource each).
@@ -118,6 +118,17 @@ class SpanDecoder:
     def __init__(self) -> None:
         self._resources: dict[bytes, Resource] = {}
         self._scopes: dict[tuple[Any, ...], InstrumentationScope] = {}
+
+    def decode_keeping_records(self, datagram: bytes) -> list[ReadableSpan | RecordSpan]:
+        """As :meth:`decode`, but a run record stays a checked :class:`RecordSpan`, for
+        the contained encoder (``telemetry.tracing.export.encoder``)."""
+        if datagram.partition(b"\n")[2][:1] != RUN_RECORD:
+            return list(self.decode(datagram))
+        with refused_as_decode_errors():
+            line, _, body = datagram.partition(b"\n")
+            scope = self.scope(SCOPE_ROW)
+            assert scope is not None
+            return [RecordSpan(body, self.resource(line), scope)]
 
     def decode(self, datagram: bytes) -> list[ReadableSpan]:
         with refused_as_decode_errors():

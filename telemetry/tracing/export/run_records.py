@@ -3,6 +3,7 @@
     body = pack_run(ids, start, end, outcome, retries, system, queue, task, message_id)
     relay.send_record(body)          # in the pool process, as the task ends
     row = unpack_run(body)           # in the export process: the span's full row (``rows.row``)
+    span = RecordSpan(body, resource, scope)   # or, for the contained encoder, the record itself
 
 Most run spans are left alone by the task's code: no attribute, event, link,
 status or name of its own, no arguments recorded, no link to a failed run, and
@@ -20,7 +21,10 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext, SpanKind, StatusCode, TraceFlags
 
 from telemetry.delivery.observers import OUTCOMES
 from telemetry.tracing.attributes import (
@@ -134,3 +138,40 @@ def unpack_run(body: bytes) -> list[Any]:
         0,
         list(SCOPE_ROW),
     ]
+
+
+#: What the batch processor reads of a record: sampled (see :class:`RecordSpan`).
+SAMPLED_CONTEXT = SpanContext(1, 1, False, TraceFlags(TraceFlags.SAMPLED))
+
+
+class RecordSpan:
+    """A run record on its way through the export process's batch processor to the
+    contained encoder (``telemetry.tracing.export.encoder``).
+
+    Checked when made, so a malformed record is refused on arrival, not in a
+    batch. The batch processor reads only ``context``, to keep sampled spans: a
+    record is sent only for a sampled span. :meth:`readable` is the SDK span it
+    stands for.
+    """
+
+    __slots__ = ("body", "context", "fields", "resource", "scope")
+
+    def __init__(self, body: bytes, resource: Resource, scope: InstrumentationScope) -> None:
+        if len(body) < 1 + FIXED.size or body[:1] != RUN_RECORD:
+            raise SpanDecodeError("not a run record")
+        self.fields = FIXED.unpack_from(body, 1)
+        sizes = self.fields[-4:]
+        if 1 + FIXED.size + sum(sizes) != len(body) or self.fields[5] >= len(OUTCOMES):
+            raise SpanDecodeError("a run record whose sizes or outcome do not match")
+        at = 1 + FIXED.size
+        for size in sizes:  # each UTF-8: a UnicodeDecodeError is a ValueError to the decoder
+            body[at : at + size].decode()
+            at += size
+        self.body = body
+        self.resource = resource
+        self.scope = scope
+        self.context = SAMPLED_CONTEXT
+
+    def readable(self, decode: Any) -> ReadableSpan:
+        """The SDK span, through the row decoder's ``span(fields, resource)``."""
+        return decode(tuple(unpack_run(self.body)), self.resource)  # type: ignore[no-any-return]
