@@ -3,8 +3,10 @@
 #   scripts/run.sh          # the worker, all four queues, prefork concurrency 2; beside it beat
 #                           # (/metrics on 9466) and the broker exporter (broker state on :9465,
 #                           # the operator API on OPS_HOST:OPS_PORT, 127.0.0.1:9467, read-only
-#                           # without OPS_TOKEN); both stop when the worker exits
-#   scripts/run.sh demo     # the same, plus a mixed workload on every queue and a summary
+#                           # without OPS_TOKEN, and its page, http://127.0.0.1:9467/failed);
+#                           # both stop when the worker exits
+#   scripts/run.sh demo     # the same, plus a mixed workload on every queue and a summary,
+#                           # then the failed-work page served until Ctrl-C
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh

@@ -31,8 +31,32 @@ every part keeps, and the order of the parts).
 
 from __future__ import annotations
 
-from telemetry.extensions import Extensions
-from telemetry.installation import install, uninstall
-from telemetry.settings import ConfigError, TelemetrySettings
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from telemetry.extensions import Extensions
+    from telemetry.installation import install, uninstall
+    from telemetry.settings import ConfigError, TelemetrySettings
 
 __all__ = ["ConfigError", "Extensions", "TelemetrySettings", "install", "uninstall"]
+
+#: Where each public name lives. Imported on first use (PEP 562), so importing a
+#: submodule (the zero-code entry point, which every auto-instrumented process loads,
+#: or the dead-letter transport) does not import the whole telemetry.
+_PUBLIC = {
+    "ConfigError": "telemetry.settings",
+    "Extensions": "telemetry.extensions",
+    "TelemetrySettings": "telemetry.settings",
+    "install": "telemetry.installation",
+    "uninstall": "telemetry.installation",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'telemetry' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

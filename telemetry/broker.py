@@ -7,7 +7,8 @@ on every new connection, so after a failover they follow the new master as
 kombu's own connections do. Key prefixes
 are applied explicitly by the callers, because kombu's client does not prefix
 every command. :func:`redis_broker` tells whether there is a Redis to connect to:
-on another broker the telemetry serves no depth, age or broker check.
+on another broker the telemetry serves no depth, age or broker check. Their
+commands make no client spans (``telemetry.tracing.untraced``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
+from telemetry.tracing.untraced import untraced
+
 #: Our own clients never wait long: a dead broker must not stall the caller.
 SOCKET_TIMEOUT_SECONDS = 5.0
 #: kombu's driver types that speak to a Redis server (``redis://``, ``rediss://``, ``unix://``).
@@ -32,6 +35,8 @@ REDIS_DRIVERS = frozenset({"redis"})
 SENTINEL_PORT = 26379
 #: Celery's per-worker direct queues (``worker_direct``): not the app's queues.
 DIRECT_SUFFIX = ".dq2"
+#: The telemetry's own clients: their polls and probes are no task's work.
+UntracedRedis = untraced(redis.Redis)
 
 
 def redis_for(
@@ -52,7 +57,7 @@ def redis_for(
         "password": connection.password or None,
     }
     if (connection.hostname or "").startswith("/"):
-        return redis.Redis(unix_socket_path=connection.hostname, **kwargs)
+        return UntracedRedis(unix_socket_path=connection.hostname, **kwargs)
     vhost = str(connection.virtual_host or "0").strip("/") or "0"
     kwargs["db"] = int(vhost)
     if connection.ssl:
@@ -61,7 +66,7 @@ def redis_for(
             kwargs.update(connection.ssl)
     if isinstance(connection.transport, SentinelTransport):
         return _master_of(connection, kwargs)
-    return redis.Redis(
+    return UntracedRedis(
         host=connection.hostname or "localhost", port=connection.port or 6379, **kwargs
     )
 
@@ -87,7 +92,7 @@ def _master_of(connection: Connection, kwargs: dict[str, Any]) -> redis.Redis:
     master_name = options.get("master_name")
     if not master_name:
         raise ValueError("sentinel:// needs the 'master_name' transport option")
-    client: redis.Redis = manager.master_for(master_name, redis_class=redis.Redis, **kwargs)
+    client: redis.Redis = manager.master_for(master_name, redis_class=UntracedRedis, **kwargs)
     return client
 
 

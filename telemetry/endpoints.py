@@ -24,13 +24,14 @@ import threading
 import time
 from collections.abc import Callable
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry
 from prometheus_client import exposition as text_format
 from prometheus_client.openmetrics import exposition as openmetrics_format
 
+from telemetry.http_server import BackgroundServer
 from telemetry.settings import TelemetrySettings
 from telemetry.wiring.concern import Concern
 
@@ -114,7 +115,7 @@ class ReadinessReport(Protocol):
         """The status and the JSON body /readyz answers."""
 
 
-class TelemetryServer:
+class TelemetryServer(BackgroundServer):
     """Binds at construction (so a taken port fails fast), serves after ``start()``."""
 
     def __init__(
@@ -129,31 +130,7 @@ class TelemetryServer:
         self.cache = cache
         self.liveness = liveness
         self.readiness = readiness
-        self.httpd = ThreadingHTTPServer((host, port), _handler_for(self))
-        self.httpd.daemon_threads = True
-        self._thread: threading.Thread | None = None
-
-    @property
-    def address(self) -> tuple[str, int]:
-        host, port = self.httpd.server_address[:2]
-        return str(host), int(port)
-
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self.httpd.serve_forever, name="telemetry-http", daemon=True
-            )
-            self._thread.start()
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self.httpd.shutdown()
-            self._thread = None
-        self.httpd.server_close()
-
-    def close_inherited_socket(self) -> None:
-        """In a forked pool process: drop the listening socket without shutting the parent's server."""
-        self.httpd.socket.close()
+        super().__init__(host, port, _handler_for(self), "telemetry-http")
 
 
 def _handler_for(server: TelemetryServer) -> type[BaseHTTPRequestHandler]:

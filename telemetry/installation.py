@@ -40,6 +40,7 @@ from telemetry import receivers
 from telemetry.deadletters.records import app_deadletter_key
 from telemetry.extensions import Extensions, ExtensionsSource, resolve
 from telemetry.settings import ConfigError, TelemetrySettings, read_settings
+from telemetry.tracing.service import Service
 from telemetry.wiring.assembly import app_concerns, worker_concerns
 from telemetry.wiring.concern import Concerns
 from telemetry.wiring.context import WorkerContext
@@ -53,6 +54,8 @@ class Installation:
     extensions: ExtensionsSource | None
     #: What ``install`` installed; ``uninstall`` undoes it.
     concerns: Concerns
+    #: The spans' and OTLP metrics' service defaults, as given (``telemetry.tracing.service``).
+    service: Service
     poison_safety: bool = True
     #: Every task that fails for good is kept (``telemetry.failed``).
     exhausted: bool = False
@@ -77,6 +80,8 @@ def install(
     extensions: ExtensionsSource | None = None,
     poison_safety: bool = True,
     exhausted: bool = False,
+    service_name: str | None = None,
+    service_version: str | None = None,
 ) -> None:
     """Telemetry for ``app``, in whatever process this is; a second call for it is a no-op.
 
@@ -87,14 +92,19 @@ def install(
     (``telemetry.deadletters.safety``); it registers the validating Redis transport
     for the whole process. ``exhausted``: keep every task that fails for good in the
     exhausted set (``telemetry.failed``), to be requeued or deleted later.
+    ``service_name`` and ``service_version``: the defaults of the spans' and OTLP
+    metrics' ``service.*``, under ``OTEL_SERVICE_NAME`` and ``OTEL_RESOURCE_ATTRIBUTES``;
+    the name defaults to the app's main name, else the ``celery -A`` module
+    (``telemetry.tracing.service``).
     """
     if id(app) in _installed:
         return
-    concerns = Concerns(app_concerns(registry, poison_safety))
+    service = Service(service_name, service_version)
+    concerns = Concerns(app_concerns(registry, poison_safety, service))
     concerns.install(app)
     if not _installed:
         receivers.connect(WORKER_RECEIVERS)
-    _installed[id(app)] = Installation(app, extensions, concerns, poison_safety, exhausted)
+    _installed[id(app)] = Installation(app, extensions, concerns, service, poison_safety, exhausted)
 
 
 def uninstall(app: Celery) -> None:
@@ -136,6 +146,7 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
         sender,
         installation.poison_safety,
         installation.exhausted,
+        installation.service.for_app(installation.app),
     )
     worker = Concerns(worker_concerns(context, installation.concerns))
     worker.start(sender)

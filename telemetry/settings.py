@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 from typing import Annotated, Literal, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -30,6 +31,9 @@ PositiveFloat = Annotated[float, Field(gt=0)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 #: The shortest OPS_TOKEN accepted: a guessable token is no access control.
 MIN_OPS_TOKEN_LENGTH = 16
+#: Jaeger's trace view; the page replaces the placeholder with a record's trace id.
+TRACE_ID_PLACEHOLDER = "{trace_id}"
+DEFAULT_TRACE_URL = f"http://localhost:16686/trace/{TRACE_ID_PLACEHOLDER}"
 
 
 class ConfigError(ValueError):
@@ -100,6 +104,8 @@ class TelemetrySettings(BaseSettings):
     ops_allowed_hosts: str | None = None
     # Comma-separated addresses or networks whose X-Forwarded-For is believed.
     ops_trusted_proxies: str = ""
+    # Where the failed-work page links a record's trace: {trace_id} is replaced by its id.
+    ops_trace_url: str = DEFAULT_TRACE_URL
 
     @field_validator("ops_token")
     @classmethod
@@ -124,6 +130,17 @@ class TelemetrySettings(BaseSettings):
                     ipaddress.ip_network(entry, strict=False)
                 except ValueError:
                     raise ValueError(f"{entry!r} is not an address or network") from None
+        return value
+
+    @field_validator("ops_trace_url")
+    @classmethod
+    def _trace_link(cls, value: str) -> str:
+        # The page puts it in a link's href: only a web address, never javascript: or data:.
+        if TRACE_ID_PLACEHOLDER not in value:
+            raise ValueError(f"must contain {TRACE_ID_PLACEHOLDER}")
+        parts = urlsplit(value.replace(TRACE_ID_PLACEHOLDER, "0"))
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("an http:// or https:// address")
         return value
 
     @field_validator("log_level", mode="before")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -14,6 +16,8 @@ import telemetry
 from tests.support.beat_process import BeatProcess
 from tests.support.broker_exporter import ExporterProcess
 from tests.support.otlp_receiver import OtlpReceiver
+from tests.support.private_redis import PrivateRedis
+from tests.support.process import LoggedProcess
 from tests.support.worker_process import WorkerProcess
 from worker.celery_app import app
 from worker.settings import Settings
@@ -106,66 +110,75 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
+@contextlib.contextmanager
+def _stopped_afterwards(request: pytest.FixtureRequest) -> Iterator[list[LoggedProcess]]:
+    """The processes a test starts: every one is stopped (or killed) afterwards, even when
+    the test stops early, and a failed test shows the end of each one's log."""
+    started: list[LoggedProcess] = []
+    try:
+        yield started
+    finally:
+        for process in started:
+            process.stop(timeout=10)
+        report = getattr(request.node, "report_call", None)
+        if report is not None and report.failed:
+            for process in started:
+                code = process.process and process.process.returncode
+                print(f"--- {process.what} {process.log_path.stem} exited {code}:")
+                print(process.log()[-WORKER_LOG_TAIL:])
+
+
 @pytest.fixture
 def start_worker(
     log_dir: Path, redis_client: redis.Redis, request: pytest.FixtureRequest
-) -> Iterator[object]:
-    """Start workers for a test; every one is stopped (or killed) afterwards, and a
-    failed test shows the end of each worker's log."""
-    started: list[WorkerProcess] = []
+) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start workers for a test (``WorkerProcess`` arguments), stopped afterwards."""
+    with _stopped_afterwards(request) as started:
 
-    def start(env: dict[str, str], **kwargs: object) -> WorkerProcess:
-        worker = WorkerProcess(env, log_dir, **kwargs)  # type: ignore[arg-type]
-        started.append(worker)
-        return worker.start()
+        def start(env: dict[str, str], **kwargs: Any) -> WorkerProcess:
+            worker = WorkerProcess(env, log_dir, **kwargs)
+            started.append(worker)
+            return worker.start()
 
-    yield start
-    for worker in started:
-        worker.stop(timeout=10)
-    report = getattr(request.node, "report_call", None)
-    if report is not None and report.failed:
-        for worker in started:
-            print(f"--- {worker.name} exited {worker.process and worker.process.returncode}:")
-            print(worker.log()[-WORKER_LOG_TAIL:])
+        yield start
 
 
 @pytest.fixture
 def start_beat(
     log_dir: Path, redis_client: redis.Redis, request: pytest.FixtureRequest
 ) -> Iterator[Callable[..., BeatProcess]]:
-    """Start ``celery beat`` processes for a test; every one is stopped afterwards, and a
-    failed test shows the end of each one's log."""
-    started: list[BeatProcess] = []
+    """Start ``celery beat`` processes for a test (``BeatProcess`` arguments), stopped afterwards."""
+    with _stopped_afterwards(request) as started:
 
-    def start(env: dict[str, str], *, wait: bool = True, **kwargs: object) -> BeatProcess:
-        beat = BeatProcess(env, log_dir, **kwargs)  # type: ignore[arg-type]
-        started.append(beat)
-        return beat.start(wait=wait)
+        def start(env: dict[str, str], *, wait: bool = True, **kwargs: Any) -> BeatProcess:
+            beat = BeatProcess(env, log_dir, **kwargs)
+            started.append(beat)
+            return beat.start(wait=wait)
 
-    yield start
-    for beat in started:
-        beat.stop(timeout=10)
-    report = getattr(request.node, "report_call", None)
-    if report is not None and report.failed:
-        for beat in started:
-            print(f"--- {beat.name} exited {beat.process and beat.process.returncode}:")
-            print(beat.log()[-WORKER_LOG_TAIL:])
+        yield start
 
 
 @pytest.fixture
-def start_exporter(log_dir: Path) -> Iterator[Callable[..., ExporterProcess]]:
-    """Start broker exporters for a test; every one is stopped afterwards, even when the test
-    stops early (a skip, a failed start)."""
-    started: list[ExporterProcess] = []
+def start_exporter(
+    log_dir: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., ExporterProcess]]:
+    """Start broker exporters for a test, stopped afterwards (a failed start included)."""
+    with _stopped_afterwards(request) as started:
 
-    def start(env: dict[str, str], *args: str, app: str = "worker") -> ExporterProcess:
-        exporter = ExporterProcess(env, log_dir, *args, app=app)
-        started.append(exporter)
-        return exporter.start()
+        def start(env: dict[str, str], *args: str, app: str = "worker") -> ExporterProcess:
+            exporter = ExporterProcess(env, log_dir, *args, app=app)
+            started.append(exporter)
+            return exporter.start()
 
-    yield start
-    for exporter in started:
-        exporter.stop()
+        yield start
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    """A redis-server of the test's own on a free port (AOF on), to stop, kill and restart."""
+    server = PrivateRedis(tmp_path).start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -1,5 +1,7 @@
-"""requirements/lock.txt satisfies pyproject.toml: every requirement, the extras
-included, and the extras those requirements name, is met by one pinned line."""
+"""requirements/lock.txt satisfies both distributions' pyproject.toml (jobpilot-worker's
+and jobpilot-telemetry's): every requirement, the extras included, and the extras those
+requirements name, is met by one pinned line. The distributions of this repository are
+built from it, not pinned."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCK = ROOT / "requirements" / "lock.txt"
+PYPROJECTS = (ROOT / "pyproject.toml", ROOT / "packages" / "jobpilot-telemetry" / "pyproject.toml")
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s\\;]+)", re.MULTILINE)
 
 
@@ -21,11 +24,15 @@ def pins(text: str) -> dict[str, str]:
 
 
 def project_requirements() -> list[Requirement]:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    lines = list(project["dependencies"])
-    for extra in project["optional-dependencies"].values():
-        lines.extend(extra)
-    return [Requirement(line) for line in lines]
+    """Both distributions' requirements and extras, but their requirements on each other."""
+    projects = [tomllib.loads(path.read_text())["project"] for path in PYPROJECTS]
+    ours = {canonicalize_name(project["name"]) for project in projects}
+    lines = []
+    for project in projects:
+        lines.extend(project["dependencies"])
+        for extra in project["optional-dependencies"].values():
+            lines.extend(extra)
+    return [r for line in lines if canonicalize_name((r := Requirement(line)).name) not in ours]
 
 
 def with_their_extras(requirements: list[Requirement]) -> list[Requirement]:
@@ -70,8 +77,15 @@ def unsatisfied(requirements: list[Requirement], pinned: dict[str, str]) -> list
 def test_the_lock_satisfies_every_requirement_and_extra() -> None:
     requirements = with_their_extras(project_requirements())
     names = {canonicalize_name(r.name) for r in requirements}
-    # The project's extras and the extras of its requirements are both in the check
-    assert {"opentelemetry-exporter-otlp-proto-grpc", "pytest", "redis", "greenlet"} <= names
+    # Both projects' extras and the extras of their requirements are in the check
+    assert {
+        "opentelemetry-exporter-otlp-proto-grpc",
+        "opentelemetry-instrumentation-sqlalchemy",
+        "pytest",
+        "redis",
+        "greenlet",
+    } <= names
+    assert "jobpilot-telemetry" not in names
     assert unsatisfied(requirements, pins(LOCK.read_text())) == []
 
 
@@ -86,3 +100,7 @@ def test_a_disagreeing_lock_is_caught() -> None:
         "kombu<5.8,>=5.7: the lock pins 5.8.0",
         "prometheus-client>=0.20: not in the lock",
     ]
+
+
+def test_the_lock_leaves_out_what_this_repository_builds() -> None:
+    assert not {"jobpilot-telemetry", "jobpilot-worker"} & set(pins(LOCK.read_text()))

@@ -4,6 +4,8 @@ Says in one line where traces go, starts a real worker (prefork, concurrency 2),
 briefing, scraping and database tasks plus one refused message, waits for every result with a
 timeout, then prints a per-queue table built from the worker's own /metrics (depth, started,
 succeeded, failed, p50/p95 of wait and runtime) and the dead letters, and stops the worker.
+Then the broker exporter serves the failed-work page, its refused message there, until Ctrl-C
+(``worker.demo_page``).
 
 With no collector listening where the ``OTEL_*`` variables point, the demo turns span export off
 for itself and its worker (``OTEL_TRACES_EXPORTER=none``) and says so, rather than let the
@@ -33,6 +35,7 @@ from telemetry.delivery.observers import FAILED, SUCCEEDED
 from telemetry.tracing.providers import TRUE_VALUES
 from worker.celery_app import app
 from worker.command import worker_command
+from worker.demo_page import ServedPage
 from worker.routing import QUEUE_NAMES, queue_for
 
 RESULT_TIMEOUT_SECONDS = 60.0
@@ -143,7 +146,8 @@ def main() -> int:
     print_summary(outcomes, DeadLetterWriter.for_app(app).store.size() - dead_before)
     if exposition is not None:
         print_metrics_table(exposition)
-    return 0
+    page = ServedPage.start(app.conf.jobpilot_settings, Path(".run") / "demo-exporter.log")
+    return page.serve_until_interrupted()
 
 
 def scrape_metrics() -> str | None:

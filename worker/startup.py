@@ -24,8 +24,12 @@ from worker.broker_policy import refuse_cluster, warn_about_broker
 from worker.celery_app import app, settings_of
 from worker.db import bridge
 from worker.settings import Settings, SettingsError
+from worker.version import __version__
 
 logger = logging.getLogger("worker.startup")
+
+#: The spans' service.name unless OTEL_SERVICE_NAME or OTEL_RESOURCE_ATTRIBUTES say otherwise.
+SERVICE_NAME = "jobpilot-worker"
 
 
 def check_retry_delays(celery_app: Celery, settings: Settings) -> None:
@@ -101,4 +105,10 @@ RECEIVERS: tuple[receivers.Receiver, ...] = (
 def connect() -> None:
     """Connect the start-up receivers and install the telemetry; idempotent."""
     receivers.connect(RECEIVERS)
-    telemetry.install(app, extensions=telemetry_extensions, exhausted=True)
+    telemetry.install(
+        app,
+        extensions=telemetry_extensions,
+        exhausted=True,
+        service_name=SERVICE_NAME,
+        service_version=__version__,
+    )

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from celery.beat import DEFAULT_MAX_INTERVAL, BeatPidbox
+from celery import beat as celery_beat
 
 from telemetry.beat.loop import CONNECTING, STALE, STARTING, TICKING, WAITING, BeatLoop
 from telemetry.readiness.checks import CheckResult
@@ -37,8 +37,8 @@ def liveness_timeout(settings: TelemetrySettings, app: Celery, scheduler: Any) -
     configured = app.conf.beat_remote_control_max_tick_age
     if configured is not None:
         return float(configured)
-    interval = scheduler.max_interval or DEFAULT_MAX_INTERVAL
-    return float(max(interval * 2, BeatPidbox.min_tick_age))
+    interval = scheduler.max_interval or celery_beat.DEFAULT_MAX_INTERVAL
+    return float(max(interval * 2, celery_beat.BeatPidbox.min_tick_age))
 
 
 class BeatLiveness:

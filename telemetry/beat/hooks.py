@@ -15,6 +15,10 @@ send of that beat's scheduler; when the loop ends, the monitor stops.
 ``celery worker -B`` runs beat inside the worker, in a process of its own
 that the worker's ``/livez`` cannot see: it is refused with one line
 (``celery -A app beat`` is the way to run a watched beat).
+
+Beat is watched on Celery 5.7 and later: the monitor reads what 5.7 added to
+beat (its tick stamp, node name and remote-control rule). On Celery 5.6 a beat
+runs unwatched, and one line says so.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import functools
 import logging
 from typing import Any
 
+import celery
 from celery import Celery
 from celery.beat import Scheduler, Service
 from celery.signals import celeryd_init
@@ -34,6 +39,9 @@ from telemetry.settings import ConfigError, TelemetrySettings, read_settings
 from telemetry.wiring.concern import Concern
 
 logger = logging.getLogger("telemetry.beat")
+
+#: The first Celery release whose beat the monitor can read.
+WATCHED_SINCE = (5, 7)
 
 EMBEDDED_REFUSED = (
     "telemetry: celery worker -B runs beat inside the worker, where it is not watched: "
@@ -99,7 +107,7 @@ class BeatHooks(Concern):
             try:
                 monitor.stop()
             except Exception as exc:
-                logger.warning("beat telemetry: stop: %s: %s", type(exc).__name__, exc)
+                logger.warning("beat telemetry: stop: %s", type(exc).__name__)
 
     def _monitor_for(self, service: Any) -> BeatMonitor | None:
         """A started monitor for an installed app's beat; None otherwise, or if telemetry fails."""
@@ -110,6 +118,13 @@ class BeatHooks(Concern):
         except ConfigError as exc:
             raise SystemExit(str(exc)) from None
         if not (settings.telemetry_enabled and settings.metrics_enabled):
+            return None
+        if tuple(celery.VERSION[:2]) < WATCHED_SINCE:
+            logger.warning(
+                "telemetry: beat runs unwatched: watching it needs Celery 5.7 or later, "
+                "and this is Celery %s",
+                celery.__version__,
+            )
             return None
         # Built as Service.start's own first lines would, failing as they would (RedBeat
         # without its Redis): beat's own error, not the telemetry's.

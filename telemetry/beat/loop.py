@@ -78,9 +78,7 @@ class BeatLoop:
                     self.after_tick(time.time())
                 except Exception as exc:  # telemetry never breaks beat
                     if self._log.due():
-                        logger.warning(
-                            "beat telemetry: after a tick: %s: %s", type(exc).__name__, exc
-                        )
+                        logger.warning("beat telemetry: after a tick: %s", type(exc).__name__)
 
         self._hook = hooked_tick
         self.scheduler.tick = hooked_tick

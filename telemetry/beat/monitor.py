@@ -18,7 +18,7 @@ from typing import Any
 
 import celery
 from celery import Celery
-from celery.beat import beat_nodename
+from celery import beat as celery_beat
 from celery.utils.imports import qualname
 from prometheus_client import CollectorRegistry, disable_created_metrics
 
@@ -113,9 +113,7 @@ class BeatMonitor:
         try:
             self.series.sync(self.entries.read(), time.time())
         except Exception as exc:  # the series then come with the first ticks and sends
-            logger.warning(
-                "beat telemetry: cannot read the schedule: %s: %s", type(exc).__name__, exc
-            )
+            logger.warning("beat telemetry: cannot read the schedule: %s", type(exc).__name__)
         settings = self.settings
         redis = redis_broker(self.app)
         self.probe = self._readiness(redis)
@@ -165,7 +163,7 @@ class BeatMonitor:
         keys = HeartbeatKeys.for_beat(
             str(options.get("global_keyprefix") or ""),
             str(self.app.main or "celery"),
-            beat_nodename(self.service.hostname),
+            celery_beat.beat_nodename(self.service.hostname),
         )
         loop = self.loop
         self.heartbeat = Heartbeat(
@@ -175,7 +173,7 @@ class BeatMonitor:
             lambda: loop.active and loop.phase() != STALE,
             self.metrics.instances,
             {
-                "node": beat_nodename(self.service.hostname),
+                "node": celery_beat.beat_nodename(self.service.hostname),
                 "scheduler": qualname(type(self.scheduler)),
             },
         )
@@ -189,6 +187,9 @@ class BeatMonitor:
         entries = self.entries.changed(now)
         if entries is not None:
             self.series.sync(entries, now, known_too=self.entries.edits)
+            # An entry that left the schedule is forgotten: a schedule whose entries come
+            # and go (django-celery-beat, RedBeat) never grows this set without bound.
+            self._sent_since_active.intersection_update(entries)
 
     def send(
         self,
@@ -252,7 +253,7 @@ class BeatMonitor:
             return step(*args)
         except Exception as exc:
             if self._log.due():
-                logger.warning("beat telemetry skipped a send: %s: %s", type(exc).__name__, exc)
+                logger.warning("beat telemetry skipped a send: %s", type(exc).__name__)
             return None
 
     # when Service.start returns -------------------------------------------------------

@@ -3,7 +3,7 @@
     series = EntrySeries(metrics, max_entries=500, queue_of=lambda entry: "default")
     series.sync(entries, now)             # the scheduler's entries, at start and after ticks
     series.sent(entry, plan, now, next_at, period)
-    series.failed(entry, plan, next_at)
+    series.failed(entry, plan, now, next_at, period)
 
 At most ``max_entries`` entries are labelled by name, the first seen keeping
 their place; the rest count under ``entry="other"`` (logged once), which has

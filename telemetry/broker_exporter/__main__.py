@@ -16,7 +16,6 @@ import argparse
 import signal
 import sys
 import threading
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from celery import Celery
@@ -28,19 +27,12 @@ from telemetry.extensions import resolve
 from telemetry.installation import installed, worker_extensions
 from telemetry.logs import configure_logging
 from telemetry.settings import ConfigError, TelemetrySettings, read_settings
-
-DISTRIBUTION = "jobpilot-worker"
+from telemetry.tracing.service import Service
+from telemetry.version import __version__
 
 
 class Unusable(Exception):
     """The exporter cannot start; ``str()`` is the one line to print."""
-
-
-def exporter_version() -> str:
-    try:
-        return version(DISTRIBUTION)
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def load_app(name: str) -> Celery:
@@ -73,13 +65,15 @@ def build(argv: list[str] | None = None) -> BrokerExporter:
     extra = {queue.strip() for queue in args.queues.split(",") if queue.strip()}
     installation = installed(app)
     extensions = resolve(None) if installation is None else worker_extensions(installation)
+    service = (installation.service if installation is not None else Service()).for_app(app)
     try:
         return BrokerExporter(
             app,
             settings,
             app_queues(app) | extra,
             extensions.deadletter_key,
-            exporter_version(),
+            __version__,
+            service,
             exhausted=installation is not None and installation.exhausted is not None,
         )
     except ConfigError as exc:

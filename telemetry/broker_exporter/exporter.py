@@ -44,6 +44,7 @@ from telemetry.readiness.checks import BrokerCheck
 from telemetry.readiness.probe import ReadinessProbe
 from telemetry.settings import TelemetrySettings
 from telemetry.tracing.attributes import messaging_system
+from telemetry.tracing.service import Service
 
 logger = logging.getLogger("telemetry.broker_exporter")
 
@@ -78,9 +79,11 @@ class BrokerExporter:
         queues: Iterable[str],
         deadletter_key: str | None,
         version: str,
+        service: Service | None = None,
         exhausted: bool = False,
     ) -> None:
-        """``exhausted``: the app keeps an exhausted set (``install(app, exhausted=True)``).
+        """``service``: the OTLP metrics' service defaults (``telemetry.tracing.service``).
+        ``exhausted``: the app keeps an exhausted set (``install(app, exhausted=True)``).
         Raises OSError when either address cannot be bound."""
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.app = app
@@ -89,7 +92,9 @@ class BrokerExporter:
         self.registry = CollectorRegistry()
         self.metrics = ExporterMetrics(self.registry, version)
         broker = self.metrics.broker
-        self.otlp = OtlpMetrics(BrokerReadings(broker, messaging_system(driver_type(app))))
+        self.otlp = OtlpMetrics(
+            BrokerReadings(broker, messaging_system(driver_type(app))), service=service
+        )
         self.otlp.configure()  # a bad OTEL_* variable: ConfigError, before anything binds
         broker.visibility_timeout.set(visibility_timeout(app))
         for queue in self.queues:

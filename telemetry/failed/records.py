@@ -61,22 +61,26 @@ SUMMARY_FIELDS = (
 )
 
 
+def _over(text: str | None, limit: int) -> bytes | None:
+    """``text``'s UTF-8 bytes when they exceed ``limit``; None when it fits (or is None)."""
+    if text is None or len(text) * 4 <= limit:
+        return None
+    data = text.encode("utf-8", "surrogatepass")
+    return data if len(data) > limit else None
+
+
 def cut_head(text: str | None, limit: int) -> str | None:
     """``text`` within ``limit`` UTF-8 bytes, keeping its start."""
-    if text is None or len(text) * 4 <= limit:
-        return text
-    data = text.encode("utf-8", "surrogatepass")
-    if len(data) <= limit:
+    data = _over(text, limit)
+    if data is None:
         return text
     return data[: limit - len(TRUNCATED) - 1].decode("utf-8", "ignore") + " " + TRUNCATED
 
 
 def cut_tail(text: str | None, limit: int) -> str | None:
     """``text`` within ``limit`` UTF-8 bytes, keeping its end (a traceback's exception line)."""
-    if text is None or len(text) * 4 <= limit:
-        return text
-    data = text.encode("utf-8", "surrogatepass")
-    if len(data) <= limit:
+    data = _over(text, limit)
+    if data is None:
         return text
     return TRUNCATED + "\n" + data[-(limit - len(TRUNCATED) - 1) :].decode("utf-8", "ignore")
 

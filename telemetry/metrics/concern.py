@@ -32,7 +32,7 @@ from telemetry.metrics.at_least_once import EtaTrap, StartedWindow
 from telemetry.metrics.catalogue import WorkerMetrics
 from telemetry.metrics.consumer import ConsumerView, busy_requests
 from telemetry.metrics.forwarding import PublishForwarder
-from telemetry.metrics.held import HeldRequests
+from telemetry.metrics.held import HeldRequests, scheduled_requests
 from telemetry.metrics.publish import PublishRecorder
 from telemetry.metrics.queues import PollingThread, QueuePoller
 from telemetry.metrics.recorder import DeliveryRecorder
@@ -48,9 +48,13 @@ class Metrics(Concern):
         app, settings = context.app, context.settings
         self.context = context
         self.registry = CollectorRegistry()
+        #: Celery's worker, from ``start`` on: Celery 5.6's ETA requests are read from its timer.
+        self.worker: Any = None
         self.metrics = WorkerMetrics(
             self.registry,
-            held=HeldRequests(worker_state.scheduled_requests, worker_state.active_requests),
+            held=HeldRequests(
+                scheduled_requests(lambda: self.worker), worker_state.active_requests
+            ),
         )
         visibility = context.visibility_timeout
         self.recorder = DeliveryRecorder(
@@ -106,6 +110,7 @@ class Metrics(Concern):
         )
 
     def start(self, worker: Any) -> None:
+        self.worker = worker
         disable_created_metrics()  # type: ignore[no-untyped-call]
         app, metrics = self.context.app, self.metrics
         router = app.amqp.router

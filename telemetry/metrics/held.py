@@ -1,6 +1,6 @@
 """What a worker holds and nobody's queue depth shows: ETA tasks waiting, and executions in progress.
 
-    held = HeldRequests(worker_state.scheduled_requests, worker_state.active_requests)
+    held = HeldRequests(scheduled_requests(lambda: worker), worker_state.active_requests)
     metrics = WorkerMetrics(registry, held=held)
 
 Read at render time (a scrape, at most once per ``METRICS_RENDER_INTERVAL``),
@@ -10,14 +10,22 @@ delivery; iterating one while it changes raises ``RuntimeError`` (set changed
 size), so a read is retried a few times before giving up for this render.
 Health checks are left out, as everywhere in the task metrics; a request is
 placed in its queue by the series the recorder found for it.
+
+Celery 5.7 keeps the requests waiting for their ETA in
+``celery.worker.state.scheduled_requests``; Celery 5.6 keeps no such set, and
+they are read from the worker's timer queue instead, as its ``inspect
+scheduled`` does (:class:`TimerScheduled`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
+
+from celery.worker import state as worker_state
+from celery.worker.request import Request
 
 from telemetry.metrics.task_series import HeldReading
 
@@ -35,6 +43,33 @@ def snapshot(requests: Iterable[Any]) -> list[Any]:
         except RuntimeError:
             continue
     return []
+
+
+def scheduled_requests(worker: Callable[[], Any]) -> Iterable[Any]:
+    """The worker's requests waiting for their ETA: Celery's own set (5.7), else its
+    timer's; ``worker`` returns Celery's worker once it has started (None before)."""
+    scheduled: Iterable[Any] | None = getattr(worker_state, "scheduled_requests", None)
+    return scheduled if scheduled is not None else TimerScheduled(worker)
+
+
+class TimerScheduled:
+    """Celery 5.6: the requests entered in the worker's timer to run at their ETA.
+
+    Read at each iteration, since the timer exists only once the worker's
+    components have started, after ``worker_init``; its ``queue`` is a copy.
+    """
+
+    def __init__(self, worker: Callable[[], Any]) -> None:
+        self.worker = worker
+
+    def __iter__(self) -> Iterator[Any]:
+        timer = getattr(self.worker(), "timer", None)
+        if timer is None:
+            return
+        for waiting in timer.schedule.queue:
+            args = getattr(waiting.entry, "args", None) or ()
+            if args and isinstance(args[0], Request):
+                yield args[0]
 
 
 class HeldRequests:

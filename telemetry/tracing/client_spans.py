@@ -20,20 +20,32 @@ SQLAlchemy, asyncpg or their instrumentors:
 An instrumentor the app had instrumented itself (``is_instrumented_by_opentelemetry``),
 or a client it had instrumented, is left alone, and so ``uninstrument`` leaves
 it instrumented. A hook that fires after ``uninstrument`` does nothing.
-Statement parameters are never recorded (the instrumentors' default).
+Statement parameters are never recorded (the instrumentors' default). The
+database instrumentors come with the ``sqlalchemy`` extra
+(``pip install 'jobpilot-telemetry[sqlalchemy]'``); without it, a worker whose
+app passes ``before_first_engine`` says so once and records no database spans.
 """
 
 from __future__ import annotations
 
+import logging
 import weakref
+from importlib.util import find_spec
 from typing import Any, Protocol
 
 from opentelemetry.trace import TracerProvider
 
 from telemetry.extensions import Extensions
 
+logger = logging.getLogger("telemetry.tracing.client_spans")
+
 #: The flag ``RedisInstrumentor.instrument_client`` sets on a client it instrumented.
 CLIENT_INSTRUMENTED = "_is_instrumented_by_opentelemetry"
+#: The modules of the ``sqlalchemy`` extra.
+DATABASE_INSTRUMENTORS = (
+    "opentelemetry.instrumentation.sqlalchemy",
+    "opentelemetry.instrumentation.asyncpg",
+)
 
 
 class Instrumentor(Protocol):
@@ -57,7 +69,15 @@ class ClientSpans:
         """Register the lazy installers with the app's hooks."""
         self.active = True
         if self.extensions.before_first_engine is not None:
-            self.extensions.before_first_engine(self._instrument_database)
+            missing = [name for name in DATABASE_INSTRUMENTORS if find_spec(name) is None]
+            if missing:
+                logger.warning(
+                    "telemetry: no database spans: %s is not installed "
+                    "(pip install 'jobpilot-telemetry[sqlalchemy]')",
+                    missing[0],
+                )
+            else:
+                self.extensions.before_first_engine(self._instrument_database)
         if self.extensions.on_task_redis_client is not None:
             self.extensions.on_task_redis_client(self._instrument_redis_client)
 

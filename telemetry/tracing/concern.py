@@ -60,7 +60,7 @@ class Tracing(Concern):
             settings = self.context.settings
             self.export = ExportProcess(settings.log_level, settings.log_format)
             self.export.start()
-        provider, relay = relayed_provider(self.export, self.context.hostname)
+        provider, relay = relayed_provider(self.export, self.context.hostname, self.context.service)
         tracer = provider.get_tracer(INSTRUMENTATION)
         if not self.context.forks:
             trace.set_tracer_provider(provider)
@@ -85,7 +85,7 @@ class Tracing(Concern):
         # The global provider lives in pool processes only, set once after fork.
         if self.export is not None:
             self.export.in_pool_process()
-        provider, relay = relayed_provider(self.export, self.context.hostname)
+        provider, relay = relayed_provider(self.export, self.context.hostname, self.context.service)
         trace.set_tracer_provider(provider)
         self._run_spans(provider, relay)
         PUBLISH_HOOKS.trace_with(

@@ -17,8 +17,8 @@ Any other process gets a provider that exports itself from
 ``telemetry.install(app)`` (:func:`build_provider`), unless it already has an
 SDK provider, which is then reused.
 
-Variables: ``OTEL_SERVICE_NAME`` (default ``jobpilot-worker``),
-``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_TRACES_SAMPLER``/``_ARG``,
+Variables: ``OTEL_SERVICE_NAME`` and ``OTEL_RESOURCE_ATTRIBUTES`` (over the
+defaults of ``telemetry.tracing.service``), ``OTEL_TRACES_SAMPLER``/``_ARG``,
 ``OTEL_EXPORTER_OTLP_ENDPOINT``/``_PROTOCOL`` (HTTP/protobuf by default),
 ``OTEL_TRACES_EXPORTER=otlp|console|none`` (``none`` still creates spans and
 propagates context, and starts no export process), ``OTEL_SDK_DISABLED=true``
@@ -45,10 +45,9 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any, TypeVar
 
-from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
@@ -56,13 +55,28 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
     SpanExportResult,
 )
+from opentelemetry.semconv._incubating.attributes.host_attributes import HOST_NAME
+from opentelemetry.semconv.attributes.service_attributes import (
+    SERVICE_INSTANCE_ID,
+    SERVICE_NAME,
+    SERVICE_VERSION,
+)
+from opentelemetry.semconv.attributes.telemetry_attributes import (
+    TELEMETRY_DISTRO_NAME,
+    TELEMETRY_DISTRO_VERSION,
+)
 
 from telemetry.log_throttle import LogThrottle
 from telemetry.settings import ConfigError
+from telemetry.tracing.service import Service
+from telemetry.version import __version__
 
 logger = logging.getLogger("telemetry.tracing.providers")
 
-DEFAULT_SERVICE_NAME = "jobpilot-worker"
+#: The distribution these spans come from (``telemetry.distro.name``).
+DISTRIBUTION = "jobpilot-telemetry"
+#: Our own resource key: the Celery node name of the worker whose process this is.
+WORKER_HOSTNAME = "celery.worker.hostname"
 DEFAULT_SCHEDULE_DELAY_MILLIS = 1000
 DEFAULT_MAX_EXPORT_BATCH_SIZE = 512
 FLUSH_TIMEOUT_SECONDS = 2.0
@@ -77,13 +91,6 @@ _Number = TypeVar("_Number", int, float)
 
 def sdk_disabled() -> bool:
     return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() in TRUE_VALUES
-
-
-def service_version() -> str:
-    try:
-        return version("jobpilot-worker")
-    except PackageNotFoundError:
-        return "0+unknown"
 
 
 class CollectorState:
@@ -199,25 +206,31 @@ def exporter_from_environment(records: bool = False) -> SpanExporter | None:
         except ImportError:
             raise ConfigError(
                 "OTEL_EXPORTER_OTLP_PROTOCOL",
-                "grpc needs the extra: pip install 'jobpilot-worker[grpc]'",
+                "grpc needs the extra: pip install 'jobpilot-telemetry[grpc]'",
             ) from None
         exporter: SpanExporter = GrpcSpanExporter(timeout=timeout)
         return exporter
     raise ConfigError("OTEL_EXPORTER_OTLP_PROTOCOL", "must be http/protobuf or grpc")
 
 
-def worker_resource(worker_hostname: str | None = None) -> Resource:
-    """This process's resource: ``OTEL_SERVICE_NAME``/``OTEL_RESOURCE_ATTRIBUTES`` over our defaults."""
-    attributes: dict[str, Any] = {
-        "service.version": service_version(),
-        "service.instance.id": f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
-        "host.name": socket.gethostname(),
+def worker_resource(service: Service, worker_hostname: str | None = None) -> Resource:
+    """This process's resource: ``OTEL_SERVICE_NAME`` and ``OTEL_RESOURCE_ATTRIBUTES``
+    over our defaults, key by key (``Resource.create`` alone lets given attributes
+    win over the variables)."""
+    hostname = socket.gethostname()
+    defaults: dict[str, Any] = {
+        SERVICE_NAME: service.name,
+        SERVICE_VERSION: service.version,
+        SERVICE_INSTANCE_ID: f"{hostname}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+        HOST_NAME: hostname,
+        WORKER_HOSTNAME: worker_hostname,
+        TELEMETRY_DISTRO_NAME: DISTRIBUTION,
+        TELEMETRY_DISTRO_VERSION: __version__,
     }
-    if not os.environ.get("OTEL_SERVICE_NAME"):
-        attributes["service.name"] = DEFAULT_SERVICE_NAME
-    if worker_hostname:
-        attributes["celery.worker.hostname"] = worker_hostname
-    return Resource.create(attributes)
+    configured = OTELResourceDetector().detect().attributes
+    return Resource.create(
+        {key: value for key, value in defaults.items() if value and key not in configured}
+    )
 
 
 def schedule_delay_millis() -> float | None:
@@ -257,9 +270,9 @@ def _positive(variable: str, parse: Callable[[str], _Number], default: _Number) 
     return value
 
 
-def build_provider(state: CollectorState, worker_hostname: str | None = None) -> TracerProvider:
+def build_provider(state: CollectorState, service: Service) -> TracerProvider:
     """A provider that exports from this process: for producers (``telemetry.install``)."""
-    provider = TracerProvider(resource=worker_resource(worker_hostname))
+    provider = TracerProvider(resource=worker_resource(service))
     quiet_export_failures()
     exporter = exporter_from_environment()
     if exporter is not None:

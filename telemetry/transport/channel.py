@@ -26,6 +26,11 @@ per task (the reservation and the ack) and one per publish. A client only
 wraps the pool, and building one copies redis-py's whole response-callback
 table, which cost the worker's main process about a sixth of its time on
 no-op tasks.
+
+Its clients make no client spans (``telemetry.tracing.untraced``): with
+``opentelemetry-instrumentation-redis`` active, kombu's own commands (the
+reservations, acks, heartbeats, binding refreshes and publishes) run under
+``suppress_instrumentation()``.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from kombu.utils.json import loads
 from telemetry.deadletters.policy import DEFAULT_POLICY, POLICY_OPTION, PoisonPolicy
 from telemetry.deadletters.validation import is_control_queue, judge
 from telemetry.deadletters.writer import DeadLetterWriter
+from telemetry.tracing.untraced import untraced_factory
 
 
 class Channel(kombu_redis.Channel):
@@ -72,6 +78,10 @@ class Channel(kombu_redis.Channel):
         if shared is None or shared.connection_pool is not self.pool:
             shared = self._shared_client = self._create_client()
         yield shared
+
+    def _get_client(self) -> Any:
+        """kombu's client class (or its prefixing partial), making no client spans."""
+        return untraced_factory(super()._get_client())
 
     @cached_property
     def poison_policy(self) -> PoisonPolicy | None:

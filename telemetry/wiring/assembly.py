@@ -1,6 +1,6 @@
 """Which concerns an installed app and its worker get, in what order, and what each is given.
 
-    concerns = app_concerns(registry, poison_safety=True)   # at telemetry.install(app)
+    concerns = app_concerns(registry, True, service)         # at telemetry.install(app)
     concerns = worker_concerns(context, installed)          # at worker_init
 
 The one place a concern is added: one line in one of the two lists. The order is
@@ -25,12 +25,16 @@ from telemetry.readiness.concern import Readiness
 from telemetry.readiness.health_task import HealthTask
 from telemetry.tracing.concern import Tracing
 from telemetry.tracing.providers import sdk_disabled
+from telemetry.tracing.service import Service
+from telemetry.tracing.untraced import UntracedResults
 from telemetry.wiring.concern import Concern
 from telemetry.wiring.context import WorkerContext
 from telemetry.wiring.producer import Publishing
 
 
-def app_concerns(registry: CollectorRegistry | None, poison_safety: bool) -> list[Concern]:
+def app_concerns(
+    registry: CollectorRegistry | None, poison_safety: bool, service: Service | None = None
+) -> list[Concern]:
     """What ``install(app)`` sets up, from what it was given.
 
     The dead-letter transport comes first: registered in kombu's tables before
@@ -39,7 +43,8 @@ def app_concerns(registry: CollectorRegistry | None, poison_safety: bool) -> lis
     """
     ordered = (
         PoisonTransport() if poison_safety else None,
-        Publishing(registry),
+        UntracedResults(),
+        Publishing(registry, service),
         HealthTask(),
         BEAT_HOOKS,  # one for the process, whatever the number of apps
     )
@@ -92,7 +97,7 @@ def worker_concerns(context: WorkerContext, installed: Concern) -> list[Concern]
         metrics,
         readiness,
         exhausted,
-        OtlpMetrics(readings),
+        OtlpMetrics(readings, context.service),
         None if sdk_disabled() else Tracing(context),
         endpoints,
     )

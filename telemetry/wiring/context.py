@@ -9,7 +9,7 @@ Celery's worker. A value, not a service: it holds no connection, thread or socke
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from celery import Celery
@@ -20,6 +20,7 @@ from telemetry.broker import REDIS_DRIVERS, driver_type, visibility_timeout
 from telemetry.extensions import Extensions
 from telemetry.settings import TelemetrySettings, required_names
 from telemetry.tracing.attributes import messaging_system
+from telemetry.tracing.service import Service
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ class WorkerContext:
     poison_safety: bool = True
     #: Every task that fails for good is kept (``install(app, exhausted=True)``).
     exhausted: bool = False
+    #: The resource's service defaults, resolved for the app (``telemetry.tracing.service``).
+    service: Service = field(default_factory=Service)
 
     @classmethod
     def of(
@@ -49,6 +52,7 @@ class WorkerContext:
         worker: Any,
         poison_safety: bool = True,
         exhausted: bool = False,
+        service: Service | None = None,
     ) -> WorkerContext:
         """The context of ``worker`` (Celery's ``WorkController``, as ``worker_init`` sends it).
 
@@ -68,11 +72,12 @@ class WorkerContext:
             settings=settings,
             extensions=extensions,
             hostname=str(getattr(worker, "hostname", "") or ""),
-            forks=_forks_pool_processes(worker),
+            forks=forks_pool_processes(worker),
             health_task=health_task,
             driver=driver_type(app),
             poison_safety=poison_safety,
             exhausted=exhausted,
+            service=service or Service(),
         )
 
     @property
@@ -96,7 +101,7 @@ class WorkerContext:
         return self.redis and self.settings.queue_poll_enabled
 
 
-def _forks_pool_processes(worker: Any) -> bool:
+def forks_pool_processes(worker: Any) -> bool:
     pool_cls = getattr(worker, "pool_cls", None)
     if pool_cls is None:
         return True

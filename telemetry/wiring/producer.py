@@ -20,7 +20,8 @@ the count also goes out as ``messaging.client.sent.messages``
 (:meth:`PublishHooks.take_over`), and its metrics and tracing hand them a
 recorder and spans (:meth:`PublishHooks.count_with`, :meth:`PublishHooks.trace_with`):
 its main process counts into the registry it serves, its pool processes forward
-their counts to it.
+their counts to it. The spans' and OTLP metrics' ``service.name`` defaults to
+the first installed app's (``telemetry.tracing.service``).
 
 :class:`Publishing` is the app concern (``telemetry.wiring.concern``) that adds
 an app to the hooks at ``install``, takes them over when a worker of it starts,
@@ -51,6 +52,7 @@ from telemetry.settings import ConfigError, TelemetrySettings, read_settings
 from telemetry.tracing.attributes import INSTRUMENTATION, messaging_system
 from telemetry.tracing.handlers import ProducerSpans
 from telemetry.tracing.providers import CollectorState, build_provider, flush_within, sdk_disabled
+from telemetry.tracing.service import Service
 from telemetry.wiring.concern import Concern
 
 logger = logging.getLogger("telemetry.producer")
@@ -61,6 +63,7 @@ class PublishHooks:
 
     def __init__(self) -> None:
         self.apps: dict[int, tuple[Celery, CollectorRegistry]] = {}
+        self.services: dict[int, Service] = {}
         self.recorder: PublishRecorder | None = None
         self.spans: ProducerSpans | None = None
         self.otlp: ProducerMetrics | None = None
@@ -72,13 +75,17 @@ class PublishHooks:
             (after_task_publish, self.on_after_task_publish, "telemetry.after_task_publish"),
         )
 
-    def add(self, app: Celery, registry: CollectorRegistry | None) -> None:
+    def add(
+        self, app: Celery, registry: CollectorRegistry | None, service: Service | None = None
+    ) -> None:
         """Count this app's publishes in ``registry`` (the default registry if None)."""
         if not self.apps:
             receivers.connect(self.receivers)
         self.apps[id(app)] = (app, registry if registry is not None else REGISTRY)
+        self.services[id(app)] = service or Service()
 
     def remove(self, app: Celery) -> None:
+        self.services.pop(id(app), None)
         if self.apps.pop(id(app), None) is not None and not self.apps:
             receivers.disconnect(self.receivers)
             if self.otlp is not None:
@@ -139,11 +146,15 @@ class PublishHooks:
                 settings.metrics_max_task_names,
                 keep_argsrepr=settings.trace_task_args,
             )
-            system = messaging_system(driver_type(next(iter(self.apps.values()))[0]))
-            self.otlp = ProducerMetrics(self._published_counter, system)
+            key, (app, _) = next(iter(self.apps.items()))
+            system = messaging_system(driver_type(app))
+            service = self.services[key].for_app(app)
+            self.otlp = ProducerMetrics(self._published_counter, system, service)
             self.otlp.start()
             if not sdk_disabled():
-                self.spans = ProducerSpans(_process_provider().get_tracer(INSTRUMENTATION), system)
+                self.spans = ProducerSpans(
+                    _process_provider(service).get_tracer(INSTRUMENTATION), system
+                )
 
     @cached_property
     def countdown(self) -> CountdownCheck | None:
@@ -177,13 +188,13 @@ class PublishHooks:
             counter.labels(queue, task).inc()
 
 
-def _process_provider() -> TracerProvider:
+def _process_provider(service: Service) -> TracerProvider:
     """The process's SDK provider; a new global one from ``OTEL_*`` if it has none."""
     provider = trace.get_tracer_provider()
     if isinstance(provider, TracerProvider):
         return provider
     state = CollectorState()
-    provider = build_provider(state)
+    provider = build_provider(state, service)
     trace.set_tracer_provider(provider)
     atexit.register(flush_within, provider, state)
     return provider
@@ -196,12 +207,14 @@ PUBLISH_HOOKS = PublishHooks()
 class Publishing(Concern):
     """One app's place in the publish hooks; a worker of it takes them over at start."""
 
-    def __init__(self, registry: CollectorRegistry | None) -> None:
-        """``registry``: where this app's publishes are counted outside a worker."""
+    def __init__(self, registry: CollectorRegistry | None, service: Service | None = None) -> None:
+        """``registry``: where this app's publishes are counted outside a worker;
+        ``service``: the service defaults ``install`` was given."""
         self.registry = registry
+        self.service = service
 
     def install(self, app: Celery) -> None:
-        PUBLISH_HOOKS.add(app, self.registry)
+        PUBLISH_HOOKS.add(app, self.registry, self.service)
 
     def uninstall(self, app: Celery) -> None:
         PUBLISH_HOOKS.remove(app)

@@ -3,34 +3,33 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
-from tests.support.worker_process import ROOT, free_port, wait_until
+from tests.support.endpoints import http_get
+from tests.support.process import LoggedProcess, free_port, wait_until
 
 START_TIMEOUT_SECONDS = 30
 
 
-class ExporterProcess:
+class ExporterProcess(LoggedProcess):
     def __init__(
         self, env: Mapping[str, str], log_dir: Path, *args: str, app: str = "worker"
     ) -> None:
         self.port = free_port()
         self.ops_port = free_port()
-        self.env = {
+        full_env = {
             **os.environ,
             "OPS_PORT": str(self.ops_port),
             **env,
             "BROKER_EXPORTER_PORT": str(self.port),
             "PYTHONUNBUFFERED": "1",
         }
-        self.args = [sys.executable, "-m", "telemetry.broker_exporter", "-A", app, *args]
-        self.log_path = log_dir / f"exporter-{self.port}.log"
-        self.process: subprocess.Popen[bytes] | None = None
+        command = [sys.executable, "-m", "telemetry.broker_exporter", "-A", app, *args]
+        super().__init__(
+            "broker exporter", command, full_env, log_dir / f"exporter-{self.port}.log"
+        )
 
     @property
     def target(self) -> str:
@@ -41,24 +40,13 @@ class ExporterProcess:
         return f"http://{self.target}"
 
     def get(self, path: str) -> tuple[int, bytes]:
-        try:
-            with urllib.request.urlopen(self.url + path, timeout=5) as response:
-                return response.status, response.read()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read()
+        return http_get(self.url + path)
 
     def start(self) -> ExporterProcess:
-        self.process = subprocess.Popen(
-            self.args,
-            cwd=ROOT,
-            env=self.env,
-            stdout=self.log_path.open("ab"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        self.spawn()
 
         def serving() -> bool:
-            assert self.process is not None and self.process.poll() is None, self.log()
+            self.exited()
             try:
                 return self.get("/livez")[0] == 200
             except OSError:
@@ -67,17 +55,5 @@ class ExporterProcess:
         wait_until(serving, START_TIMEOUT_SECONDS, interval=0.1, message="broker exporter serving")
         return self
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
     def stop(self, timeout: float = 10) -> int | None:
-        if self.process is None:
-            return None
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout)
-        return self.process.returncode
+        return super().stop(timeout)

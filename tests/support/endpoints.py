@@ -1,4 +1,4 @@
-"""Reading a worker's HTTP endpoints in tests: any status, with its body."""
+"""Reading HTTP endpoints in tests (a worker's, a beat's, the exporter's): any status, with its body."""
 
 from __future__ import annotations
 
@@ -10,15 +10,20 @@ from typing import Any
 from tests.support.worker_process import WorkerProcess, wait_until
 
 
-def fetch(worker: WorkerProcess, path: str, accept: str = "") -> tuple[int, bytes]:
-    """(status, body) of ``path`` on the worker's metrics port; 503 is an answer, not an error."""
-    url = worker.metrics_url.replace("/metrics", path)
+def http_get(url: str, accept: str = "") -> tuple[int, bytes]:
+    """(status, body) of ``url``; an error status (503, 404) is an answer, not an exception."""
     request = urllib.request.Request(url, headers={"Accept": accept})
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()
+
+
+def fetch(worker: WorkerProcess, path: str, accept: str = "") -> tuple[int, bytes]:
+    """(status, body) of ``path`` on the worker's metrics port; 503 is an answer, not an error."""
+    try:
+        return http_get(worker.metrics_url.replace("/metrics", path), accept)
     except urllib.error.URLError as error:
         exit_code = worker.process.poll() if worker.process is not None else None
         raise AssertionError(

@@ -57,9 +57,8 @@ def retry_twice(self: Any, key: str) -> str:
     return key
 
 
-@app.task(name="tests.ignore_soft_limit")
-def ignore_soft_limit(seconds: float) -> None:
-    """Keeps running through the soft time limit, so only the hard limit stops it."""
+def _sleep_through_soft_limit(seconds: float) -> None:
+    """Sleep ``seconds``, through the soft time limit: only the hard limit stops it."""
     from celery.exceptions import SoftTimeLimitExceeded
 
     deadline = time.monotonic() + seconds
@@ -68,6 +67,12 @@ def ignore_soft_limit(seconds: float) -> None:
             time.sleep(0.05)
         except SoftTimeLimitExceeded:
             continue
+
+
+@app.task(name="tests.ignore_soft_limit")
+def ignore_soft_limit(seconds: float) -> None:
+    """Keeps running through the soft time limit, so only the hard limit stops it."""
+    _sleep_through_soft_limit(seconds)
 
 
 @app.task(name="tests.enqueue_child")
@@ -184,17 +189,6 @@ def reject_it() -> None:
     raise Reject("refused", requeue=False)
 
 
-def _sleep_through_soft_limit(seconds: float) -> None:
-    from celery.exceptions import SoftTimeLimitExceeded
-
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            time.sleep(0.05)
-        except SoftTimeLimitExceeded:
-            continue
-
-
 @app.task(name="tests.hard_limit_acked", soft_time_limit=0.5, time_limit=1)
 def hard_limit_acked(seconds: float) -> None:
     """Killed by its 1 s hard time limit; its message is acknowledged (Celery's default)."""
@@ -214,3 +208,9 @@ def hard_limit_requeued(key: str, seconds: float) -> int:
     if runs == 1:
         _sleep_through_soft_limit(seconds)
     return runs
+
+
+@app.task(name="tests.fail_with_message")
+def fail_with_message(message: str) -> None:
+    """Fails its only run (no retries) with ``message`` as the exception's message."""
+    raise ValueError(message)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.support.otlp_receiver import OtlpReceiver
 from tests.support.worker_process import ROOT
@@ -18,11 +19,13 @@ def traced_env(worker_env: dict[str, str], receiver: OtlpReceiver) -> dict[str, 
     }
 
 
-def run_as_producer(env: dict[str, str], code: str) -> str:
-    """Run ``code`` in a separate process with only ``env``; its stdout, stripped."""
+def run_as_producer(
+    env: dict[str, str], code: str, *, python: str = sys.executable, cwd: Path = ROOT
+) -> str:
+    """Run ``code`` in a separate process of ``python`` with only ``env``; its stdout, stripped."""
     done = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
+        [python, "-c", code],
+        cwd=cwd,
         env={"PATH": "/usr/bin:/bin", **env},
         capture_output=True,
         text=True,

@@ -2,44 +2,22 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import socket
-import subprocess
-import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
 from telemetry.tracing.export.supervisor import is_export_process
+from tests.support.process import ROOT, LoggedProcess, free_port, wait_until
 from worker.command import worker_command
 
-ROOT = Path(__file__).resolve().parents[2]
 ALL_QUEUES = "agents,briefings,scraping,default"
 READY_MARK = " ready."
 START_TIMEOUT_SECONDS = 30.0
 
 
-def wait_until(predicate, timeout: float, interval: float = 0.05, message: str = "condition"):  # type: ignore[no-untyped-def]
-    """Poll ``predicate`` until it returns a truthy value; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(interval)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class WorkerProcess:
+class WorkerProcess(LoggedProcess):
     """One worker: prefork, concurrency 2 by default, logging to a file."""
 
     def __init__(
@@ -51,19 +29,19 @@ class WorkerProcess:
         concurrency: int = 2,
         extra_args: tuple[str, ...] = (),
         command: list[str] | None = None,
+        cwd: Path = ROOT,
     ) -> None:
         """``command``: another app's worker command line, instead of the jobpilot worker's
-        (with ``tests.support.tasks``)."""
+        (with ``tests.support.tasks``); ``cwd``: where it runs (``celery -A`` imports from there)."""
         self.name = f"w{uuid.uuid4().hex[:8]}@%h"
-        self.env = {**os.environ, "METRICS_PORT": str(free_port()), **env, "PYTHONUNBUFFERED": "1"}
-        self.metrics_url = f"http://127.0.0.1:{self.env['METRICS_PORT']}/metrics"
-        self.log_path = log_dir / f"{self.name.split('@')[0]}.log"
+        full_env = {**os.environ, "METRICS_PORT": str(free_port()), **env, "PYTHONUNBUFFERED": "1"}
+        self.metrics_url = f"http://127.0.0.1:{full_env['METRICS_PORT']}/metrics"
         jobpilot = [
             *worker_command(queues.split(","), concurrency),
             "--include",
             "tests.support.tasks",
         ]
-        self.args = [
+        args = [
             *(command or jobpilot),
             "-n",
             self.name,
@@ -71,18 +49,11 @@ class WorkerProcess:
             "--without-gossip",
             *extra_args,
         ]
-        self.process: subprocess.Popen[bytes] | None = None
+        log_path = log_dir / f"{self.name.split('@')[0]}.log"
+        super().__init__("worker", args, full_env, log_path, cwd)
 
     def start(self, wait: bool = True) -> WorkerProcess:
-        self._log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            self.args,
-            cwd=ROOT,
-            env=self.env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        self.spawn()
         if wait:
             self.wait_for_log(READY_MARK, START_TIMEOUT_SECONDS)
         return self
@@ -92,20 +63,9 @@ class WorkerProcess:
         """The node name with ``%h`` expanded, as the worker reports it."""
         return self.name.replace("%h", socket.gethostname())
 
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
     def wait_for_log(self, text: str, timeout: float, count: int = 1) -> str:
         def seen() -> bool:
-            if self.process is not None and self.process.poll() is not None:
-                raise AssertionError(
-                    f"worker exited ({self.process.returncode}):\n{self.log()[-4000:]}"
-                )
+            self.exited()
             return self.log().count(text) >= count
 
         wait_until(seen, timeout, interval=0.05, message=f"{text!r} in the worker log")
@@ -118,25 +78,6 @@ class WorkerProcess:
     def pool_pids(self) -> list[int]:
         """The prefork pool's processes: the children but the span export process."""
         return [pid for pid in self.child_pids() if not is_export_process(pid)]
-
-    def stop(self, timeout: float = 20.0) -> int | None:
-        """Warm shutdown (SIGTERM), escalating to SIGKILL of the whole group."""
-        if self.process is None or self.process.poll() is not None:
-            return self.process.returncode if self.process else None
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return self.kill()
-        finally:
-            self._log.close()
-
-    def kill(self) -> int:
-        """SIGKILL the main process and its pool, as a crash would."""
-        assert self.process is not None
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        return self.process.wait(10)
 
 
 #: A short visibility timeout, so unacked messages come back within seconds:

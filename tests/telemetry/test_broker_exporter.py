@@ -19,10 +19,11 @@ import yaml
 from dashboards.config import KUBERNETES_DIR
 from telemetry.deadletters.records import DEADLETTER_KEY
 from tests.conftest import redis_url
-from tests.support.broker_exporter import ROOT, ExporterProcess
+from tests.support.broker_exporter import ExporterProcess
 from tests.support.inventory_worker import APP as INVENTORY
 from tests.support.messages import envelope
 from tests.support.private_redis import PrivateRedis
+from tests.support.process import ROOT
 from tests.support.prometheus import Prometheus, start_prometheus
 from tests.support.scrape import samples_by_labels
 from tests.support.worker_process import wait_until

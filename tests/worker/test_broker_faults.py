@@ -14,8 +14,7 @@ import os
 import signal
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 import redis
@@ -32,13 +31,6 @@ TASKS = 40
 #: One consumer connection has at most one BRPOP in flight.
 AT_MOST_ONCE_WINDOW = 1
 PROBE_INTERVAL = 1.0
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(tmp_path).start()
-    yield server
-    server.stop()
 
 
 def readiness(worker: WorkerProcess) -> tuple[int, bool | None]:
@@ -95,8 +87,9 @@ def test_the_worker_recovers_from_a_broker_fault_without_losing_tasks(
     fault: str,
     start_worker: Callable[..., WorkerProcess],
     worker_env: dict[str, str],
-    broker: PrivateRedis,
+    private_redis: PrivateRedis,
 ) -> None:
+    broker = private_redis
     database = worker_env["DATABASE_URL"].split("///", 1)[1]
     assert schema_command(worker_env["DATABASE_URL"]).returncode == 0
     env = {

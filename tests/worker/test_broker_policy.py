@@ -80,9 +80,7 @@ def test_the_worker_refuses_a_redis_cluster_with_one_line(
     worker = WorkerProcess({**worker_env, "REDIS_URL": node.url}, log_dir)
     try:
         # When a worker starts on it
-        worker.start(wait=False)
-        assert worker.process is not None
-        code = worker.process.wait(60)
+        code = worker.start(wait=False).wait_exit(60)
         # Then it exits non-zero with exactly one line saying why, and no traceback
         log = worker.log()
         assert code != 0

@@ -1,10 +1,15 @@
-"""The README's demo mode runs end to end, says where traces go, and prints its per-queue table."""
+"""The README's demo mode runs end to end, says where traces go, prints its per-queue table, and
+serves the failed-work page until Ctrl-C."""
 
 from __future__ import annotations
 
+import json
+import signal
 import socket
 import subprocess
 import sys
+import threading
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +18,7 @@ import redis
 
 from tests.conftest import redis_url
 from tests.support.otlp_receiver import OtlpReceiver
-from tests.support.worker_process import ROOT, free_port
+from tests.support.worker_process import ROOT, free_port, wait_until
 from worker.demo import traces_endpoint, traces_line
 
 NO_COLLECTOR_SAYS = ("Transient error", "Connection refused", "Failed to export")
@@ -28,7 +33,7 @@ def closed_port() -> Iterator[int]:
 
 
 @pytest.mark.integration
-def test_demo_prints_what_happened_on_every_queue(
+def test_demo_prints_what_happened_on_every_queue_and_serves_the_page(
     tmp_path: Path, redis_client: redis.Redis, closed_port: int
 ) -> None:
     # Given no collector where the OTEL_* variables point
@@ -39,36 +44,77 @@ def test_demo_prints_what_happened_on_every_queue(
         "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/demo.db",
         "METRICS_PORT": str(free_port()),
         "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+        "OPS_PORT": str(free_port()),
+        "BROKER_EXPORTER_PORT": str(free_port()),
+        "PYTHONUNBUFFERED": "1",
     }
     schema = subprocess.run(
         [sys.executable, "-m", "worker.db.schema"], cwd=ROOT, env=env, capture_output=True
     )
     assert schema.returncode == 0
     # When the demo runs
-    done = subprocess.run(
+    demo = subprocess.Popen(
         [sys.executable, "-m", "worker.demo"],
         cwd=ROOT,
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
-        timeout=180,
     )
-    assert done.returncode == 0, done.stdout + done.stderr
-    # Then its first line says traces are off and why, and nothing reads as a failure
-    assert done.stdout.splitlines()[0] == (
+    said: list[str] = []
+    reader = threading.Thread(target=lambda: said.extend(demo.stdout or ()), daemon=True)
+    reader.start()
+    try:
+        wait_until(
+            lambda: any("Ctrl-C stops it" in line for line in said) or demo.poll() is not None,
+            180,
+            interval=0.2,
+            message="the demo to serve its page",
+        )
+        output = "".join(said)
+        assert demo.poll() is None, output
+        # Then it prints the page's address and keeps the exporter serving it
+        page = f"http://127.0.0.1:{env['OPS_PORT']}/failed"
+        assert (
+            f"demo: failed work, the refused message among it: {page} "
+            "(read-only: set OPS_TOKEN to requeue from it)"
+        ) in output
+        with urllib.request.urlopen(page, timeout=5) as response:
+            assert response.status == 200 and b'<script src="failed.js"' in response.read()
+        # And its refused message is there
+        with urllib.request.urlopen(
+            page.replace("/failed", "/api/v1/failed?kind=dead_letter"), timeout=5
+        ) as response:
+            listing = json.loads(response.read())
+        assert [(i["task"], i["reason"], i["queue"]) for i in listing["items"]] == [
+            ("example_task", "bad_arguments", "default")
+        ]
+        # When Ctrl-C is pressed, the demo stops the exporter and exits 0
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(30) == 0
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+    reader.join(5)
+    output = "".join(said)
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", int(env["OPS_PORT"])), timeout=1).close()
+    # And its first line says traces are off and why, and nothing reads as a failure
+    assert output.splitlines()[0] == (
         f"demo: traces: off (no collector at {endpoint}/v1/traces; "
         "start one with docker compose up)"
     )
     worker_log = (ROOT / ".run" / "demo-worker.log").read_text()
-    for said in NO_COLLECTOR_SAYS:
-        assert said not in done.stdout + done.stderr + worker_log, said
-    table = done.stdout.split("wait p50")[1].splitlines()[1:5]
+    for text in NO_COLLECTOR_SAYS:
+        assert text not in output + worker_log, text
+    table = output.split("wait p50")[1].splitlines()[1:5]
     rows = {line.split()[0]: line.split() for line in table}
     assert set(rows) == {"agents", "briefings", "scraping", "default"}
     assert rows["agents"][2:5] == ["5", "5", "0"]  # started, succeeded, failed
     assert rows["default"][2:5] == ["6", "5", "1"]
     assert all(row[5].endswith("ms") for row in rows.values())  # wait p50 measured from the header
-    assert "new dead letters: 1" in done.stdout
+    assert "new dead letters: 1" in output
 
 
 def test_a_listening_collector_is_named_and_export_stays_on(receiver: OtlpReceiver) -> None:

@@ -22,6 +22,7 @@ from telemetry.metrics.otlp.exporter import MetricExport
 from telemetry.metrics.otlp.readings import Readings
 from telemetry.settings import ConfigError
 from telemetry.tracing.providers import worker_resource
+from telemetry.tracing.service import Service
 from telemetry.wiring.concern import Concern
 
 logger = logging.getLogger("telemetry.metrics.otlp")
@@ -31,9 +32,11 @@ class OtlpMetrics(Concern):
     """The OTLP metric export of one process, from ``readings``; a worker concern
     (``telemetry.wiring.concern``): nothing process-wide, everything starts with the worker."""
 
-    def __init__(self, readings: Readings | None) -> None:
-        """``readings``: None when the worker keeps no series (``METRICS_ENABLED=false``)."""
+    def __init__(self, readings: Readings | None, service: Service | None = None) -> None:
+        """``readings``: None when the worker keeps no series (``METRICS_ENABLED=false``);
+        ``service``: the resource's service defaults (``telemetry.tracing.service``)."""
         self.readings = readings
+        self.service = service or Service()
         self.export: MetricExport | None = None
         self._notes: list[str] = []
 
@@ -53,7 +56,7 @@ class OtlpMetrics(Concern):
                 "the OTLP metrics are derived from the worker's series, so none are exported"
             )
             return
-        self.export = MetricExport(config, worker_resource(hostname), self.readings)
+        self.export = MetricExport(config, worker_resource(self.service, hostname), self.readings)
 
     def start(self, worker: Any) -> None:
         """``worker_init``: a bad variable is one ``settings:`` line and a non-zero exit."""

@@ -156,7 +156,7 @@ def exporter_class(protocol: str, variable: str) -> Callable[..., MetricExporter
             )
         except ImportError:
             raise ConfigError(
-                variable, "grpc needs the extra: pip install 'jobpilot-worker[grpc]'"
+                variable, "grpc needs the extra: pip install 'jobpilot-telemetry[grpc]'"
             ) from None
         grpc_class: Callable[..., MetricExporter] = GrpcMetricExporter
         return grpc_class

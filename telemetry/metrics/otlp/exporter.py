@@ -51,7 +51,8 @@ from telemetry.metrics.otlp.environment import MetricExportConfig
 from telemetry.metrics.otlp.histograms import HistogramBuilder, HistogramReading
 from telemetry.metrics.otlp.names import SCOPE
 from telemetry.metrics.otlp.readings import Derived, Readings
-from telemetry.tracing.providers import OncePerInterval, service_version
+from telemetry.tracing.providers import OncePerInterval
+from telemetry.version import __version__
 
 logger = logging.getLogger("telemetry.metrics.otlp")
 
@@ -79,12 +80,12 @@ class MetricExport:
         self.config = config
         self.resource = resource
         self.exporter = exporter if exporter is not None else config.exporter()
-        self.scope = InstrumentationScope(SCOPE, service_version())
+        self.scope = InstrumentationScope(SCOPE, __version__)
         self.reader = InMemoryMetricReader(preferred_temporality=dict(config.temporality))
         self.provider = MeterProvider(
             metric_readers=[self.reader], resource=resource, shutdown_on_exit=False
         )
-        meter = self.provider.get_meter(SCOPE, service_version())
+        meter = self.provider.get_meter(SCOPE, __version__)
         for observed in readings.observed():
             instrument = observed.instrument
             create = (

@@ -30,7 +30,9 @@ from telemetry.metrics.otlp.exporter import MetricExport
 from telemetry.metrics.otlp.names import SCOPE
 from telemetry.metrics.otlp.readings import Derived, Observed, sent_messages
 from telemetry.settings import ConfigError
-from telemetry.tracing.providers import service_version, worker_resource
+from telemetry.tracing.providers import worker_resource
+from telemetry.tracing.service import Service
+from telemetry.version import __version__
 
 logger = logging.getLogger("telemetry.metrics.otlp")
 
@@ -38,8 +40,12 @@ logger = logging.getLogger("telemetry.metrics.otlp")
 class ProducerMetrics:
     """The sent-messages counter of a publishing process, over OTLP."""
 
-    def __init__(self, counter: Callable[[], Counter | None], system: str) -> None:
+    def __init__(
+        self, counter: Callable[[], Counter | None], system: str, service: Service | None = None
+    ) -> None:
+        """``service``: the resource's service defaults (``telemetry.tracing.service``)."""
         self.sent = sent_messages(counter, system)
+        self.service = service or Service()
         self.export: MetricExport | None = None
         self.on_global_provider = False
         self._stopped = False
@@ -67,13 +73,13 @@ class ProducerMetrics:
         provider = metrics.get_meter_provider()
         if isinstance(provider, MeterProvider):
             instrument = self.sent.instrument
-            meter = provider.get_meter(SCOPE, service_version())
+            meter = provider.get_meter(SCOPE, __version__)
             meter.create_observable_counter(
                 instrument.name, [self._observe], instrument.unit, instrument.description
             )
             self.on_global_provider = True
             return
-        self.export = MetricExport(config, worker_resource(), self)
+        self.export = MetricExport(config, worker_resource(self.service), self)
         self.export.start()
         atexit.register(self.stop)
 

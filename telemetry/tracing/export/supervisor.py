@@ -2,13 +2,16 @@
 
     export = ExportProcess(log_level="INFO", log_format="text")
     export.start()                                   # before the pool forks
-    provider, relay = relayed_provider(export, hostname)
+    provider, relay = relayed_provider(export, hostname, service)
     ...
     export.stop()                                    # at worker shutdown: drained, flushed, bounded
 
 The main process keeps the receiving end of the socket open, so an export
-process restarted after it died reads what was queued meanwhile. See
-``telemetry.tracing.export`` for the whole hop.
+process restarted after it died reads what was queued meanwhile. It starts
+without ``opentelemetry-instrument``'s ``sitecustomize`` (its directory is left
+off ``PYTHONPATH``): no distro, configurator or instrumentor runs there, so the
+exporter's own HTTP requests are never traced. See ``telemetry.tracing.export``
+for the whole hop.
 """
 
 from __future__ import annotations
@@ -20,12 +23,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
 from telemetry.tracing.export.relay import SHUTDOWN, SOCKET_BUFFER_BYTES, DropCounter, SpanRelay
 from telemetry.tracing.providers import worker_resource
+from telemetry.tracing.service import Service
 
 logger = logging.getLogger("telemetry.tracing.export")
 
@@ -36,6 +41,8 @@ RESTART_DELAY_SECONDS = 1.0
 MAX_RESTART_DELAY_SECONDS = 60.0
 #: The module the export process runs, which also tells it apart from pool processes.
 EXPORT_MODULE = "telemetry.tracing.export.process"
+#: Where ``opentelemetry-instrument`` puts the ``sitecustomize`` that auto-instruments a process.
+AUTO_INSTRUMENTATION_DIR = os.path.join("opentelemetry", "instrumentation", "auto_instrumentation")
 
 
 class ExportProcess:
@@ -73,6 +80,7 @@ class ExportProcess:
             ],
             pass_fds=(fd,),
             stdin=subprocess.DEVNULL,
+            env=export_environment(os.environ),
         )
 
     def _supervise(self) -> None:
@@ -122,12 +130,25 @@ class ExportProcess:
             return False
 
 
+def export_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` without the auto-instrumentation's directory on ``PYTHONPATH``."""
+    environment = dict(environ)
+    paths = environment.get("PYTHONPATH", "").split(os.pathsep)
+    kept = [path for path in paths if not path.rstrip(os.sep).endswith(AUTO_INSTRUMENTATION_DIR)]
+    if len(kept) < len(paths):
+        if any(kept):
+            environment["PYTHONPATH"] = os.pathsep.join(kept)
+        else:
+            del environment["PYTHONPATH"]
+    return environment
+
+
 def relayed_provider(
-    export: ExportProcess | None, worker_hostname: str
+    export: ExportProcess | None, worker_hostname: str, service: Service
 ) -> tuple[TracerProvider, SpanRelay | None]:
     """A worker process's provider and relay: its spans go to ``export``; nowhere when it
     is None (``OTEL_TRACES_EXPORTER=none``: spans are still made and propagated)."""
-    provider = TracerProvider(resource=worker_resource(worker_hostname))
+    provider = TracerProvider(resource=worker_resource(service, worker_hostname))
     if export is None:
         return provider, None
     relay = export.relay(provider.resource)

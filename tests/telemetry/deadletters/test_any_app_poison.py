@@ -237,9 +237,7 @@ def test_a_worker_consumer_that_cannot_be_combined_is_one_line_and_a_non_zero_ex
     worker = WorkerProcess(env, log_dir, command=[*WORKER, "-Q", QUEUE])
     try:
         # When its worker starts
-        worker.start(wait=False)
-        assert worker.process is not None
-        code = worker.process.wait(60)
+        code = worker.start(wait=False).wait_exit(60)
         # Then it exits non-zero with one settings line saying why, and no traceback
         log = worker.log()
         assert code != 0

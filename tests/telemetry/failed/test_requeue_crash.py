@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,19 +25,11 @@ RECORDS = 1000
 QUEUE = "default"
 
 
-@pytest.fixture
-def aof_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    """A private redis-server with appendonly yes and appendfsync always."""
-    server = PrivateRedis(tmp_path).start()
-    yield server
-    server.stop()
-
-
 def test_a_broker_killed_mid_requeue_keeps_every_record_exactly_once(
-    aof_redis: PrivateRedis, tmp_path: Path
+    private_redis: PrivateRedis, tmp_path: Path
 ) -> None:
     # Given 1,000 exhausted records on an AOF-backed Redis, and no worker consuming
-    client = redis.Redis(port=aof_redis.port)
+    client = redis.Redis(port=private_redis.port)
     kept = store(client)
     for n in range(RECORDS):
         task_id = str(uuid.uuid4())
@@ -58,22 +49,22 @@ def test_a_broker_killed_mid_requeue_keeps_every_record_exactly_once(
     requeue = subprocess.Popen(
         [sys.executable, "-m", "telemetry.failed", "-A", "worker", "requeue", "--all"],
         cwd=ROOT,
-        env={"PATH": "/usr/bin:/bin", "REDIS_URL": aof_redis.url},
+        env={"PATH": "/usr/bin:/bin", "REDIS_URL": private_redis.url},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
     try:
         wait_until(lambda: client.llen(QUEUE) > 0, 30, interval=0.0005, message="the first requeue")
-        assert aof_redis.process is not None
-        os.kill(aof_redis.process.pid, signal.SIGKILL)
-        aof_redis.process.wait(10)
+        assert private_redis.process is not None
+        os.kill(private_redis.process.pid, signal.SIGKILL)
+        private_redis.process.wait(10)
     finally:
         requeue.wait(30)
     assert requeue.returncode != 0  # it lost its broker mid-way
     # Then after a restart, the set and the queue hold the 1,000 between them
-    restarted = PrivateRedis(tmp_path, aof_redis.port).start()
-    aof_redis.process = restarted.process
-    client = redis.Redis(port=aof_redis.port)
+    restarted = PrivateRedis(tmp_path, private_redis.port).start()
+    private_redis.process = restarted.process
+    client = redis.Redis(port=private_redis.port)
     queued = [item for key in client.keys(f"{QUEUE}*") for item in client.lrange(key, 0, -1)]
     left = records(client)
     assert 0 < len(queued) < RECORDS, f"the crash did not cut the requeue ({len(queued)})"

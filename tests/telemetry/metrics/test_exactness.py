@@ -10,6 +10,7 @@ import pytest
 
 from tests.support.scrape import samples_by_labels
 from tests.support.worker_process import WorkerProcess, wait_until
+from tests.support.workload import MIXED_DELIVERIES, send_mixed_workload
 from worker.celery_app import app
 
 pytestmark = pytest.mark.integration
@@ -33,25 +34,13 @@ def test_identities_hold_for_a_mixed_workload_with_crashes_and_recycling(
         {**worker_env, "WORKER_LOST_RETRY_DELAY": "0.2"}, extra_args=("--max-tasks-per-child", "3")
     )
     # When it runs successes, failures, retries, a revoked task, an unknown task and lost pool processes
-    results = [
-        app.send_task("briefing_compile", args=["t", ["some words here"]], ignore_result=False)
-        for _ in range(10)
-    ]
-    results += [
-        app.send_task("scrape_page", args=[f"https://example.org/{n}", 0], ignore_result=False)
-        for n in range(5)
-    ]
-    for n in range(3):
-        app.send_task("tests.fail", args=[n])
-    app.send_task("tests.retry_twice", args=["r"])
-    app.send_task("tests.kill_own_process", args=["k"])
-    app.send_task("no_such_task")
+    results = send_mixed_workload(app)
     revoked_id = str(uuid.uuid4())
     app.control.revoke(revoked_id, reply=True, timeout=5, destination=[worker.hostname])
     app.send_task("briefing_compile", args=["t", []], task_id=revoked_id)
     for result in results:
         result.get(timeout=30)
-    expected_deliveries = 10 + 5 + 3 + 3 + 3 + 1 + 1
+    expected_deliveries = MIXED_DELIVERIES + 1  # and the revoked one
 
     def idle() -> dict | None:  # type: ignore[type-arg]
         samples = samples_by_labels(worker.metrics_url)

@@ -10,8 +10,9 @@ from collections.abc import Callable
 import pytest
 import redis
 
-from tests.support.broker_exporter import ROOT, ExporterProcess
+from tests.support.broker_exporter import ExporterProcess
 from tests.support.otlp_receiver import OtlpReceiver
+from tests.support.process import ROOT
 from tests.support.scrape import samples_by_labels
 from tests.support.worker_process import wait_until
 from tests.telemetry.metrics.test_queues import stamped

@@ -15,14 +15,12 @@ from tests.conftest import redis_url
 from tests.support.otlp_receiver import OtlpReceiver, ReceivedPoint
 from tests.support.scrape import samples_by_labels
 from tests.support.worker_process import WorkerProcess, wait_until
+from tests.support.workload import MIXED_DELIVERIES, send_mixed_workload
 from worker.celery_app import app
 
 pytestmark = pytest.mark.integration
 
 Samples = dict[str, dict[tuple[tuple[str, str], ...], float]]
-#: Deliveries of the workload: 10 + 5 successes, 3 failures, a task retried twice,
-#: one that loses its pool process three times, and one unknown task.
-DELIVERIES = 10 + 5 + 3 + 3 + 3 + 1
 QUEUES = ("agents", "briefings", "scraping", "default")
 
 
@@ -48,31 +46,18 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[OtlpRec
     log_dir: Path = tmp_path_factory.mktemp("logs")
     worker = WorkerProcess(env, log_dir, extra_args=("--max-tasks-per-child", "3")).start()
     try:
-        results = [
-            app.send_task("briefing_compile", args=["t", ["some words"]], ignore_result=False)
-            for _ in range(10)
-        ]
-        results += [
-            app.send_task("scrape_page", args=[f"https://example.org/{n}", 0], ignore_result=False)
-            for n in range(5)
-        ]
-        for n in range(3):
-            app.send_task("tests.fail", args=[n])
-        app.send_task("tests.retry_twice", args=["r"])
-        app.send_task("tests.kill_own_process", args=["k"])
-        app.send_task("no_such_task")
-        for result in results:
+        for result in send_mixed_workload(app):
             result.get(timeout=30)
 
         def settled() -> bool:
             samples = samples_by_labels(worker.metrics_url)
-            return sum(samples.get("celery_task_finished_total", {}).values()) >= DELIVERIES
+            return sum(samples.get("celery_task_finished_total", {}).values()) >= MIXED_DELIVERIES
 
         wait_until(settled, 60, interval=0.2, message="every delivery to end")
 
         def exported_all() -> bool:
             finished = receiver.latest("celery.task.finished")
-            return sum(p.value for p in finished.values()) >= DELIVERIES
+            return sum(p.value for p in finished.values()) >= MIXED_DELIVERIES
 
         wait_until(exported_all, 10, interval=0.1, message="the last counts over OTLP")
         yield receiver, samples_by_labels(worker.metrics_url)
@@ -222,7 +207,6 @@ def test_a_bad_metric_variable_stops_the_worker_with_one_line(
 ) -> None:
     env = {**worker_env, "OTEL_METRICS_EXPORTER": "otlp", "OTEL_METRIC_EXPORT_INTERVAL": "-1"}
     worker = WorkerProcess(env, tmp_path).start(wait=False)
-    assert worker.process is not None
-    assert worker.process.wait(30) != 0
+    assert worker.wait_exit(30) != 0
     line = "settings: OTEL_METRIC_EXPORT_INTERVAL: must be a positive number of milliseconds, not '-1'"  # fmt: skip
     assert [row for row in worker.log().splitlines() if row.startswith("settings:")] == [line]

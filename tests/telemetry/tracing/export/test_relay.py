@@ -23,6 +23,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from telemetry.tracing.export.relay import DropCounter, SpanRelay
 from telemetry.tracing.export.rows import encode
 from telemetry.tracing.export.supervisor import ExportProcess, relayed_provider
+from telemetry.tracing.service import Service
 from tests.support.otlp_receiver import OtlpReceiver
 from tests.support.worker_process import ROOT, wait_until
 
@@ -98,7 +99,7 @@ def in_a_forked_child(export: ExportProcess, count: int, name: str) -> None:
     if pid == 0:  # the child: as a pool process does after fork
         try:
             export.in_pool_process()
-            provider, _ = relayed_provider(export, "w@host")
+            provider, _ = relayed_provider(export, "w@host", Service("relayed"))
             end_spans(provider, count, name)
         finally:
             os._exit(0)
@@ -116,6 +117,7 @@ def test_every_span_of_an_exiting_process_is_exported(
     spans = export_env.named("child-")
     assert len(spans) == 150
     assert {s.resource["celery.worker.hostname"] for s in spans} == {"w@host"}
+    assert {s.resource["service.name"] for s in spans} == {"relayed"}
     assert len({s.resource["service.instance.id"] for s in spans}) == 3
 
 
