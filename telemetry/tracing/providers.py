@@ -175,7 +175,8 @@ def quiet_export_failures() -> None:
 
 def exporter_from_environment(records: bool = False) -> SpanExporter | None:
     """The exporter ``OTEL_TRACES_EXPORTER`` names; None for ``none``. ``records``: for
-    OTLP/HTTP, the one that encodes run records itself (``telemetry.tracing.export.encoder``)."""
+    OTLP/HTTP, the one that encodes run records itself, where the installed exporter is
+    the release it was written for (``telemetry.tracing.export.encoder``)."""
     name = os.environ.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() or "otlp"
     if name == "none":
         return None
@@ -194,9 +195,10 @@ def exporter_from_environment(records: bool = False) -> SpanExporter | None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         if records:
-            from telemetry.tracing.export.encoder import RecordExporter
+            from telemetry.tracing.export.encoder import RecordExporter, contained
 
-            return RecordExporter(timeout=timeout)
+            if contained():
+                return RecordExporter(timeout=timeout)
         return OTLPSpanExporter(timeout=timeout)
     if protocol == "grpc":
         try:

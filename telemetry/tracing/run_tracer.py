@@ -13,8 +13,9 @@ module puts one function around that tracer, so a task's run span costs one
 call, not two ``task_prerun``/``task_postrun`` dispatches (about 20k
 instructions each, callgrind). ``task.__trace__`` and the tracer's signature
 ``(uuid, args, kwargs, request)`` returning ``(R, I, T, Rstr)`` are Celery's
-own, unchanged since 4.0; celery is pinned to its minor release in
-pyproject.toml and the real-worker tests hold the spans. The wrapper:
+own, unchanged since 4.0; Celery is bounded to the minor releases the
+real-worker tests hold the spans on (packages/jobpilot-telemetry/pyproject.toml).
+The wrapper:
 
 * reads the span's ids from the request (``telemetry.messages.RUN_SPAN``), drawn
   by the main process at receipt, or draws them here when they are missing

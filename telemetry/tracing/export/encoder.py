@@ -17,24 +17,23 @@ tests/telemetry/tracing/export/test_encoder.py holds the request bytes to
 ``encode_spans`` of the same spans.
 
 What this leans on, and why it is contained here: :meth:`RecordExporter.export`
-is ``OTLPSpanExporter.export`` (opentelemetry-exporter-otlp-proto-http 1.45)
+is ``OTLPSpanExporter.export`` of opentelemetry-exporter-otlp-proto-http 1.45
 with the encoding swapped, so it reads that exporter's private members
-(``_shutdown``, ``_metrics``, ``_max_request_size``, ``_client``) and helper
-(``_is_request_too_large``). The exporter is bounded to the minor release the
-tests ran (pyproject.toml). gRPC and the console exporter keep the SDK's path.
+(``_shutdown``, ``_metrics``, ``_max_request_size``, ``_client``) and helpers
+(``_is_request_too_large``, ``RequestPayloadTooLargeError``). It is used only
+with the release it was written for (:data:`CONTAINED_RELEASE`, checked by
+:func:`contained`); with any other, run records are rebuilt into SDK spans and
+the SDK encodes everything, as it does for gRPC and the console exporter.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from importlib.metadata import version
 from typing import Any
 
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-from opentelemetry.exporter.otlp.proto.http._common import (
-    RequestPayloadTooLargeError,
-    _is_request_too_large,
-)
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans
@@ -50,6 +49,8 @@ from telemetry.tracing.export.run_records import FIXED, RecordSpan
 
 logger = logging.getLogger("telemetry.tracing.export")
 
+#: The exporter release whose ``export`` :class:`RecordExporter` follows.
+CONTAINED_RELEASE = "1.45."
 #: Templates kept; past it, the cache starts over.
 MAX_TEMPLATES = 1024
 #: The attributes a record sets, by their index in a run span's attributes.
@@ -170,6 +171,11 @@ class RecordEncoder:
         return batch.request()
 
 
+def contained() -> bool:
+    """Whether the installed OTLP/HTTP exporter is the release this encoder was written for."""
+    return version("opentelemetry-exporter-otlp-proto-http").startswith(CONTAINED_RELEASE)
+
+
 class RecordExporter(OTLPSpanExporter):
     """The SDK's OTLP/HTTP exporter, encoding run records itself; see the module docstring."""
 
@@ -181,6 +187,11 @@ class RecordExporter(OTLPSpanExporter):
         """``OTLPSpanExporter.export`` of 1.45, with :class:`RecordEncoder`'s encoding."""
         if self.encoder is None:
             return super().export(spans)
+        from opentelemetry.exporter.otlp.proto.http._common import (  # 1.45: see contained()
+            RequestPayloadTooLargeError,
+            _is_request_too_large,
+        )
+
         if self._shutdown:
             logger.warning("Exporter already shutdown, ignoring batch")
             return SpanExportResult.FAILURE

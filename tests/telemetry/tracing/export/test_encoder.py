@@ -195,3 +195,16 @@ def test_the_exporter_posts_the_encoded_request(posted: tuple[str, list[bytes]])
     assert exporter.export(spans).name == "SUCCESS"  # type: ignore[arg-type]
     exporter.shutdown()
     assert bodies == [both_ways(datagrams)[1]]
+
+
+def test_another_exporter_release_keeps_the_sdks_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The contained encoder follows one release's export(); any other gets the SDK's."""
+    from telemetry.tracing.export import encoder
+    from telemetry.tracing.providers import exporter_from_environment
+
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+    assert encoder.contained()  # the release the tests run
+    assert isinstance(exporter_from_environment(records=True), RecordExporter)
+    monkeypatch.setattr(encoder, "CONTAINED_RELEASE", "1.46.")
+    chosen = exporter_from_environment(records=True)
+    assert chosen is not None and type(chosen) is not RecordExporter
