@@ -23,6 +23,10 @@ suite):
    is stopped. Instructions per task are each role's sum over N: ``main``,
    ``child`` (the pool processes), ``export`` (the span export process).
 
+With an ``all_on`` variant, the export process's own work per span is counted
+apart too, for each encoder (``bench.export_cost``): in a drain under
+callgrind its figure is mostly its timers (see below).
+
 Wall-clock timers (depth polls, readiness probes, the export process's reads
 every 50 ms) fire during the drain, which runs about 50 times slower under
 callgrind than natively, so they weigh more per task here than in a drain: a
@@ -46,6 +50,7 @@ from typing import Any
 
 from bench.drain import QUEUE, ROOT, STAGING, Variant, child_pids, role_cpu_seconds
 from bench.redis_server import PrivateRedis, free_port
+from telemetry.tracing.export.process import ENCODERS
 from worker.command import worker_command
 
 VARIANTS = ("off", "metrics", "all_on")
@@ -226,11 +231,17 @@ def measure(variants: Sequence[Variant], tasks: Sequence[str], n: int) -> dict[s
                         role: per_task[role] - base["instructions_per_task"][role] for role in ROLES
                     }
             results["tasks"][task] = rows
+    if any(variant.name.startswith("all_on") for variant in variants):
+        results["export_per_span"] = {encoder: export_cost(encoder) for encoder in ENCODERS}
     return results
 
 
 def print_table(figures: dict[str, Any]) -> None:
     print(f"instructions per task (callgrind), N={figures['n']}: main / pool / export, total")
+    for encoder, per_span in figures.get("export_per_span", {}).items():
+        print(
+            f"export process, {EXPORT_SPANS} run records, --encoder {encoder}: {per_span:,} a span"
+        )
     for task, rows in figures["tasks"].items():
         for row in rows:
             per_task = row["instructions_per_task"]
@@ -243,3 +254,33 @@ def print_table(figures: dict[str, Any]) -> None:
             if added is not None and row["variant"] != "off":
                 line += "   vs off: " + " / ".join(f"{added[role]:+,}" for role in ROLES)
             print(line)
+
+
+#: Run spans per export-cost run: four full 512-span requests.
+EXPORT_SPANS = 2048
+
+
+def export_cost(encoder: str, spans: int = EXPORT_SPANS) -> int:
+    """Instructions per span of the export process's work on ``spans`` run records
+    (``bench.export_cost``), posted to a discarding endpoint outside callgrind."""
+    from bench.export_cost import UNDER_CALLGRIND
+    from bench.sink import DiscardingSink
+
+    sink = DiscardingSink()
+    outdir = Path(tempfile.mkdtemp(prefix=f"jobpilot-callgrind-export-{encoder}-"))
+    command = [sys.executable, "-m", "bench.export_cost", "--spans", str(spans)]
+    command += ["--encoder", encoder, "--endpoint", sink.endpoint]
+    done = subprocess.run(
+        [*valgrind_prefix(outdir), *command],
+        cwd=ROOT,
+        env={**os.environ, UNDER_CALLGRIND: "1"},
+        capture_output=True,
+        timeout=DRAIN_TIMEOUT_SECONDS,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"export_cost failed: {done.stderr.decode()[-2000:]}")
+    dumps = sorted(outdir.glob("cg.*.*"), key=lambda path: int(path.suffix[1:]))
+    found = TOTAL.search(dumps[-1].read_bytes())
+    if found is None or len(dumps) < 2:
+        raise RuntimeError(f"no dumps in {outdir}")
+    return round(int(found.group(1)) / spans)

@@ -118,17 +118,24 @@ class SpanDecoder:
     def __init__(self) -> None:
         self._resources: dict[bytes, Resource] = {}
         self._scopes: dict[tuple[Any, ...], InstrumentationScope] = {}
+        #: The run spans' scope, decoded once.
+        self._run_scope: InstrumentationScope | None = None
 
     def decode_keeping_records(self, datagram: bytes) -> list[ReadableSpan | RecordSpan]:
         """As :meth:`decode`, but a run record stays a checked :class:`RecordSpan`, for
         the contained encoder (``telemetry.tracing.export.encoder``)."""
-        if datagram.partition(b"\n")[2][:1] != RUN_RECORD:
+        line, _, body = datagram.partition(b"\n")
+        if body[:1] != RUN_RECORD:
             return list(self.decode(datagram))
-        with refused_as_decode_errors():
-            line, _, body = datagram.partition(b"\n")
-            scope = self.scope(SCOPE_ROW)
-            assert scope is not None
-            return [RecordSpan(body, self.resource(line), scope)]
+        scope = self._run_scope
+        if scope is None:
+            scope = self._run_scope = self.scope(SCOPE_ROW)
+        try:
+            return [RecordSpan(body, self.resource(line), scope)]  # type: ignore[arg-type]
+        except SpanDecodeError:
+            raise
+        except (ValueError, TypeError, struct.error) as exc:
+            raise SpanDecodeError(f"{type(exc).__name__}: {exc}") from None
 
     def decode(self, datagram: bytes) -> list[ReadableSpan]:
         with refused_as_decode_errors():

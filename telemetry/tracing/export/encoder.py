@@ -36,7 +36,6 @@ from typing import Any
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
@@ -70,78 +69,66 @@ class Templates:
         self.decode = decode
         self._templates: dict[tuple[Any, ...], tuple[PbSpan, Any, Any]] = {}
 
-    def span(self, record: RecordSpan) -> tuple[PbSpan, tuple[Any, Any]]:
-        """The record's protobuf span (its template's copy, with the record's own fields),
-        and its protobuf resource and scope."""
-        body = record.body
-        (high, low, span_id, parent_id, _, outcome, start, end, retries,
-         system, queue, task, _) = record.fields  # fmt: skip
-        kind_end = _STRINGS + system + queue + task
-        key = (record.resource, system, queue, body[_STRINGS:kind_end], bool(parent_id))
+    def template(self, record: RecordSpan) -> tuple[PbSpan, Any, Any]:
+        """The record's template span, and the protobuf resource and scope it was encoded under."""
+        body, fields = record.body, record.fields
+        kind_end = _STRINGS + fields[9] + fields[10] + fields[11]
+        key = (record.resource, fields[9], fields[10], body[_STRINGS:kind_end], bool(fields[3]))
         found = self._templates.get(key)
         if found is None:
-            found = remember(self._templates, key, self._template(record), MAX_TEMPLATES)
-        template, resource, scope = found
-        span = PbSpan()
-        span.CopyFrom(template)
-        span.trace_id = (high << 64 | low).to_bytes(16, "big")
-        span.span_id = span_id.to_bytes(8, "big")
-        if parent_id:
-            span.parent_span_id = parent_id.to_bytes(8, "big")
-        span.start_time_unix_nano = start
-        span.end_time_unix_nano = end
-        attributes = span.attributes
-        attributes[MESSAGE_ID_AT].value.string_value = body[kind_end:].decode()
-        attributes[RETRIES_AT].value.int_value = retries
-        attributes[OUTCOME_AT].value.string_value = OUTCOMES[outcome]
-        return span, (resource, scope)
+            request = encode_spans([record.readable(self.decode)])
+            resource_spans = request.resource_spans[0]
+            scope_spans = resource_spans.scope_spans[0]
+            found = (scope_spans.spans[0], resource_spans.resource, scope_spans.scope)
+            found = remember(self._templates, key, found, MAX_TEMPLATES)
+        return found
 
-    def _template(self, record: RecordSpan) -> tuple[PbSpan, Any, Any]:
-        request = encode_spans([record.readable(self.decode)])
-        resource_spans = request.resource_spans[0]
-        scope_spans = resource_spans.scope_spans[0]
-        return scope_spans.spans[0], resource_spans.resource, scope_spans.scope
+
+def fill(span: PbSpan, template: PbSpan, record: RecordSpan) -> None:
+    """``span``: the template's copy, with the record's ids, times, message id, retries
+    and outcome."""
+    body = record.body
+    (high, low, span_id, parent_id, _, outcome, start, end, retries,
+     system, queue, task, _) = record.fields  # fmt: skip
+    span.CopyFrom(template)
+    span.trace_id = (high << 64 | low).to_bytes(16, "big")
+    span.span_id = span_id.to_bytes(8, "big")
+    if parent_id:
+        span.parent_span_id = parent_id.to_bytes(8, "big")
+    span.start_time_unix_nano = start
+    span.end_time_unix_nano = end
+    attributes = span.attributes
+    attributes[MESSAGE_ID_AT].value.string_value = body[_STRINGS + system + queue + task :].decode()
+    attributes[RETRIES_AT].value.int_value = retries
+    attributes[OUTCOME_AT].value.string_value = OUTCOMES[outcome]
 
 
 class Batch:
-    """Spans grouped by resource, then scope, in order of first appearance, as
-    ``encode_spans`` groups them; each kept as a protobuf span."""
+    """One request, its spans grouped by resource, then scope, in order of first
+    appearance, as ``encode_spans`` groups them; built in place, so each span is
+    copied into it once."""
 
     def __init__(self) -> None:
-        self.groups: dict[Resource, dict[Any, list[PbSpan]]] = {}
-        #: The protobuf resource and, per scope, the protobuf scope.
-        self.resources: dict[Resource, Any] = {}
-        self.scopes: dict[tuple[Resource, Any], Any] = {}
+        self.request = ExportTraceServiceRequest()
+        self._resources: dict[Resource, tuple[Any, dict[Any, Any]]] = {}
 
-    def add(self, resource: Resource, scope: Any, span: PbSpan, envelope: tuple[Any, Any]) -> None:
-        scopes = self.groups.get(resource)
-        if scopes is None:
-            scopes = self.groups[resource] = {}
-            self.resources[resource] = envelope[0]
-        spans = scopes.get(scope)
-        if spans is None:
-            spans = scopes[scope] = []
-            self.scopes[resource, scope] = envelope[1]
-        spans.append(span)
-
-    def request(self) -> ExportTraceServiceRequest:
-        return ExportTraceServiceRequest(
-            resource_spans=[
-                ResourceSpans(
-                    resource=self.resources[resource],
-                    scope_spans=[
-                        ScopeSpans(
-                            scope=self.scopes[resource, scope],
-                            spans=spans,
-                            schema_url=scope.schema_url if scope else None,  # type: ignore[arg-type]  # as encode_spans
-                        )
-                        for scope, spans in scopes.items()
-                    ],
-                    schema_url=resource.schema_url,
-                )
-                for resource, scopes in self.groups.items()
-            ]
-        )
+    def spans(self, resource: Resource, scope: Any, envelope: tuple[Any, Any]) -> Any:
+        """The repeated ``spans`` field of (resource, scope), made as the first of it comes."""
+        found = self._resources.get(resource)
+        if found is None:
+            resource_spans = self.request.resource_spans.add()
+            resource_spans.resource.CopyFrom(envelope[0])
+            if resource.schema_url:
+                resource_spans.schema_url = resource.schema_url
+            found = self._resources[resource] = (resource_spans, {})
+        resource_spans, scopes = found
+        scope_spans = scopes.get(scope)
+        if scope_spans is None:
+            scope_spans = scopes[scope] = resource_spans.scope_spans.add()
+            scope_spans.scope.CopyFrom(envelope[1])
+            if scope is not None and scope.schema_url:
+                scope_spans.schema_url = scope.schema_url
+        return scope_spans.spans
 
 
 class RecordEncoder:
@@ -156,19 +143,19 @@ class RecordEncoder:
         batch = Batch()
         for span in spans:
             if type(span) is RecordSpan:
-                pb, envelope = self.templates.span(span)
-                batch.add(span.resource, span.scope, pb, envelope)
+                template, resource, scope = self.templates.template(span)
+                fill(
+                    batch.spans(span.resource, span.scope, (resource, scope)).add(), template, span
+                )
             else:
                 request = encode_spans([span])
                 resource_spans = request.resource_spans[0]
                 scope_spans = resource_spans.scope_spans[0]
-                batch.add(
-                    span.resource,
-                    span.instrumentation_scope or None,
-                    scope_spans.spans[0],
-                    (resource_spans.resource, scope_spans.scope),
+                envelope = (resource_spans.resource, scope_spans.scope)
+                batch.spans(span.resource, span.instrumentation_scope or None, envelope).append(
+                    scope_spans.spans[0]
                 )
-        return batch.request()
+        return batch.request
 
 
 def contained() -> bool:

@@ -82,7 +82,10 @@ def run_spans(draw: st.DrawFn) -> dict[str, Any]:
     }
 
 
-PROCESSES = [Resource({"service.name": "w", "pid": n}) for n in (1, 2)]
+PROCESSES = [
+    Resource({"service.name": "w", "pid": 1}, "https://opentelemetry.io/schemas/1.21.0"),
+    Resource({"service.name": "w", "pid": 2}),
+]
 
 
 def datagrams_of(specs: list[dict[str, Any]]) -> list[bytes]:
