@@ -26,8 +26,8 @@ The wrapper:
 * never fails a task: its own failures are logged once a minute and skipped.
 
 ``task_failure`` and ``task_retry`` receivers, sent only on those paths,
-record the exception event and error status, or the retry event, on the
-current run span. The readiness probe's health-check task makes no spans: a
+record the exception event and error status, or the retry event, on the run
+span current in their thread. The readiness probe's health-check task makes no spans: a
 trace every probe interval per worker would bury the real ones. A delivery
 that Celery skips as already done (``worker_deduplicate_successful_tasks``)
 makes none either.
@@ -97,8 +97,6 @@ class RunTracer:
         self.record_args = record_args
         self.draw = RunIds(provider)
         self.scope = InstrumentationScope(INSTRUMENTATION)
-        #: The run span of the task running now, for the failure and retry receivers.
-        self.current: RunSpan | None = None
         self._log = LogThrottle()
         #: task name -> (Celery's tracer, ours), to put Celery's back.
         self._wrapped: dict[str, tuple[Tracer, Tracer]] = {}
@@ -137,13 +135,11 @@ class RunTracer:
             if span is None:
                 return celerys(uuid, args, kwargs, request)
             token = otel_context.attach(trace.set_span_in_context(span))
-            previous, self.current = self.current, span
             result = None
             try:
                 result = celerys(uuid, args, kwargs, request)
                 return result
             finally:
-                self.current = previous
                 otel_context.detach(token)
                 finish(span, result)
 
@@ -218,16 +214,16 @@ class RunTracer:
     def on_task_failure(
         self, task_id: str | None = None, exception: BaseException | None = None, **_: Any
     ) -> None:
-        span = self.current
-        if span is None or exception is None or span.message_id != task_id:
+        span = _running(task_id)
+        if span is None or exception is None:
             return
         span.record_exception(exception)
         span.set_status(Status(StatusCode.ERROR, type(exception).__name__))
         span.outcome = FAILED
 
     def on_task_retry(self, request: Any = None, reason: Any = None, **_: Any) -> None:
-        span = self.current
-        if span is None or span.message_id != getattr(request, "id", None):
+        span = _running(getattr(request, "id", None))
+        if span is None:
             return
         span.outcome = RETRIED
         if reason is not None:
@@ -236,3 +232,12 @@ class RunTracer:
     def _failed(self, step: str, exc: Exception) -> None:
         if self._log.due():
             logger.warning("run span %s failed: %s: %s", step, type(exc).__name__, exc)
+
+
+def _running(task_id: str | None) -> RunSpan | None:
+    """The run span of ``task_id``, current in this thread while its tracer runs (a
+    threads pool runs several at once), or None."""
+    span = trace.get_current_span()
+    if isinstance(span, RunSpan) and span.message_id == task_id:
+        return span
+    return None

@@ -8,6 +8,7 @@ the hop's decoder, as the export process reads them.
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -68,6 +69,13 @@ def make_app() -> Celery:
     @app.task(name="runs.reject", shared=False)
     def reject() -> None:
         raise Reject("no", requeue=False)
+
+    @app.task(name="runs.wait", shared=False)
+    def wait(name: str, fail: bool) -> None:
+        seen[f"{name} started"].set()
+        assert seen[f"{name} released"].wait(10)
+        if fail:
+            raise ValueError(name)
 
     @app.task(name=HEALTH_TASK, shared=False)
     def health() -> None:
@@ -254,3 +262,33 @@ def test_a_delivery_celery_skips_as_done_makes_no_span(
     task_id, fields = request(app, "runs.ok")
     skipped(task_id, (), {}, fields)
     assert relay.spans() == []
+
+
+def test_in_a_threads_pool_a_failure_marks_only_its_own_run_span(
+    wired: tuple[Celery, RunTracer, Kept],
+) -> None:
+    """Given a task that will fail, running in one thread, and another task started after it
+    in another thread, when the first fails, then only its own span carries the failure."""
+    app, _, relay = wired
+    ids, threads = {}, []
+    for name, fail in (("first", True), ("second", False)):
+        seen[f"{name} started"], seen[f"{name} released"] = threading.Event(), threading.Event()
+        task_id, fields = request(app, "runs.wait")
+        ids[name] = task_id
+        thread = threading.Thread(
+            target=lambda t=task_id, f=fields, n=name, x=fail: app.tasks["runs.wait"].__trace__(
+                t, (n, x), {}, f
+            )
+        )
+        thread.start()
+        threads.append(thread)
+        assert seen[f"{name} started"].wait(10)
+    for name, thread in zip(("first", "second"), threads, strict=True):
+        seen[f"{name} released"].set()
+        thread.join(10)
+    spans = {span.attributes["messaging.message.id"]: span for span in relay.spans()}  # type: ignore[index]
+    failed, other = spans[ids["first"]], spans[ids["second"]]
+    assert failed.status.status_code.name == "ERROR" and [e.name for e in failed.events] == [
+        "exception"
+    ]
+    assert other.status.status_code.name == "UNSET" and not other.events
