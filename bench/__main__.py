@@ -1,4 +1,4 @@
-"""``python -m bench [--suite all|drain|scrape|producer|spans|memory|profile|hammer|otlp|fetch|failover] [--n N] [--pairs P] [--tasks ...]``.
+"""``python -m bench [--suite all|drain|scrape|producer|spans|memory|profile|hammer|otlp|fetch|failover|instructions] [--n N] [--pairs P] [--tasks ...]``.
 
 ``all`` (the default) runs ``scrape``, ``producer``, ``spans``, ``drain``,
 ``memory`` and ``profile`` and prints their tables; results are merged into
@@ -28,6 +28,11 @@ bench/results/latest.json under those keys.
   (``OTEL_SDK_DISABLED=true``, which ``metrics`` uses to turn tracing off, turns
   every signal off, OTLP metrics included); ``metrics`` runs beside them, so its
   row shows what that untraced SDK costs.
+* ``instructions`` runs ``off``, ``metrics`` and ``all_on`` workers under callgrind,
+  one at a time, each draining ``--n`` tasks (200 by default), and reports
+  instructions per task by process role: repeatable on a loaded machine, for
+  comparing designs; not part of ``all`` (:mod:`bench.instructions`); it writes
+  bench/results/instructions.json.
 * ``failover`` kills a Sentinel-watched master mid-stream ``--runs`` times and
   counts the acknowledged publishes the promoted replica lacks
   (:mod:`bench.failover`); it writes bench/results/failover.json.
@@ -50,7 +55,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench import failover, memory, producer, profile, scrape, spans, steadiness
+from bench import failover, instructions, memory, producer, profile, scrape, spans, steadiness
 from bench.drain import Drainer, Variant, default_workdir, summarize
 from bench.sink import DiscardingSink
 from bench.sliced import SLICE_SIZE, sliced
@@ -78,27 +83,31 @@ def tracing_only(sink: DiscardingSink) -> dict[str, str]:
 
 
 def variants(sink: DiscardingSink) -> tuple[Variant, ...]:
-    """off is the baseline; off_aa the A/A control; events the event-based anchor."""
+    """off is the baseline; off_aa the A/A control; events the event-based anchor;
+    all_on_sdk, run only when named, is all_on with run records encoded by the SDK
+    (``bench.sdk_encoder``), for the export-encoding decision."""
+    everything = {
+        "TELEMETRY_ENABLED": "true",
+        "READINESS_INTERVAL": "15",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint,
+    }
     return (
         Variant("off", OFF),
         Variant("off_aa", OFF),
         Variant("metrics", METRICS_ONLY),
         Variant("tracing", tracing_only(sink)),
-        Variant(
-            "all_on",
-            {
-                "TELEMETRY_ENABLED": "true",
-                "READINESS_INTERVAL": "15",
-                "OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint,
-            },
-        ),
+        Variant("all_on", everything),
+        Variant("all_on_sdk", everything, includes=("bench.sdk_encoder",)),
         Variant("events", OFF, ("-E",)),
     )
 
 
+#: Variants that run only when ``--variants`` names them.
+ON_REQUEST = frozenset({"all_on_sdk"})
 HAMMER_PER_SECOND = 50.0
 DRAIN_N = 10_000
 HAMMER_N = 40_000
+INSTRUCTIONS_N = 200
 
 
 def hammer_variants() -> tuple[Variant, ...]:
@@ -157,7 +166,7 @@ DRAIN_SUITES = {
     "fetch": ("off_stockfetch", lambda _sink: fetch_variants()),
 }
 #: Suites whose results go to a file of their own, named after them.
-SIDE_SUITES = ("hammer", "otlp", "fetch", "failover")
+SIDE_SUITES = ("hammer", "otlp", "fetch", "failover", "instructions")
 SUITES = (
     "all",
     "drain",
@@ -170,6 +179,7 @@ SUITES = (
     "hammer",
     "otlp",
     "failover",
+    "instructions",
 )
 
 
@@ -195,7 +205,9 @@ def drain_table(
     keep = only | {baseline, CONTROLS[suite]} if only else frozenset()
 
     def build_variants(sink: DiscardingSink) -> tuple[Variant, ...]:
-        return tuple(v for v in suite_variants(sink) if not keep or v.name in keep)
+        if keep:
+            return tuple(v for v in suite_variants(sink) if v.name in keep)
+        return tuple(v for v in suite_variants(sink) if v.name not in ON_REQUEST)
 
     print(
         f"{'task':<11}{'variant':<15}{'tasks/s':>9}{'ratio':>8}{'95% CI':>16}{'min':>7}{'max':>7}{'CPU-us/task':>13}{'cpu ratio':>10}"
@@ -232,7 +244,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--suite", choices=SUITES, default="all")
     parser.add_argument(
-        "--n", type=int, default=None, help="tasks per drain: 10,000, or 40,000 for hammer"
+        "--n",
+        type=int,
+        default=None,
+        help="tasks per drain: 10,000, 40,000 for hammer, 200 for instructions",
     )
     parser.add_argument("--pairs", type=int, default=15)
     parser.add_argument(
@@ -266,7 +281,7 @@ def main() -> int:
     )
     if args.n is None:
         # The hammer suite scrapes for the whole drain: at least 30 s of it.
-        args.n = HAMMER_N if args.suite == "hammer" else DRAIN_N
+        args.n = {"hammer": HAMMER_N, "instructions": INSTRUCTIONS_N}.get(args.suite, DRAIN_N)
     if args.smoke:
         args.n, args.pairs, args.memory_n, args.scrapes, args.producer_n = 200, 1, 400, 50, 200
         args.steadiness_samples = 3
@@ -295,6 +310,11 @@ def main() -> int:
     if args.suite == "failover":
         report["failover"] = failover.measure(args.runs)
         failover.print_table(report["failover"])
+    if args.suite == "instructions":
+        names = [name for name in args.variants.split(",") if name] or list(instructions.VARIANTS)
+        chosen = [v for v in variants(sink) if v.name in names]
+        report["instructions"] = instructions.measure(chosen, args.tasks.split(","), args.n)
+        instructions.print_table(report["instructions"])
     if args.suite in ("all", *DRAIN_SUITES):
         suite = "drain" if args.suite == "all" else args.suite
         report.update(n=args.n, pairs=args.pairs, slice=args.slice, suite=suite)

@@ -1,14 +1,15 @@
 """What one consumer span costs a task, in-process (``python -m bench --suite spans``).
 
-The same ``task_prerun``/``task_postrun`` signals that a pool process sends
-around every task are sent for a real task of the app, with the request a pool
-process would push: the headers and properties Celery builds for the message
-(time limits included), the delivery info and a ``traceparent``. Handler sets:
+A real task of the app runs through the tracer Celery builds for it in a pool
+process, with the request a pool process gets: the headers and properties
+Celery builds for the message (time limits included), the delivery info, a
+``traceparent``, and the run span's ids as the main process draws them at
+receipt (drawn for every set alike). Handler sets:
 
-* ``none``: the signals with no span receiver, the floor;
-* ``lean``: this project's :class:`telemetry.tracing.handlers.ConsumerSpans`, connected by
+* ``none``: Celery's tracer alone, the floor;
+* ``lean``: this project's run spans (``telemetry.tracing.run_tracer``), wired by
   :class:`telemetry.tracing.wiring.RunSpanWiring` as in a pool process, with a
-  relay sending each span's row on a socket pair (``telemetry.tracing.export.relay``);
+  relay sending each span on a socket pair (``telemetry.tracing.export.relay``);
 * ``upstream``: OpenTelemetry's ``CeleryInstrumentor``, when
   ``opentelemetry-instrumentation-celery`` is installed.
 
@@ -40,14 +41,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from celery.signals import task_postrun, task_prerun
+from celery.app.trace import build_tracer
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from bench.tasks import bench_noop
 from telemetry.extensions import Extensions
-from telemetry.messages import TRACEPARENT_HEADER
+from telemetry.messages import RUN_SPAN, TRACEPARENT_HEADER
 from telemetry.tracing.export.decoder import SpanDecoder
 from telemetry.tracing.export.relay import (
     MAX_DATAGRAM_BYTES,
@@ -55,6 +56,7 @@ from telemetry.tracing.export.relay import (
     DropCounter,
     SpanRelay,
 )
+from telemetry.tracing.run_ids import RunIds
 from telemetry.tracing.wiring import RunSpanWiring
 from worker.celery_app import app
 
@@ -121,8 +123,9 @@ class SocketRelay:
 
 def lean_set(provider: TracerProvider) -> HandlerSet:
     """The receivers a pool process connects, wired as the worker wires them."""
+    pool_task()
     relay = SocketRelay(provider)
-    wiring = RunSpanWiring(provider, relay.relay, "redis", False, Extensions())
+    wiring = RunSpanWiring(app, provider, relay.relay, "redis", False, Extensions())
     return HandlerSet("lean", wiring.connect, wiring.disconnect, relay.datagrams)
 
 
@@ -175,29 +178,24 @@ def request_template() -> dict[str, Any]:
     }
 
 
+def pool_task() -> Any:
+    """The no-op task with its tracer built, as a pool process builds it when it starts."""
+    task = app.tasks[bench_noop.name]
+    if task.__trace__ is None:
+        task.__trace__ = build_tracer(task.name, task, app=app, hostname="celery@bench")
+    return task
+
+
 def run_tasks(count: int) -> None:
-    """Sends the pool process's signals around ``count`` executions of a no-op task."""
-    task = bench_noop
+    """Runs ``count`` executions of a no-op task through its tracer, as a pool process does."""
+    task = pool_task()
     template = request_template()
+    draw = RunIds(TracerProvider())
     for _ in range(count):
         task_id = str(uuid.uuid4())
-        task.push_request(
-            **{**template, "id": task_id, "root_id": task_id, "correlation_id": task_id}
-        )
-        try:
-            task_prerun.send(sender=task, task_id=task_id, task=task, args=(), kwargs={})
-            task.run()
-            task_postrun.send(
-                sender=task,
-                task_id=task_id,
-                task=task,
-                args=(),
-                kwargs={},
-                retval=None,
-                state="SUCCESS",
-            )
-        finally:
-            task.pop_request()
+        request = {**template, "id": task_id, "root_id": task_id, "correlation_id": task_id}
+        request[RUN_SPAN] = draw(TRACEPARENT, f"run/{task.name}", dict)
+        task.__trace__(task_id, (), {}, request)
 
 
 def cpu_us_per_task(handlers: HandlerSet, provider: TracerProvider, count: int) -> float:

@@ -18,6 +18,8 @@ from celery.app import trace as celery_trace
 from celery.exceptions import Reject
 from opentelemetry import trace
 
+from telemetry.messages import RUN_SPAN, RUN_SPAN_ID, RUN_TRACE_ID
+
 TEXT_FORMAT = (
     "%(asctime)s %(levelname)s %(processName)s[%(process)d] %(name)s: %(message)s%(task_suffix)s"
 )
@@ -30,7 +32,12 @@ CORRELATION_FIELDS = ("task_id", "task_name", "trace_id", "span_id")
 
 class TaskContextFilter(logging.Filter):
     """Adds ``task_id``/``task_name`` of the task running in this process, if any,
-    and ``trace_id``/``span_id`` of its ``run`` span when tracing is on."""
+    and ``trace_id``/``span_id`` of its ``run`` span when tracing is on.
+
+    The ids are read from the task's request, where the worker put them when it
+    received the delivery (``telemetry.messages.RUN_SPAN``): Celery logs a line
+    per task, and asking for the current span would build it every time. Only a
+    request without them (a task run outside a worker's delivery) asks."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         task = get_current_task()
@@ -39,10 +46,15 @@ class TaskContextFilter(logging.Filter):
         if task_id and not hasattr(record, "task_id"):
             record.task_id = task_id
             record.task_name = task.name
-            span_context = trace.get_current_span().get_span_context()
-            if span_context.is_valid:
-                record.trace_id = f"{span_context.trace_id:032x}"
-                record.span_id = f"{span_context.span_id:016x}"
+            run = getattr(request, RUN_SPAN, None)
+            if type(run) is tuple:
+                record.trace_id = f"{run[RUN_TRACE_ID]:032x}"
+                record.span_id = f"{run[RUN_SPAN_ID]:016x}"
+            else:
+                span_context = trace.get_current_span().get_span_context()
+                if span_context.is_valid:
+                    record.trace_id = f"{span_context.trace_id:032x}"
+                    record.span_id = f"{span_context.span_id:016x}"
         suffix = ""
         current_id = getattr(record, "task_id", None)
         if current_id:

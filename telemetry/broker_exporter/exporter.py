@@ -43,7 +43,7 @@ from telemetry.ops.server import OpsServer
 from telemetry.readiness.checks import BrokerCheck
 from telemetry.readiness.probe import ReadinessProbe
 from telemetry.settings import TelemetrySettings
-from telemetry.tracing.handlers import messaging_system
+from telemetry.tracing.attributes import messaging_system
 from telemetry.tracing.service import Service
 
 logger = logging.getLogger("telemetry.broker_exporter")

@@ -48,7 +48,7 @@ from telemetry.delivery.observers import (
     REVOKED,
     SUCCEEDED,
 )
-from telemetry.messages import sampled_trace_id
+from telemetry.messages import exemplar_trace_id
 
 logger = logging.getLogger("telemetry.delivery")
 
@@ -115,9 +115,9 @@ class TelemetryRequest(Request):  # type: ignore[misc]
         return self._outcome
 
     def trace_id(self) -> str | None:
-        """The sampled trace id of the message's ``traceparent`` (the exemplar), parsed once."""
+        """The exemplar's trace id: the run span's, or the ``traceparent``'s, when sampled; once."""
         if self._trace_id is False:
-            self._trace_id = sampled_trace_id(self._request_dict)
+            self._trace_id = exemplar_trace_id(self._request_dict)
         return self._trace_id  # type: ignore[return-value]
 
     def info(self, safe: bool = False) -> dict[str, Any]:

@@ -193,8 +193,9 @@ def record_in_pool(task: Any, exception: BaseException, einfo: Any) -> FailedRec
 def record_in_main(request: Any, exception: BaseException) -> FailedRecord:
     """The record of an exhausted delivery the main process judged (a hard time limit).
 
-    Its run span ended with its pool process, unsent: the record names the
-    message's own trace, when it has a sampled one, and no span.
+    Its run span ended with its pool process, unsent: the record names that
+    span's trace (drawn when the delivery was received), when it is sampled,
+    and no span.
     """
     message = request.message
     raw = getattr(message, "_raw", None)

@@ -5,6 +5,10 @@
     tracing.pool_process()   # a pool process: its own provider and the run spans
     tracing.stop()           # the export process drained and flushed, within a bound
 
+Each delivery's run span ids are drawn by the main process as it receives it
+(``telemetry.tracing.run_ids``); the process that runs the task makes the span
+around Celery's tracer (``telemetry.tracing.run_tracer``).
+
 Prefork: the main process keeps a provider to itself, never installed
 globally, since the global one is inherited through fork and can be set only
 once; each pool process installs its own. Solo and threads pools run tasks in
@@ -24,10 +28,12 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from telemetry.delivery.observers import OBSERVERS
 from telemetry.settings import ConfigError
+from telemetry.tracing.attributes import INSTRUMENTATION
 from telemetry.tracing.export.relay import SpanRelay
 from telemetry.tracing.export.supervisor import ExportProcess, relayed_provider
-from telemetry.tracing.handlers import INSTRUMENTATION, MainProcessSpans, ProducerSpans
+from telemetry.tracing.handlers import MainProcessSpans, ProducerSpans
 from telemetry.tracing.providers import exporter_from_environment
+from telemetry.tracing.run_ids import RunIds
 from telemetry.tracing.wiring import RunSpanWiring
 from telemetry.wiring.concern import Concern
 from telemetry.wiring.context import WorkerContext
@@ -56,12 +62,15 @@ class Tracing(Concern):
             self.export.start()
         provider, relay = relayed_provider(self.export, self.context.hostname, self.context.service)
         tracer = provider.get_tracer(INSTRUMENTATION)
-        self.main_spans = MainProcessSpans(tracer, self.context.system)
-        OBSERVERS.add(self.main_spans)
-        PUBLISH_HOOKS.trace_with(ProducerSpans(tracer, self.context.system))
         if not self.context.forks:
             trace.set_tracer_provider(provider)
             self._run_spans(provider, relay)
+        before_run = self.run_spans.before_run if self.run_spans is not None else None
+        self.main_spans = MainProcessSpans(
+            tracer, self.context.system, RunIds(provider), before_run
+        )
+        OBSERVERS.add(self.main_spans)
+        PUBLISH_HOOKS.trace_with(ProducerSpans(tracer, self.context.system))
 
     def stop(self) -> None:
         if self.run_spans is not None:
@@ -86,7 +95,12 @@ class Tracing(Concern):
     def _run_spans(self, provider: TracerProvider, relay: SpanRelay | None) -> None:
         context = self.context
         self.run_spans = RunSpanWiring(
-            provider, relay, context.system, context.settings.trace_task_args, context.extensions
+            context.app,
+            provider,
+            relay,
+            context.system,
+            context.settings.trace_task_args,
+            context.extensions,
         )
         self.run_spans.connect()
 

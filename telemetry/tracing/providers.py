@@ -173,8 +173,10 @@ def quiet_export_failures() -> None:
             log.addFilter(OncePerInterval())
 
 
-def exporter_from_environment() -> SpanExporter | None:
-    """The exporter ``OTEL_TRACES_EXPORTER`` names; None for ``none``."""
+def exporter_from_environment(records: bool = False) -> SpanExporter | None:
+    """The exporter ``OTEL_TRACES_EXPORTER`` names; None for ``none``. ``records``: for
+    OTLP/HTTP, the one that encodes run records itself, where the installed exporter is
+    the release it was written for (``telemetry.tracing.export.encoder``)."""
     name = os.environ.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() or "otlp"
     if name == "none":
         return None
@@ -192,6 +194,11 @@ def exporter_from_environment() -> SpanExporter | None:
     if protocol == "http/protobuf":
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
+        if records:
+            from telemetry.tracing.export.encoder import RecordExporter, contained
+
+            if contained():
+                return RecordExporter(timeout=timeout)
         return OTLPSpanExporter(timeout=timeout)
     if protocol == "grpc":
         try:

@@ -1,35 +1,39 @@
-"""The ``run`` span's receivers in a process that runs tasks; symmetric connect/disconnect.
+"""The ``run`` spans of a process that runs tasks; symmetric connect/disconnect.
 
-    wiring = RunSpanWiring(provider, relay, system="redis", record_args=False, extensions=ext)
+    wiring = RunSpanWiring(app, provider, relay, system="redis", record_args=False, extensions=ext)
     wiring.connect()       # in each pool process after fork (the main process for solo/threads)
-    wiring.disconnect()    # the receivers, and the client instrumentors connect() instrumented
+    wiring.disconnect()    # the tracers, receivers and client instrumentors connect() changed
 
-A process that runs tasks also gets lazy database and Redis client spans
-(``telemetry.tracing.client_spans``). Producer spans are connected with the
-publish hooks (``telemetry.wiring.producer``), in every process.
+The run spans are made around each task's Celery tracer
+(``telemetry.tracing.run_tracer``). A process that runs tasks also gets lazy
+database and Redis client spans (``telemetry.tracing.client_spans``). Producer
+spans are connected with the publish hooks (``telemetry.wiring.producer``), in
+every process.
 """
 
 from __future__ import annotations
 
-from celery.signals import task_failure, task_postrun, task_prerun, task_retry
+from typing import Any
+
+from celery import Celery
 from opentelemetry.sdk.trace import TracerProvider
 
-from telemetry import receivers
 from telemetry.extensions import Extensions
 from telemetry.tracing.client_spans import ClientSpans
 from telemetry.tracing.export.relay import SpanRelay
-from telemetry.tracing.handlers import ConsumerSpans
+from telemetry.tracing.run_tracer import RunTracer
 
 
 class RunSpanWiring:
-    """Consumer spans in a process that runs tasks.
+    """Run and client spans in a process that runs tasks.
 
-    Its provider hands each span to the export process as it ends
-    (``telemetry.tracing.export``), so an exiting pool process has nothing to flush.
+    Its spans go to the export process as they end (``telemetry.tracing.export``),
+    so an exiting pool process has nothing to flush.
     """
 
     def __init__(
         self,
+        app: Celery,
         provider: TracerProvider,
         relay: SpanRelay | None,
         system: str,
@@ -37,19 +41,16 @@ class RunSpanWiring:
         extensions: Extensions,
     ) -> None:
         self.client_spans = ClientSpans(provider, extensions)
-        self.consumer = ConsumerSpans(provider, relay.send if relay else None, system, record_args)
-        consumer = self.consumer
-        self.receivers: tuple[receivers.Receiver, ...] = (
-            (task_prerun, consumer.on_task_prerun, "telemetry.trace.task_prerun"),
-            (task_failure, consumer.on_task_failure, "telemetry.trace.task_failure"),
-            (task_retry, consumer.on_task_retry, "telemetry.trace.task_retry"),
-            (task_postrun, consumer.on_task_postrun, "telemetry.trace.task_postrun"),
-        )
+        self.tracer = RunTracer(app, provider, relay, system, record_args)
 
     def connect(self) -> None:
-        receivers.connect(self.receivers)
+        self.tracer.wrap()
         self.client_spans.instrument()
 
+    def before_run(self, task: Any) -> None:
+        """Solo and threads pools: a consumer (re)start rebuilds the tracers it runs."""
+        self.tracer.ensure(task)
+
     def disconnect(self) -> None:
-        receivers.disconnect(self.receivers)
+        self.tracer.unwrap()
         self.client_spans.uninstrument()

@@ -19,7 +19,7 @@ from celery.concurrency.prefork import TaskPool as PreforkPool
 from telemetry.broker import REDIS_DRIVERS, driver_type, visibility_timeout
 from telemetry.extensions import Extensions
 from telemetry.settings import TelemetrySettings, required_names
-from telemetry.tracing.handlers import messaging_system
+from telemetry.tracing.attributes import messaging_system
 from telemetry.tracing.service import Service
 
 

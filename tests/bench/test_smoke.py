@@ -66,7 +66,8 @@ def test_bench_smoke_run_writes_every_variant(tmp_path: Path) -> None:
     verdict = report["verdict"]["bench_noop"]
     assert verdict["session_counts"] in (True, False)
     assert {name: t["statistic"] for name, t in verdict["targets"].items()} == {
-        "metrics": "lower_end"
+        "metrics": "upper_end",
+        "all_on": "median",
     }
     assert "bench_noop: session " in done.stdout
     # The session is bracketed by a CPU-speed check of every CPU

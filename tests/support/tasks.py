@@ -41,6 +41,16 @@ def fail(n: int) -> None:
     raise ValueError("this task always fails")
 
 
+@app.task(name="tests.user_span", ignore_result=False)
+def user_span(n: int) -> int:
+    """Opens a span of its own under the current one, and tags the current one."""
+    from opentelemetry import trace
+
+    trace.get_current_span().set_attribute("tests.n", n)
+    with trace.get_tracer("tests.user").start_as_current_span("user.work"):
+        return n
+
+
 @app.task(bind=True, name="tests.retry_twice", max_retries=5)
 def retry_twice(self: Any, key: str) -> str:
     """Retries twice (0.1 s apart), then succeeds."""

@@ -26,7 +26,7 @@ from opentelemetry.semconv._incubating.metrics.messaging_metrics import (
 )
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 
-from telemetry.tracing.handlers import INSTRUMENTATION, TASK_NAME, TASK_OUTCOME
+from telemetry.tracing.attributes import INSTRUMENTATION, TASK_NAME, TASK_OUTCOME
 
 SYSTEM = MESSAGING_SYSTEM
 DESTINATION = MESSAGING_DESTINATION_NAME

@@ -7,19 +7,22 @@ three steps, one module each:
 
 1. ``relay`` (in the process that ended the span: a pool process, or the main
    process for its own spans). The span leaves as one datagram on a Unix socket
-   pair the main process opened before forking: a JSON row (``rows``), never
-   pickled. The lean ``run`` span (``telemetry.tracing.run_span``) sends its row
-   as it ends; every other span goes through :class:`relay.SpanRelay`, a span
-   processor.
+   pair the main process opened before forking, never pickled: a JSON row
+   (``rows``), or, for a ``run`` span task code left alone, a fixed binary
+   record (``run_records``). The ``run`` span (``telemetry.tracing.run_span``)
+   sends itself as it ends; every other span goes through
+   :class:`relay.SpanRelay`, a span processor.
 2. ``supervisor`` (in the main process). It starts the export process before
    the pool forks, restarts it when it dies (backing off from 1 s to a minute),
    and stops it at shutdown with a drain and a bounded flush.
 3. ``process`` (the export process, ``python -m telemetry.tracing.export.process``,
    at a lower CPU priority). It decodes the rows into SDK spans (``decoder``)
    and hands them to the SDK's ``BatchSpanProcessor`` and the exporter the
-   ``OTEL_*`` variables choose, so the collector receives exactly the SDK's own
-   encoding of each span
-   (tests/telemetry/tracing/export/test_fidelity.py checks it). After a failed
+   ``OTEL_*`` variables choose; with OTLP/HTTP a run record stays a record,
+   whose protobuf span the contained encoder (``encoder``) copies from a
+   template the SDK's encoder made. Either way the collector receives exactly
+   the SDK's own encoding of each span (tests/telemetry/tracing/export/test_fidelity.py
+   and test_encoder.py check it). After a failed
    export, batches are dropped without a try for 30 s (``CollectorState``).
 
 What this guarantees:
@@ -32,7 +35,6 @@ What this guarantees:
 * The main process keeps the receiving end open, so a restarted export process
   reads what was queued meanwhile.
 
-The stock SDK path replaced a hand-written OTLP protobuf layer: a benchmark
-session found no difference between the two in the worker's drain rate
-(docs/benchmarks.md, "The export path").
+Why the contained encoder, and the condition it is kept on: docs/benchmarks.md,
+"The design of tracing" and "Decisions".
 """

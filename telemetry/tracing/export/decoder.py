@@ -2,6 +2,9 @@
 
     spans = SpanDecoder().decode(datagram)    # SDK ReadableSpans, or a SpanDecodeError
 
+A datagram's body is a JSON list of rows or one run record
+(``telemetry.tracing.export.run_records``), expanded here into its row.
+
 Every field of a row is checked for its type before a span is built from it,
 so a malformed datagram is one :class:`SpanDecodeError`, whatever it holds.
 Resources and scopes are decoded once per distinct value and kept.
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+import struct
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -25,6 +29,7 @@ from opentelemetry.trace.span import TraceState
 
 from telemetry.bounded_cache import remember
 from telemetry.tracing.export.rows import BYTES, ROW, SpanDecodeError, dumps
+from telemetry.tracing.export.run_records import RUN_RECORD, SCOPE_ROW, RecordSpan, unpack_run
 
 #: Distinct resources (one per sending process) and scopes kept decoded; past it,
 #: the cache starts over (pool processes recycled every task make a new resource each).
@@ -75,7 +80,15 @@ def refused_as_decode_errors() -> Iterator[None]:
         yield
     except SpanDecodeError:
         raise
-    except (ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError) as exc:
+    except (
+        ValueError,
+        TypeError,
+        KeyError,
+        IndexError,
+        OverflowError,
+        RecursionError,
+        struct.error,
+    ) as exc:
         raise SpanDecodeError(f"{type(exc).__name__}: {exc}") from None
 
 
@@ -105,13 +118,31 @@ class SpanDecoder:
     def __init__(self) -> None:
         self._resources: dict[bytes, Resource] = {}
         self._scopes: dict[tuple[Any, ...], InstrumentationScope] = {}
+        #: The run spans' scope, decoded once.
+        self._run_scope: InstrumentationScope | None = None
+
+    def decode_keeping_records(self, datagram: bytes) -> list[ReadableSpan | RecordSpan]:
+        """As :meth:`decode`, but a run record stays a checked :class:`RecordSpan`, for
+        the contained encoder (``telemetry.tracing.export.encoder``)."""
+        line, _, body = datagram.partition(b"\n")
+        if body[:1] != RUN_RECORD:
+            return list(self.decode(datagram))
+        scope = self._run_scope
+        if scope is None:
+            scope = self._run_scope = self.scope(SCOPE_ROW)
+        try:
+            return [RecordSpan(body, self.resource(line), scope)]  # type: ignore[arg-type]
+        except SpanDecodeError:
+            raise
+        except (ValueError, TypeError, struct.error) as exc:
+            raise SpanDecodeError(f"{type(exc).__name__}: {exc}") from None
 
     def decode(self, datagram: bytes) -> list[ReadableSpan]:
         with refused_as_decode_errors():
             line, newline, body = datagram.partition(b"\n")
             if not newline:
                 raise SpanDecodeError("no resource line")
-            rows = _loads(body.decode())
+            rows = [unpack_run(body)] if body[:1] == RUN_RECORD else _loads(body.decode())
             if not isinstance(rows, list):
                 raise SpanDecodeError("the rows are not a list")
             resource = self.resource(line)

@@ -30,6 +30,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from telemetry.log_throttle import LogThrottle
 from telemetry.logs import configure_logging
 from telemetry.tracing.export.decoder import SpanDecoder
+from telemetry.tracing.export.encoder import RecordEncoder, RecordExporter
 from telemetry.tracing.export.relay import MAX_DATAGRAM_BYTES, SHUTDOWN
 from telemetry.tracing.export.rows import SpanDecodeError
 from telemetry.tracing.providers import (
@@ -48,23 +49,36 @@ NICE_INCREMENT = 10
 #: How often the socket is read (and the worker checked for): at most this much
 #: latency before a span joins its batch; 65 spans queue meanwhile at 1,300 a second.
 READ_INTERVAL_SECONDS = 0.05
-MSG_TRUNC = int(socket.MSG_TRUNC)  # an int: the enum's "&" costs microseconds per datagram
+MSG_TRUNC = int(socket.MSG_TRUNC)
+#: How run records are encoded (``--encoder``): by the contained encoder, or as SDK spans.
+RECORDS, SDK = "records", "sdk"
+ENCODERS = (RECORDS, SDK)  # an int: the enum's "&" costs microseconds per datagram
 
 
 class SpanSink:
     """Decoded spans through the SDK's batch processor, to the exporter ``OTEL_*`` chose,
-    behind the shared collector-down guard."""
+    behind the shared collector-down guard.
+
+    With the contained encoder (a :class:`RecordExporter`, OTLP/HTTP), run records
+    go through as they came; any other exporter gets SDK spans only."""
 
     def __init__(self, exporter: SpanExporter, state: CollectorState) -> None:
         self.decoder = SpanDecoder()
+        self.records = isinstance(exporter, RecordExporter)
+        if isinstance(exporter, RecordExporter):
+            exporter.encoder = RecordEncoder(self.decoder.span)
         self.processor = BatchSpanProcessor(
             GuardedExporter(exporter, state), schedule_delay_millis=schedule_delay_millis()
         )
 
     def add(self, datagram: bytes) -> None:
         """Take a datagram's spans; :class:`SpanDecodeError` when it is malformed."""
-        for span in self.decoder.decode(datagram):
-            self.processor.on_end(span)
+        if self.records:
+            for span in self.decoder.decode_keeping_records(datagram):
+                self.processor.on_end(span)  # type: ignore[arg-type]  # RecordExporter takes both
+        else:
+            for readable in self.decoder.decode(datagram):
+                self.processor.on_end(readable)
 
     def close(self) -> None:
         """Export what is left and shut the exporter down, within ``FLUSH_TIMEOUT_SECONDS``."""
@@ -128,6 +142,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parent", type=int, required=True, help="the worker's main process")
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--log-format", default="text", choices=("text", "json"))
+    parser.add_argument(
+        "--encoder",
+        default=RECORDS,
+        choices=ENCODERS,
+        help="records: run records by the contained encoder (OTLP/HTTP); sdk: every span by the SDK's",
+    )
     args = parser.parse_args(argv)
     multiprocessing.current_process().name = "SpanExporter"
     configure_logging(args.log_level, args.log_format)
@@ -135,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)
     os.nice(NICE_INCREMENT)
-    exporter = exporter_from_environment()
+    exporter = exporter_from_environment(records=args.encoder == RECORDS)
     receiver = socket.socket(fileno=args.fd)
     if exporter is None:
         return 0

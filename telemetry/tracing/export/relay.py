@@ -1,10 +1,13 @@
 """The pool side of the export hop: each finished span leaves as one datagram.
 
     relay = SpanRelay(sender, provider.resource, drops)   # a provider's span processor
-    relay.send([row])                                     # the lean run span's end
+    relay.send([row])                                     # a run span's end, as a row
+    relay.send_record(body)                               # or as a run record
 
-Every span is sent when it ends, as a JSON row (``telemetry.tracing.export.rows``),
-on the socket the main process opened before forking. Sending never blocks a
+Every span is sent when it ends, as a JSON row (``telemetry.tracing.export.rows``)
+or, for a run span that task code left alone, as a run record
+(``telemetry.tracing.export.run_records``), on the socket the main process
+opened before forking. Sending never blocks a
 task: when the socket's buffer is full the span is dropped and counted
 (:class:`DropCounter`). See ``telemetry.tracing.export`` for the whole hop.
 """
@@ -64,6 +67,7 @@ class SpanRelay(SpanProcessor):
     def __init__(self, sender: socket.socket, resource: Resource, drops: DropCounter) -> None:
         self._sender = sender
         self._line = resource_line(resource)
+        self._head = self._line + b"\n"
         self._drops = drops
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
@@ -79,7 +83,13 @@ class SpanRelay(SpanProcessor):
 
     def send(self, rows: Sequence[Sequence[Any]]) -> None:
         """Send rows as one datagram; what cannot go now is dropped and counted."""
-        datagram = encode(self._line, rows)
+        self._send(encode(self._line, rows))
+
+    def send_record(self, body: bytes) -> None:
+        """Send a run record (``telemetry.tracing.export.run_records``) as one datagram."""
+        self._send(self._head + body)
+
+    def _send(self, datagram: bytes) -> None:
         if len(datagram) > MAX_DATAGRAM_BYTES:
             self._drops.dropped(f"a span of {len(datagram)} bytes")
             return

@@ -48,6 +48,9 @@ AUTO_INSTRUMENTATION_DIR = os.path.join("opentelemetry", "instrumentation", "aut
 class ExportProcess:
     """The export process as the main process sees it: started, restarted, stopped."""
 
+    #: How it encodes run records (``python -m telemetry.tracing.export.process --encoder``).
+    encoder = "records"
+
     def __init__(self, log_level: str, log_format: str) -> None:
         self.log_level = log_level
         self.log_format = log_format
@@ -73,6 +76,7 @@ class ExportProcess:
                 *(sys.executable, "-m", EXPORT_MODULE, "--fd", str(fd)),
                 *("--parent", str(self._main_pid)),
                 *("--log-level", self.log_level, "--log-format", self.log_format),
+                *("--encoder", self.encoder),
             ],
             pass_fds=(fd,),
             stdin=subprocess.DEVNULL,

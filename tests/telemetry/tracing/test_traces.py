@@ -6,6 +6,7 @@ import json
 import subprocess
 import urllib.request
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -74,18 +75,41 @@ def test_a_failure_is_an_error_with_an_exception_event(
 def test_no_span_is_lost_when_every_pool_process_is_recycled(
     start_worker: Callable[..., WorkerProcess], worker_env: dict[str, str], receiver: OtlpReceiver
 ) -> None:
-    # Given pool processes that exit after every task
+    # Given pool processes that exit after every task, and tasks that open a span of their
+    # own under the run span and tag the run span
     start_worker(traced_env(worker_env, receiver), extra_args=("--max-tasks-per-child", "1"))
-    sent = [
-        app.send_task("briefing_compile", args=["t", ["x"]], ignore_result=False) for _ in range(12)
-    ]
-    for result in sent:
-        result.get(timeout=60)
-    # Then each of the N executions has its run span at the receiver
+    sent = [app.send_task("tests.user_span", args=[n], queue="default") for n in range(20)]
+    assert [result.get(timeout=60) for result in sent] == list(range(20))
+    # Then each of the 20 executions has its run span at the receiver, with its tag,
+    # and the task's own span under it
     ids = {r.id for r in sent}
-    wait_until(
-        lambda: ids <= {s.attributes["messaging.message.id"] for s in receiver.named("run/")}, 20
-    )
+
+    def runs() -> dict[str, Any]:
+        return {s.attributes["messaging.message.id"]: s for s in receiver.named("run/")}
+
+    wait_until(lambda: ids <= set(runs()) and len(receiver.named("user.work")) >= 20, 20)
+    by_span = {run.span_id: run for run in runs().values()}
+    assert sorted(run.attributes["tests.n"] for run in runs().values()) == list(range(20))
+    for work in receiver.named("user.work"):
+        run = by_span[work.parent_span_id]
+        assert run.trace_id == work.trace_id and run.attributes["messaging.message.id"] in ids
+
+
+def test_each_retry_is_a_run_span_of_its_own_in_the_same_trace(
+    start_worker: Callable[..., WorkerProcess], worker_env: dict[str, str], receiver: OtlpReceiver
+) -> None:
+    env = traced_env(worker_env, receiver)
+    start_worker(env)
+    task_id = publish_from_a_producer(env, "tests.retry_twice", ["k"])
+    wait_until(lambda: len(receiver.named("run/tests.retry_twice")) == 3, 30)
+    runs = receiver.named("run/tests.retry_twice")
+    assert len({run.span_id for run in runs}) == 3 and len({run.trace_id for run in runs}) == 1
+    assert {run.attributes["messaging.message.id"] for run in runs} == {task_id}
+    assert sorted(run.attributes["celery.task.outcome"] for run in runs) == [
+        "retried",
+        "retried",
+        "succeeded",
+    ]
 
 
 def test_a_hard_time_limit_is_recorded_by_the_main_process(

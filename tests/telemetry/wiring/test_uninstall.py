@@ -12,11 +12,12 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
 from celery import Celery, signals
+from celery.app.trace import build_tracer
 from celery.utils.dispatch.signal import Signal
 from celery.worker.request import Request
 from kombu import transport as kombu_transport
@@ -64,6 +65,8 @@ def stock_app() -> Celery:
         return None
 
     own_instance.Request = AppRequest
+    for name, task in app.tasks.items():  # as a worker's consumer builds them
+        task.__trace__ = build_tracer(name, task, app=app, hostname=HOSTNAME)
     return app
 
 
@@ -91,6 +94,7 @@ def state(app: Celery) -> dict[str, object]:
             name: (vars(task).get("Request", INHERITED), task.Request)
             for name, task in app.tasks.items()
         },
+        "task tracers": {name: task.__trace__ for name, task in app.tasks.items()},
         "app conf": dict(app.conf.changes),
         "delivery observers": list(OBSERVERS),
         "publish hooks": (
@@ -191,6 +195,13 @@ def test_uninstall_leaves_the_app_as_stock_celery_left_it(pool: str, shutdown: b
     assert during["kombu aliases"] != before["kombu aliases"]
     assert during["delivery observers"] and during["publish hooks"] != before["publish hooks"]
     assert {"telemetry-http", "readiness-broker", "exhausted-writer"} <= set(during["threads"])  # type: ignore[call-overload]
+    # (run spans wrap each task's tracer in the process that runs tasks: here for solo)
+    before_tracers = cast("dict[str, object]", before["task tracers"])
+    during_tracers = cast("dict[str, object]", during["task tracers"])
+    changed = {
+        name for name, tracer in before_tracers.items() if during_tracers[name] is not tracer
+    }
+    assert changed == (set(before_tracers) if pool == "solo" else set())
     # When the worker shuts down (or not), and the telemetry is uninstalled
     if shutdown:
         signals.worker_shutting_down.send(sender=HOSTNAME, sig="SIGTERM", how="Warm", exitcode=0)
