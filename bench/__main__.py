@@ -1,10 +1,13 @@
-"""``python -m bench [--suite all|drain|scrape|producer|spans|memory|profile|hammer|otlp|failover|instructions] [--n N] [--pairs P] [--tasks ...]``.
+"""``python -m bench [--suite all|drain|scrape|producer|spans|memory|profile|hammer|otlp|fetch|failover|instructions] [--n N] [--pairs P] [--tasks ...]``.
 
 ``all`` (the default) runs ``scrape``, ``producer``, ``spans``, ``drain``,
 ``memory`` and ``profile`` and prints their tables; results are merged into
 bench/results/latest.json under those keys.
 
 * ``drain`` compares telemetry variants against "off", interleaved, with an A/A control;
+* ``fetch`` compares reliable fetch (``off``, as shipped) against today's fetch
+  (kombu's BRPOP, ``off_stockfetch``), telemetry off, with an A/A control; it
+  writes bench/results/fetch.json;
 * ``scrape`` measures render time, exposition size, cached scrape latency and
   Redis round trips per depth poll (:mod:`bench.scrape`);
 * ``producer`` compares the ``send_task`` rate without ``telemetry.install``,
@@ -145,16 +148,29 @@ def otlp_variants(sink: DiscardingSink) -> tuple[Variant, ...]:
     )
 
 
+def fetch_variants() -> tuple[Variant, ...]:
+    """off_stockfetch (kombu's BRPOP, today's fetch) is the baseline, off_stockfetch_aa its
+    A/A control, off reliable fetch as shipped; the telemetry is off in all three."""
+    stock = {**OFF, "BROKER_RELIABLE_FETCH": "false"}
+    return (
+        Variant("off_stockfetch", stock),
+        Variant("off_stockfetch_aa", stock),
+        Variant("off", OFF),
+    )
+
+
 DRAIN_SUITES = {
     "drain": ("off", variants),
     "hammer": ("metrics", lambda _sink: hammer_variants()),
     "otlp": ("metrics_sdk", otlp_variants),
+    "fetch": ("off_stockfetch", lambda _sink: fetch_variants()),
 }
 #: Suites whose results go to a file of their own, named after them.
-SIDE_SUITES = ("hammer", "otlp", "failover", "instructions")
+SIDE_SUITES = ("hammer", "otlp", "fetch", "failover", "instructions")
 SUITES = (
     "all",
     "drain",
+    "fetch",
     "scrape",
     "producer",
     "spans",

@@ -5,8 +5,9 @@
               per ``render_interval`` per format; concurrent scrapers share the
               cached bytes. A scrape performs no network I/O.
 ``/livez``    200 while the consumer's event loop ticked within the liveness
-              timeout, else 503 with the age and why. No network I/O. (A beat
-              answers from its own loop: ``telemetry.beat.health``.)
+              timeout, or Celery's reconnect path did (``telemetry.readiness.
+              consumer``), else 503 with the age and why. No network I/O. (A
+              beat answers from its own loop: ``telemetry.beat.health``.)
 
 Everything else is 404, or 405 for a method other than GET/HEAD on a known
 path. Request lines and headers are bounded by the standard library's limits.
@@ -32,6 +33,7 @@ from prometheus_client import exposition as text_format
 from prometheus_client.openmetrics import exposition as openmetrics_format
 
 from telemetry.http_server import BackgroundServer
+from telemetry.readiness.consumer import ReconnectTicks
 from telemetry.settings import TelemetrySettings
 from telemetry.wiring.concern import Concern
 
@@ -200,6 +202,7 @@ class Endpoints(Concern):
             SystemExit: the port cannot be bound, in one line.
         """
         self.liveness = Liveness(settings.liveness_timeout)
+        self.reconnects = ReconnectTicks(self.liveness.tick)
         try:
             self.server = TelemetryServer(
                 settings.metrics_host, settings.metrics_port, cache, self.liveness, readiness
@@ -216,11 +219,14 @@ class Endpoints(Concern):
             # A timer, not an on_tick callback: the loop iterates several times per
             # task, and a stuck loop runs no timers either.
             hub.call_repeatedly(LIVENESS_TICK_SECONDS, self.liveness.tick)
+        # Celery's reconnect path ticks too: a worker waiting for its broker is alive.
+        self.reconnects.ready(consumer)
         self.server.start()
         host, port = self.server.address
         logger.info("telemetry: serving /metrics and /livez on http://%s:%d", host, port)
 
     def stop(self) -> None:
+        self.reconnects.stop()
         self.server.stop()
 
     def pool_process(self) -> None:

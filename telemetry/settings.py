@@ -20,15 +20,18 @@ import ipaddress
 from typing import Annotated, Literal, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: The readiness checks ``READINESS_REQUIRED`` may name.
-READINESS_CHECKS = ("broker", "database", "health_task")
+READINESS_CHECKS = ("broker", "consumer", "database", "health_task")
 
 PositiveInt = Annotated[int, Field(gt=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 Port = Annotated[int, Field(ge=1, le=65535)]
+#: Linux's ranges for TCP_KEEPIDLE and TCP_KEEPINTVL (seconds) and TCP_KEEPCNT (probes).
+KeepaliveSeconds = Annotated[int, Field(ge=1, le=32767)]
+KeepaliveProbes = Annotated[int, Field(ge=1, le=127)]
 #: The shortest OPS_TOKEN accepted: a guessable token is no access control.
 MIN_OPS_TOKEN_LENGTH = 16
 #: Jaeger's trace view; the page replaces the placeholder with a record's trace id.
@@ -45,7 +48,42 @@ class ConfigError(ValueError):
         self.problem = problem
 
 
-class TelemetrySettings(BaseSettings):
+class BrokerSettings(BaseSettings):
+    """How long any wait on a Redis broker may last, and how a silent one is noticed.
+
+    ``telemetry.install(app)`` applies them to the app's broker and result backend
+    where the app has not set its own (``telemetry.transport.bounds``), in every
+    process, so they are read on their own, before the rest, when the app is
+    configured. docs/transit.md gives the worst case each one allows.
+    """
+
+    model_config = SettingsConfigDict(frozen=True, env_ignore_empty=True, extra="ignore")
+
+    # Any one command on a broker connection, publishes and acks included.
+    broker_socket_timeout: PositiveFloat = 5
+    broker_connect_timeout: PositiveFloat = 5
+    # TCP keepalive on every broker connection (kombu turns redis-py's off).
+    broker_keepalive_idle: KeepaliveSeconds = 30
+    broker_keepalive_interval: KeepaliveSeconds = 5
+    broker_keepalive_count: KeepaliveProbes = 3
+    # kombu's checks of its long-lived connections, and redis-py's PING before a
+    # command on a connection idle this long.
+    broker_health_check_interval: float = 10
+    # Messages leave their queue by an atomic move (telemetry.transport.fetch).
+    broker_reliable_fetch: bool = True
+
+    @field_validator("broker_health_check_interval")
+    @classmethod
+    def _checks_on(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError(
+                "must be above 0: 0 turns off kombu's checks of its long-lived connections, "
+                "and a silent broker then goes unnoticed"
+            )
+        return value
+
+
+class TelemetrySettings(BrokerSettings):
     """Every knob of the telemetry, validated together. Field names are the variables."""
 
     model_config = SettingsConfigDict(frozen=True, env_ignore_empty=True, extra="ignore")
@@ -147,6 +185,20 @@ class TelemetrySettings(BaseSettings):
     @classmethod
     def _upper_log_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _a_blocked_command_stays_within_liveness(self) -> TelemetrySettings:
+        # An ack or a reservation that times out is retried once on a fresh
+        # connection: the event loop waits for both, and for the new connection.
+        blocked = 2 * self.broker_socket_timeout + self.broker_connect_timeout
+        if blocked >= self.liveness_timeout:
+            raise ConfigError(
+                "BROKER_SOCKET_TIMEOUT",
+                f"2 x BROKER_SOCKET_TIMEOUT + BROKER_CONNECT_TIMEOUT ({blocked:g}s) must stay "
+                f"below LIVENESS_TIMEOUT ({self.liveness_timeout:g}s): one blocked command "
+                "would stop the event loop past it",
+            )
+        return self
 
     @field_validator("readiness_required")
     @classmethod

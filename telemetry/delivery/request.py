@@ -133,8 +133,15 @@ class TelemetryRequest(Request):  # type: ignore[misc]
 
     def on_accepted(self, pid: int, time_accepted: float) -> None:
         super().on_accepted(pid, time_accepted)
+        if self._outcome is not None:
+            return  # forgotten on a connection loss (``forgotten``): it has ended here
         self.started_at = time.monotonic()
         OBSERVERS.started(self)
+
+    def forgotten(self) -> None:
+        """Celery forgets this delivery, received and not started, on a lost connection:
+        its message comes back as a redelivery (``telemetry.delivery.dropped``)."""
+        self._finish(REQUEUED, None)
 
     def on_timeout(self, soft: bool, timeout: float) -> None:
         if self._already_cancelled:

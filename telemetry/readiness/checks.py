@@ -4,6 +4,8 @@
   refuses us, or no longer answers, even while kombu's own connection is still
   reconnecting. Behind Sentinel the connection goes to the master the sentinels
   name at that moment, and the check reports which server it reached.
+* ``consumer``: the consumer's own connection still answers
+  (``telemetry.readiness.consumer``).
 * ``database`` (only when the app hands over a database round trip, as the
   jobpilot worker does when ``DATABASE_URL`` is set): the app's ``SELECT 1`` on a
   fresh connection, untraced.

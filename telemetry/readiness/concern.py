@@ -6,7 +6,8 @@
     readiness.shutting_down()   # /readyz is 503 at once
     readiness.stop()
 
-The checks are those the worker can run: ``broker`` on a Redis broker,
+The checks are those the worker can run: ``broker`` and ``consumer`` on a Redis
+broker (``telemetry.readiness.consumer``),
 ``health_task`` while the app keeps the worker's direct queue
 (``telemetry.readiness.health_task``), ``database`` when the app hands over a
 round trip. :attr:`Readiness.probe` is what /readyz reports
@@ -26,6 +27,7 @@ from telemetry.messages import HEALTH_TASK, PROBE_HEADER
 from telemetry.metrics.catalogue import WorkerMetrics
 from telemetry.metrics.consumer import busy_requests, pool_processes
 from telemetry.readiness.checks import BrokerCheck, Check, DatabaseCheck, HealthTaskCheck
+from telemetry.readiness.consumer import ConsumerCheck
 from telemetry.readiness.probe import ReadinessProbe, required_checks
 from telemetry.wiring.concern import Concern
 from telemetry.wiring.context import WorkerContext
@@ -43,6 +45,8 @@ class Readiness(Concern):
         checks: list[Check] = []
         if context.redis:
             checks.append(BrokerCheck.for_app(context.app, metrics.broker.ping.observe))
+            with context.app.connection_for_read() as connection:
+                checks.append(ConsumerCheck(lambda: self.consumer, connection.as_uri()))
         self.health: HealthTaskCheck | None = None
         if context.health_task:
             self.health = HealthTaskCheck(self._publish_health_check, self._saturated, metrics)

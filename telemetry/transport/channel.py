@@ -1,4 +1,4 @@
-"""kombu's Redis transport with a channel that validates every popped item.
+"""kombu's Redis transport with a channel that validates every item and fetches it reliably.
 
 Registered under kombu's ``redis``, ``rediss``, ``unix`` and ``sentinel`` aliases
 (:func:`register`), so every ``kombu.Connection`` of the process uses it for those
@@ -15,10 +15,16 @@ that fails is moved to the dead-letter list as read and never reaches kombu's
 ``Message``. Any other connection of the process (a producer's, another app's,
 plain kombu) delivers what it pops as kombu's own channel does.
 
+Messages are taken by reliable fetch (``telemetry.transport.reliable`` and
+``fetch``): they leave their queue only by an atomic move into an in-flight list
+and are recorded as unacked before kombu sees them, so no lost reply loses one.
+A silent consuming connection is a lost connection (``telemetry.transport.poller``).
+
 ``_brpop_read`` and ``_get`` are private kombu methods, copied from kombu 5.7
-with one change each (validation before delivery; ``_get`` also keeps an
-empty item, which kombu pops and drops, when it validates). kombu is pinned to 5.7.x in
-``pyproject.toml`` and the real-worker tests cover both paths.
+with one change each where kombu's path is kept (validation before delivery;
+``_get`` also keeps an empty item, which kombu pops and drops, when it
+validates); the reliable path overrides ``_brpop_start`` too. kombu is pinned to
+5.7.x in ``pyproject.toml`` and the real-worker tests cover every path.
 
 The channel also reuses one redis-py client per connection pool where kombu
 builds a new one for every call (``conn_or_acquire``): on a worker that is two
@@ -49,12 +55,18 @@ from kombu.utils.json import loads
 from telemetry.deadletters.policy import DEFAULT_POLICY, POLICY_OPTION, PoisonPolicy
 from telemetry.deadletters.validation import is_control_queue, judge
 from telemetry.deadletters.writer import DeadLetterWriter
-from telemetry.tracing.untraced import untraced_factory
+from telemetry.tracing.untraced import untraced, untraced_factory
+from telemetry.transport.poller import SILENCE_CHECK_SECONDS, Poller
+from telemetry.transport.reliable import ReliableFetch
+
+#: The longest the reachability probe after a silence waits, to connect and for PONG.
+PROBE_SECONDS = 5.0
 
 
-class Channel(kombu_redis.Channel):
+class Channel(ReliableFetch, kombu_redis.Channel):
     _deadletters: DeadLetterWriter | None = None
     _shared_client: Any = None
+    _script_client: Any = None
 
     @contextmanager
     def conn_or_acquire(self, client: Any = None) -> Iterator[Any]:
@@ -63,9 +75,27 @@ class Channel(kombu_redis.Channel):
         Sharing is safe: each command and pipeline checks a connection out of the
         pool. A new pool (after a reconnect) gets a new client.
         """
+        self._check_reachable()
         if client:
             yield client
             return
+        self._check_open()
+        shared = self._shared_client
+        if shared is None or shared.connection_pool is not self.pool:
+            shared = self._shared_client = self._create_client()
+        yield shared
+
+    def scripts(self) -> redis.Redis:
+        """A plain client on the channel's pool, for reliable fetch's scripts: they prefix
+        their keys themselves, and kombu's prefixed client would prefix the first again."""
+        self._check_reachable()
+        self._check_open()
+        client = self._script_client
+        if client is None or client.connection_pool is not self.pool:
+            client = self._script_client = untraced(redis.Redis)(connection_pool=self.pool)
+        return client  # type: ignore[no-any-return]
+
+    def _check_open(self) -> None:
         if self._pool is None and getattr(self.connection, "client", None) is None:
             # Closing after a broker fault, the transport has let go of its connection
             # and no pool can be built. kombu's own client would fail here with an
@@ -74,10 +104,34 @@ class Channel(kombu_redis.Channel):
             # while the hub closes) handle; those messages come back once their
             # visibility timeout passes.
             raise redis.exceptions.ConnectionError("the broker connection is closed")
-        shared = self._shared_client
-        if shared is None or shared.connection_pool is not self.pool:
-            shared = self._shared_client = self._create_client()
-        yield shared
+
+    def _check_reachable(self) -> None:
+        """On a channel abandoned after a loss, every command (while closing) first learns
+        whether the broker answers at all: one probe per loss, then remembered."""
+        if self._abandoned:
+            cycle = getattr(self.connection, "cycle", None)
+            if not isinstance(cycle, Poller) or not cycle.reachable(self._probe):
+                raise redis.exceptions.ConnectionError("the broker does not answer")
+
+    def _probe(self) -> bool:
+        """PING on a new connection, within the pool's connect timeout (at most
+        :data:`PROBE_SECONDS` each way, whatever the app set)."""
+        try:
+            self._check_open()
+            connection = self.pool.make_connection()
+        except (redis.exceptions.RedisError, OSError):
+            return False
+        for attribute in ("socket_timeout", "socket_connect_timeout"):
+            given = getattr(connection, attribute, None)
+            setattr(connection, attribute, min(given or PROBE_SECONDS, PROBE_SECONDS))
+        try:
+            connection.connect()
+            connection.send_command("PING")
+            return bool(connection.read_response())
+        except (redis.exceptions.RedisError, OSError):
+            return False
+        finally:
+            connection.disconnect()
 
     def _get_client(self) -> Any:
         """kombu's client class (or its prefixing partial), making no client spans."""
@@ -114,30 +168,20 @@ class Channel(kombu_redis.Channel):
         self.deadletters.write(queue, verdict.reason, verdict.task, verdict.id, item)
         return None
 
-    def _brpop_read(self, **options: Any) -> bool:
-        try:
-            try:
-                dest__item = self.client.parse_response(self.client.connection, "BRPOP", **options)
-            except self.connection_errors:
-                # if there's a ConnectionError, disconnect so the next
-                # iteration will reconnect automatically.
-                self.client.connection.disconnect()
-                raise
-            if dest__item:
-                dest, item = dest__item
-                dest = bytes_to_str(dest).rsplit(self.sep, 1)[0]
-                self._queue_cycle.rotate(dest)
-                payload = self._accept(dest, item)
-                if payload is not None:
-                    self.connection._deliver(payload, dest)
-                return True
-            else:
-                raise Empty()
-        finally:
-            self._in_poll = None  # type: ignore[assignment]
-            self._flush_brpop_reauth()
+    def _deliver_popped(self, dest__item: Any) -> bool:
+        """kombu's ``_brpop_read`` after the reply: the item left its queue with it."""
+        if not dest__item:
+            raise Empty()
+        dest, item = dest__item
+        dest = bytes_to_str(dest).rsplit(self.sep, 1)[0]
+        self._queue_cycle.rotate(dest)
+        payload = self._accept(dest, item)
+        if payload is not None:
+            self.connection._deliver(payload, dest)
+        return True
 
-    def _get(self, queue: str, timeout: Any = None) -> dict[str, Any]:
+    def _pop(self, queue: str) -> dict[str, Any]:
+        """kombu's ``_get``."""
         with self.conn_or_acquire() as client:
             for pri in self.priority_steps:
                 item = client.rpop(self._q_for_pri(queue, pri))
@@ -156,10 +200,34 @@ class Channel(kombu_redis.Channel):
 class Transport(kombu_redis.Transport):
     Channel = Channel
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.cycle: Any = Poller()
+
+    def register_with_event_loop(self, connection: Any, loop: Any) -> None:
+        cycle: Any = self.cycle
+        old = getattr(cycle, "_inflight_tref", None)
+        if old is not None:
+            old.cancel()
+        super().register_with_event_loop(connection, loop)
+        # kombu looks for a silent connection every health_check_interval; every
+        # second here, so a silence is noticed within a second of its limit.
+        cycle._brpop_health_tref.cancel()
+        cycle._brpop_health_tref = loop.call_repeatedly(
+            SILENCE_CHECK_SECONDS, cycle.maybe_check_brpop_health
+        )
+        interval = connection.client.transport_options.get(
+            "health_check_interval", kombu_redis.DEFAULT_HEALTH_CHECK_INTERVAL
+        )
+        if interval:
+            cycle._inflight_tref = loop.call_repeatedly(interval, cycle.maybe_keep_inflight)
+
 
 class SentinelChannel(Channel, kombu_redis.SentinelChannel):
     """Ours, connected to the master that Sentinel names (kombu's ``SentinelChannel``)."""
 
 
-class SentinelTransport(kombu_redis.SentinelTransport):
+class SentinelTransport(Transport, kombu_redis.SentinelTransport):
+    """kombu's Sentinel transport (its default port), with our channel and poller."""
+
     Channel = SentinelChannel

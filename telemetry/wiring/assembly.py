@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from telemetry.beat.hooks import BEAT_HOOKS
 from telemetry.deadletters.safety import PoisonSafety, PoisonTransport
+from telemetry.delivery.dropped import DroppedRequests
 from telemetry.delivery.request_classes import RequestClasses
 from telemetry.endpoints import Endpoints
 from telemetry.failed.exhausted import ExhaustedCapture
@@ -27,6 +28,7 @@ from telemetry.tracing.concern import Tracing
 from telemetry.tracing.providers import sdk_disabled
 from telemetry.tracing.service import Service
 from telemetry.tracing.untraced import UntracedResults
+from telemetry.transport.bounds import BrokerBounds
 from telemetry.wiring.concern import Concern
 from telemetry.wiring.context import WorkerContext
 from telemetry.wiring.producer import Publishing
@@ -38,11 +40,14 @@ def app_concerns(
     """What ``install(app)`` sets up, from what it was given.
 
     The dead-letter transport comes first: registered in kombu's tables before
-    anything else runs, and taken out of them last. The beat hooks act in a
+    anything else runs, and taken out of them last. The broker bounds follow
+    (``telemetry.transport.bounds``): applied when the app is configured, before
+    its first connection, whatever else the process does. The beat hooks act in a
     beat process only (``celery -A app beat``), where no worker hook runs.
     """
     ordered = (
         PoisonTransport() if poison_safety else None,
+        BrokerBounds(),
         UntracedResults(),
         Publishing(registry, service),
         HealthTask(),
@@ -94,6 +99,7 @@ def worker_concerns(context: WorkerContext, installed: Concern) -> list[Concern]
         installed,
         safety,
         RequestClasses(context.app, settings.trace_task_args),
+        DroppedRequests(),
         metrics,
         readiness,
         exhausted,

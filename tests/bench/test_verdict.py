@@ -1,4 +1,4 @@
-"""The drain suite's judgement of a session: the A/A control and the musts of issues 40 and 35."""
+"""The drain suites' judgement of a session: the A/A control and the musts of issues 40, 35 and 36."""
 
 from __future__ import annotations
 
@@ -90,3 +90,23 @@ def test_a_must_is_judged_only_in_its_own_suite() -> None:
 def test_variants_without_a_must_are_not_judged() -> None:
     rows = [row("all_on", 0.5, 0.6), row("events", 0.5, 0.6), row("metrics", 0.5, 0.6)]
     assert verdict("bench_cpu", rows, "off_aa")["targets"].keys() == {"all_on"}
+
+
+@pytest.mark.parametrize(("high", "met"), [(0.98, True), (0.9799, False), (1.01, True)])
+def test_reliable_fetch_costs_at_most_2_percent(high: float, met: bool) -> None:
+    """In the fetch suite (baseline: today's fetch), reliable fetch's interval must
+    include 0.98 or more; the same variant name in another suite is not judged."""
+    rows = [row("off_stockfetch", 1.0, 1.0), row("off", 0.95, high, median=0.97)]
+    targets = verdict("bench_noop", rows, "off_stockfetch_aa")["targets"]
+    assert targets == {"off": {"statistic": "upper_end", "least": 0.98, "met": met}}
+    assert verdict("bench_noop", rows, "off_aa")["targets"] == {}
+
+
+def test_the_fetch_suite_runs_kombu_s_brpop_beside_reliable_fetch() -> None:
+    from bench.__main__ import CONTROLS, DRAIN_SUITES, fetch_variants
+
+    baseline, _ = DRAIN_SUITES["fetch"]
+    envs = {variant.name: variant.env for variant in fetch_variants()}
+    assert baseline == "off_stockfetch" and CONTROLS["fetch"] in envs
+    assert envs["off_stockfetch"] == {**envs["off"], "BROKER_RELIABLE_FETCH": "false"}
+    assert "BROKER_RELIABLE_FETCH" not in envs["off"]  # reliable fetch is the default

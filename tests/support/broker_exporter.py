@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from tests.support.endpoints import http_get
@@ -15,9 +15,17 @@ START_TIMEOUT_SECONDS = 30
 
 class ExporterProcess(LoggedProcess):
     def __init__(
-        self, env: Mapping[str, str], log_dir: Path, *args: str, app: str = "worker"
+        self,
+        env: Mapping[str, str],
+        log_dir: Path,
+        *args: str,
+        app: str = "worker",
+        wrap: Callable[..., list[str]] | None = None,
     ) -> None:
+        """``wrap``: the command line around the exporter's (``Host.command``, for a
+        network namespace); the exporter then listens on ``METRICS_HOST`` in ``env``."""
         self.port = free_port()
+        self.host = env.get("METRICS_HOST", "127.0.0.1")
         self.ops_port = free_port()
         full_env = {
             **os.environ,
@@ -27,13 +35,15 @@ class ExporterProcess(LoggedProcess):
             "PYTHONUNBUFFERED": "1",
         }
         command = [sys.executable, "-m", "telemetry.broker_exporter", "-A", app, *args]
+        if wrap is not None:
+            command = wrap(*command)
         super().__init__(
             "broker exporter", command, full_env, log_dir / f"exporter-{self.port}.log"
         )
 
     @property
     def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     @property
     def url(self) -> str:

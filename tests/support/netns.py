@@ -79,8 +79,10 @@ class Host:
 
 
 class Hosts:
-    def __init__(self, count: int) -> None:
-        self.hosts = [Host(n + 1, f"jp-fleet-{os.getpid()}-{n + 1}") for n in range(count)]
+    def __init__(self, count: int, first: int = 1) -> None:
+        """``first``: the number of the first host, so that tests running at the same
+        time on one machine (each with hosts of its own) use different subnets."""
+        self.hosts = [Host(n, f"jp-fleet-{os.getpid()}-{n}") for n in range(first, first + count)]
 
     def __enter__(self) -> list[Host]:
         try:

@@ -8,6 +8,8 @@ import sys
 import time
 from typing import Any
 
+from celery.signals import task_received
+
 from worker.celery_app import app
 from worker.db.bridge import run_async
 
@@ -214,3 +216,41 @@ def hard_limit_requeued(key: str, seconds: float) -> int:
 def fail_with_message(message: str) -> None:
     """Fails its only run (no retries) with ``message`` as the exception's message."""
     raise ValueError(message)
+
+
+@app.task(name="tests.count_with_result", ignore_result=False)
+def count_with_result(key: str) -> int:
+    """Counts its own executions in the Redis key ``key`` and stores the count as its result."""
+    return int(_redis().incr(key))
+
+
+@app.task(name="tests.block_event_loop")
+def block_event_loop(seconds: float) -> None:
+    """Does nothing; receiving it blocks the worker's event loop (see below)."""
+
+
+@task_received.connect(weak=False, dispatch_uid="tests.block_event_loop")
+def _block_event_loop(request: Any = None, **_: Any) -> None:
+    """A hook in the main process's event loop that blocks it: what /livez must see."""
+    if request is not None and request.name == "tests.block_event_loop":
+        time.sleep(float(request.args[0]))
+
+
+def _note(path: str, key: str, seconds: float) -> str:
+    time.sleep(seconds)
+    with open(path, "a") as notes:  # one short line per write: appends do not interleave
+        notes.write(f"{key} {os.getpid()}\n")
+    return key
+
+
+@app.task(name="tests.note_run")
+def note_run(path: str, key: str, seconds: float = 0) -> str:
+    """Sleeps, then notes ``key`` and its pool process in the file ``path``: a run that
+    needs no broker to be seen."""
+    return _note(path, key, seconds)
+
+
+@app.task(name="tests.note_with_result", ignore_result=False)
+def note_with_result(path: str, key: str, seconds: float = 0) -> str:
+    """``tests.note_run``, and the key stored as its result."""
+    return _note(path, key, seconds)

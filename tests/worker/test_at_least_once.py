@@ -133,7 +133,13 @@ def test_duplicates_hung_tasks_eta_waiting_and_unacked_messages_on_one_worker(
         message="two ETA tasks waiting",
     )
     assert metric(worker, "celery_tasks_reserved", queue="default") == 2
-    assert metric(worker, "celery_queue_depth", queue="default") == 0
+    # (the depth is polled: a poll between the publish and the fetch reads them queued, until
+    # the next poll and render)
+    wait_until(
+        lambda: metric(worker, "celery_queue_depth", queue="default") == 0,
+        1,
+        message="no ETA task in the queue's depth",
+    )
     # And once they ran, none is waiting
     for result in results:
         assert result.get(timeout=15) == 0
