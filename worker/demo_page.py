@@ -25,6 +25,8 @@ from telemetry.settings import TelemetrySettings
 
 START_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 10.0
+#: Ctrl-C and a polite kill both stop the page.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def page_address(settings: TelemetrySettings) -> str:
@@ -87,18 +89,22 @@ class ServedPage:
         """Prints the address, serves until Ctrl-C (or SIGTERM), stops the exporter; the
         demo's exit status: 0, or 1 when the exporter stopped by itself."""
         how = "read-only: set OPS_TOKEN to requeue from it" if self.read_only else "OPS_TOKEN set"
-        print(f"\ndemo: failed work, the refused message among it: {self.address} ({how})")
-        print(f"demo: the broker exporter serves it (its log is {self.log_path}); Ctrl-C stops it")
-        sys.stdout.flush()
-        previous = signal.signal(signal.SIGTERM, _interrupt)
+        # Both set here: a demo started from a background job inherits SIGINT ignored.
+        previous = {signum: signal.signal(signum, _interrupt) for signum in STOP_SIGNALS}
         try:
+            print(f"\ndemo: failed work, the refused message among it: {self.address} ({how})")
+            print(
+                f"demo: the broker exporter serves it (its log is {self.log_path}); Ctrl-C stops it"
+            )
+            sys.stdout.flush()
             self.process.wait()
             print(f"demo: the broker exporter stopped by itself; see {self.log_path}")
             return 1
         except KeyboardInterrupt:
             return 0
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
             self.stop()
 
     def stop(self) -> None:

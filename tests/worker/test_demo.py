@@ -32,6 +32,22 @@ def closed_port() -> Iterator[int]:
         yield held.getsockname()[1]
 
 
+def stopped(
+    demo: subprocess.Popen[str], reader: threading.Thread, said: list[str], timeout: float = 30
+) -> int:
+    """The demo's exit status; a demo still running after ``timeout`` is aborted and the
+    test fails with what it said, its threads' stacks included."""
+    try:
+        return demo.wait(timeout)
+    except subprocess.TimeoutExpired:
+        demo.send_signal(signal.SIGABRT)
+        demo.wait(10)
+        reader.join(5)
+        raise AssertionError(
+            f"the demo did not stop within {timeout} s of Ctrl-C:\n" + "".join(said)
+        ) from None
+
+
 @pytest.mark.integration
 def test_demo_prints_what_happened_on_every_queue_and_serves_the_page(
     tmp_path: Path, redis_client: redis.Redis, closed_port: int
@@ -47,12 +63,15 @@ def test_demo_prints_what_happened_on_every_queue_and_serves_the_page(
         "OPS_PORT": str(free_port()),
         "BROKER_EXPORTER_PORT": str(free_port()),
         "PYTHONUNBUFFERED": "1",
+        # A demo that does not stop is aborted, every thread's stack in its output.
+        "PYTHONFAULTHANDLER": "1",
     }
     schema = subprocess.run(
         [sys.executable, "-m", "worker.db.schema"], cwd=ROOT, env=env, capture_output=True
     )
     assert schema.returncode == 0
-    # When the demo runs
+    # When the demo runs, started as a background job is (SIGINT ignored: Ctrl-C must still
+    # stop it)
     demo = subprocess.Popen(
         [sys.executable, "-m", "worker.demo"],
         cwd=ROOT,
@@ -60,6 +79,7 @@ def test_demo_prints_what_happened_on_every_queue_and_serves_the_page(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     said: list[str] = []
     reader = threading.Thread(target=lambda: said.extend(demo.stdout or ()), daemon=True)
@@ -91,7 +111,7 @@ def test_demo_prints_what_happened_on_every_queue_and_serves_the_page(
         ]
         # When Ctrl-C is pressed, the demo stops the exporter and exits 0
         demo.send_signal(signal.SIGINT)
-        assert demo.wait(30) == 0
+        assert stopped(demo, reader, said) == 0
     finally:
         if demo.poll() is None:
             demo.kill()
