@@ -1,7 +1,7 @@
 """The consuming side of reliable fetch, mixed into our kombu Redis channel.
 
 ``ReliableFetch`` replaces the channel's ``BRPOP`` with the in-flight list of
-``telemetry.transport.fetch``: ``_brpop_start`` sends :data:`~fetch.FETCH` (or,
+``telemetry.transport.fetch``: ``_brpop_start`` sends :data:`~scripts.FETCH` (or,
 after one that found nothing, the blocking ``BLMOVE``), ``_brpop_read`` reads
 the reply, validates the item, records it as unacked and delivers it, and the
 QoS skips kombu's own record for it. ``basic_get`` takes the same way, without
