@@ -26,9 +26,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from telemetry.tracing.attributes import INSTRUMENTATION
+from telemetry.tracing.collector import CollectorState
 from telemetry.tracing.export.process import ENCODERS, RECORDS, Reader, SpanSink
 from telemetry.tracing.export.relay import SOCKET_BUFFER_BYTES, DropCounter, SpanRelay
-from telemetry.tracing.providers import CollectorState, exporter_from_environment, worker_resource
+from telemetry.tracing.providers import exporter_from_environment, worker_resource
 from telemetry.tracing.run_ids import RunIds
 from telemetry.tracing.run_span import RunSpan
 from telemetry.tracing.service import Service

@@ -11,7 +11,7 @@ In a worker, nothing exports from the processes that run tasks:
   ends goes to the export process at once, and the ``run`` spans are lean
   (``telemetry.tracing.run_span``);
 * the export process exports with :func:`exporter_from_environment`, behind
-  :class:`GuardedExporter`.
+  ``GuardedExporter`` (``telemetry.tracing.collector``).
 
 Any other process gets a provider that exports itself from
 ``telemetry.install(app)`` (:func:`build_provider`), unless it already has an
@@ -28,7 +28,7 @@ here when unset).
 Flushes are bounded at 2 s: the SDK's ``force_flush`` ignores its timeout, so it
 runs on a helper thread joined for at most that long, and the exporter's own
 timeout is 1 s. After a failed export, a "collector unreachable until T" value
-(:class:`CollectorState`, shared by forked processes) makes batches drop without
+(``CollectorState`` in ``telemetry.tracing.collector``, shared by forked processes) makes batches drop without
 a network attempt for 30 s, and exit flushes are skipped meanwhile: a dead
 collector costs one attempt per 30 s, and up to 30 s of spans are dropped
 after it recovers.
@@ -37,23 +37,20 @@ after it recovers.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import socket
 import threading
-import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     ConsoleSpanExporter,
     SpanExporter,
-    SpanExportResult,
 )
 from opentelemetry.semconv._incubating.attributes.host_attributes import HOST_NAME
 from opentelemetry.semconv.attributes.service_attributes import (
@@ -66,8 +63,8 @@ from opentelemetry.semconv.attributes.telemetry_attributes import (
     TELEMETRY_DISTRO_VERSION,
 )
 
-from telemetry.log_throttle import LogThrottle
 from telemetry.settings import ConfigError
+from telemetry.tracing.collector import CollectorState, GuardedExporter, quiet_export_failures
 from telemetry.tracing.service import Service
 from telemetry.version import __version__
 
@@ -83,94 +80,12 @@ FLUSH_TIMEOUT_SECONDS = 2.0
 #: Below the flush bound, so an exiting process learns of a failure (and shares
 #: it) before it exits; the exporter retries within this deadline.
 EXPORT_TIMEOUT_SECONDS = 1.0
-#: After a failed export, exit flushes are skipped for this long.
-UNREACHABLE_BACKOFF_SECONDS = 30.0
 TRUE_VALUES = ("true", "1", "yes")
 _Number = TypeVar("_Number", int, float)
 
 
 def sdk_disabled() -> bool:
     return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() in TRUE_VALUES
-
-
-class CollectorState:
-    """The shared "unreachable until" time, in memory that forked processes inherit."""
-
-    def __init__(self) -> None:
-        self._until = multiprocessing.Value("d", 0.0, lock=False)
-        # Shared too: forked processes log once a minute between them.
-        self._log = LogThrottle()
-
-    def mark_unreachable(self, reason: str) -> None:
-        self._until.value = time.time() + UNREACHABLE_BACKOFF_SECONDS
-        if self._log.due():
-            logger.warning(
-                "span export failed (%s); spans are dropped until the collector answers", reason
-            )
-
-    def reachable(self) -> bool:
-        until: float = self._until.value
-        return time.time() >= until
-
-    def attempt(self, export: Callable[[], bool]) -> bool:
-        """Run ``export`` unless the collector is known to be down; a failure marks it down."""
-        if not self.reachable():
-            # Dropped without a try: one process retries per backoff period.
-            return False
-        try:
-            succeeded = export()
-        except Exception as exc:
-            self.mark_unreachable(type(exc).__name__)
-            return False
-        if not succeeded:
-            self.mark_unreachable("export failed")
-        return succeeded
-
-
-class GuardedExporter(SpanExporter):
-    """Wraps an exporter: failures are remembered across processes and logged once a minute."""
-
-    def __init__(self, inner: SpanExporter, state: CollectorState) -> None:
-        self.inner = inner
-        self.state = state
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        if self.state.attempt(lambda: self.inner.export(spans) is SpanExportResult.SUCCESS):
-            return SpanExportResult.SUCCESS
-        return SpanExportResult.FAILURE
-
-    def shutdown(self) -> None:
-        self.inner.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return bool(self.inner.force_flush(timeout_millis))
-
-
-class OncePerInterval(logging.Filter):
-    """Lets a logger's warnings through at most once per interval (the SDK logs every failure)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._log = LogThrottle()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno < logging.WARNING or self._log.due()
-
-
-NOISY_EXPORT_LOGGERS = (
-    "opentelemetry.exporter.otlp.proto.http.trace_exporter",
-    "opentelemetry.exporter.otlp.proto.grpc.exporter",
-    "opentelemetry.sdk.trace.export",
-    "opentelemetry.sdk._shared_internal",
-)
-
-
-def quiet_export_failures() -> None:
-    """Export failures and dropped spans are logged at most once a minute, per logger."""
-    for name in NOISY_EXPORT_LOGGERS:
-        log = logging.getLogger(name)
-        if not any(isinstance(f, OncePerInterval) for f in log.filters):
-            log.addFilter(OncePerInterval())
 
 
 def exporter_from_environment(records: bool = False) -> SpanExporter | None:

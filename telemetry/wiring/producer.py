@@ -50,8 +50,9 @@ from telemetry.metrics.otlp.producer import ProducerMetrics
 from telemetry.metrics.publish import PublishRecorder
 from telemetry.settings import ConfigError, TelemetrySettings, read_settings
 from telemetry.tracing.attributes import INSTRUMENTATION, messaging_system
+from telemetry.tracing.collector import CollectorState
 from telemetry.tracing.handlers import ProducerSpans
-from telemetry.tracing.providers import CollectorState, build_provider, flush_within, sdk_disabled
+from telemetry.tracing.providers import build_provider, flush_within, sdk_disabled
 from telemetry.tracing.service import Service
 from telemetry.wiring.concern import Concern
 

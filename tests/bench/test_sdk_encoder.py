@@ -7,11 +7,12 @@ from typing import Any
 
 import pytest
 
+from telemetry.tracing.collector import CollectorState
 from telemetry.tracing.export import supervisor
 from telemetry.tracing.export.encoder import RecordExporter
 from telemetry.tracing.export.process import SpanSink
 from telemetry.tracing.export.supervisor import ExportProcess
-from telemetry.tracing.providers import CollectorState, exporter_from_environment
+from telemetry.tracing.providers import exporter_from_environment
 
 
 def test_the_plugin_starts_the_export_process_with_the_sdk_encoder(

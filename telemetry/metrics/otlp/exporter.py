@@ -51,7 +51,7 @@ from telemetry.metrics.otlp.environment import MetricExportConfig
 from telemetry.metrics.otlp.histograms import HistogramBuilder, HistogramReading
 from telemetry.metrics.otlp.names import SCOPE
 from telemetry.metrics.otlp.readings import Derived, Readings
-from telemetry.tracing.providers import OncePerInterval
+from telemetry.tracing.collector import OncePerInterval
 from telemetry.version import __version__
 
 logger = logging.getLogger("telemetry.metrics.otlp")

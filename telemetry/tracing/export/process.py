@@ -29,17 +29,15 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from telemetry.log_throttle import LogThrottle
 from telemetry.logs import configure_logging
+from telemetry.tracing.collector import CollectorState, GuardedExporter, quiet_export_failures
 from telemetry.tracing.export.decoder import SpanDecoder
 from telemetry.tracing.export.encoder import RecordEncoder, RecordExporter
 from telemetry.tracing.export.relay import MAX_DATAGRAM_BYTES, SHUTDOWN
 from telemetry.tracing.export.rows import SpanDecodeError
 from telemetry.tracing.providers import (
     FLUSH_TIMEOUT_SECONDS,
-    CollectorState,
-    GuardedExporter,
     bounded,
     exporter_from_environment,
-    quiet_export_failures,
     schedule_delay_millis,
 )
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from telemetry.log_throttle import LOG_INTERVAL_SECONDS
-from telemetry.tracing.providers import UNREACHABLE_BACKOFF_SECONDS
+from telemetry.tracing.collector import UNREACHABLE_BACKOFF_SECONDS
 from tests.support.otlp_receiver import OtlpReceiver
 from tests.support.tracing import traced_env
 from tests.support.worker_process import WorkerProcess, free_port

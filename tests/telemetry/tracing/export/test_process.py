@@ -13,9 +13,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from telemetry.settings import ConfigError
+from telemetry.tracing.collector import CollectorState
 from telemetry.tracing.export.process import SpanSink
 from telemetry.tracing.export.rows import SpanDecodeError, encode, resource_line, row_of
-from telemetry.tracing.providers import Batching, CollectorState, batching_from_environment
+from telemetry.tracing.providers import Batching, batching_from_environment
 
 
 def datagram(count: int, name: str = "work") -> bytes:
