@@ -11,7 +11,8 @@ The files land at the same paths under ``--out`` (the checkout by default):
 ``CONFIG: key: problem``, and exit status 2.
 
 The config is read and checked by ``dashboards.config``, the rules are built by
-``dashboards.rules``, ``dashboards.delivery`` and ``dashboards.beat``, the dashboards by
+``dashboards.rules``, ``dashboards.queue_rules``, ``dashboards.slo``, ``dashboards.delivery`` and
+``dashboards.beat``, the dashboards by
 ``dashboards.grafana``, and the PrometheusRule and KEDA ScaledObject by ``dashboards.kubernetes``.
 """
 
@@ -37,7 +38,9 @@ from dashboards.config import (
 from dashboards.delivery import delivery_rules
 from dashboards.grafana import DASHBOARD_FILES
 from dashboards.kubernetes import prometheus_rule, scaled_object
-from dashboards.rules import dump_rules, queue_rules, slo_rules, task_rules, worker_rules
+from dashboards.queue_rules import queue_rules
+from dashboards.rules import dump_rules, task_rules, worker_rules
+from dashboards.slo import slo_rules
 
 RULE_FILES = {
     "workers.yml": worker_rules,
