@@ -9,6 +9,7 @@ from dashboards.config import queue_regex
 from dashboards.delivery import delivery_panels
 from dashboards.failed import failed_work_panels
 from dashboards.panels import INSTANCE, QUEUE, TASK, Panels
+from dashboards.workers import workers_and_readiness
 
 
 def variables(config: dict[str, Any]) -> list[dict[str, Any]]:
@@ -240,67 +241,6 @@ def overview(config: dict[str, Any]) -> dict[str, Any]:
     workers_and_readiness(config, panels)
     beat_panels(config, panels)
     return dashboard(config, f"{config['name']}-celery-overview", "Celery / Overview", panels)
-
-
-def workers_and_readiness(config: dict[str, Any], panels: Panels) -> None:
-    s = config["selectors"]["workerSelector"]
-    panels.row("Workers and readiness")
-    panels.add(
-        "Workers up",
-        [(f"sum(up{{{s}, {INSTANCE}}})", "up")],
-        kind="stat",
-        width=4,
-    )
-    panels.add(
-        "Readiness per check",
-        [
-            (f"min by (check) (celery_readiness_check_up{{{s}, {INSTANCE}}})", "{{check}}"),
-            (f"min(celery_worker_ready{{{s}, {INSTANCE}}})", "ready (all workers)"),
-        ],
-        width=10,
-        description="1 = passing. The minimum over the selected workers.",
-    )
-    panels.add(
-        "Health task round trip and broker ping (p95)",
-        [
-            (
-                f"histogram_quantile(0.95, sum by (instance, le) (rate(celery_health_check_roundtrip_seconds_bucket{{{s}, {INSTANCE}}}[$__rate_interval])))",
-                "health task {{instance}}",
-            ),
-            (
-                f"histogram_quantile(0.95, sum by (instance, le) (rate(celery_broker_ping_seconds_bucket{{{s}, {INSTANCE}}}[$__rate_interval])))",
-                "broker ping {{instance}}",
-            ),
-            (
-                f"time() - max by (instance) (celery_health_check_last_success_timestamp_seconds{{{s}, {INSTANCE}}})",
-                "since last health task {{instance}}",
-            ),
-        ],
-        unit="s",
-        width=10,
-    )
-    panels.add(
-        "Workers",
-        [
-            (
-                f"max by (instance, hostname, pool, version) (celery_worker_info{{{s}, {INSTANCE}}})",
-                "",
-            )
-        ],
-        kind="table",
-        width=12,
-    )
-    panels.add(
-        "Which worker consumes which queue",
-        [
-            (
-                f"max by (instance, queue) (celery_worker_consumed_queue{{{s}, {QUEUE}, {INSTANCE}}})",
-                "",
-            )
-        ],
-        kind="table",
-        width=12,
-    )
 
 
 def drilldown(config: dict[str, Any]) -> dict[str, Any]:
