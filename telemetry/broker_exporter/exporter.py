@@ -36,7 +36,7 @@ from telemetry.broker import driver_type, visibility_timeout
 from telemetry.endpoints import Liveness, RenderCache, TelemetryServer
 from telemetry.failed.locate import polled_stores
 from telemetry.metrics.catalogue import BrokerMetrics
-from telemetry.metrics.failed_work import OpsMetrics
+from telemetry.metrics.failed_catalogue import OpsMetrics
 from telemetry.metrics.otlp import OtlpMetrics
 from telemetry.metrics.otlp.readings import BrokerReadings
 from telemetry.metrics.queues import PollingThread, QueuePoller

@@ -49,7 +49,7 @@ from telemetry.failed.records import FailedRecord, Kind
 from telemetry.failed.store import FailedStore
 from telemetry.log_throttle import LogThrottle
 from telemetry.messages import HEALTH_TASK
-from telemetry.metrics.failed_work import ExhaustedMetrics
+from telemetry.metrics.failed_catalogue import ExhaustedMetrics
 from telemetry.metrics.shared_counter import SharedCounter
 from telemetry.settings import TelemetrySettings
 from telemetry.wiring.concern import Concern

@@ -32,7 +32,7 @@ from telemetry.failed.operations import FailedWork
 from telemetry.failed.query import FILTER_KEYS, QUERY_KEYS, BadInput
 from telemetry.failed.records import Kind
 from telemetry.http_server import BackgroundServer
-from telemetry.metrics.failed_work import OpsMetrics
+from telemetry.metrics.failed_catalogue import OpsMetrics
 from telemetry.metrics.recorder import OTHER_QUEUE, UNKNOWN_TASK
 from telemetry.ops.access import AccessPolicy
 from telemetry.ops.audit import AuditLog, audit_key

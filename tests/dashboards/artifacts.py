@@ -16,7 +16,7 @@ from dashboards.config import GRAFANA_DIR, RULES_DIR
 from telemetry.broker_exporter.exporter import ExporterMetrics
 from telemetry.metrics.beat_catalogue import BeatMetrics
 from telemetry.metrics.catalogue import WorkerMetrics
-from telemetry.metrics.failed_work import ExhaustedMetrics
+from telemetry.metrics.failed_catalogue import ExhaustedMetrics
 from telemetry.metrics.shared_counter import SharedCounter
 
 #: A metric name in PromQL, not part of a recording rule's ``level:metric:ops`` name.
