@@ -150,7 +150,8 @@ class MainProcessSpans(DeliveryObserver):
             self.before_run(request.task)
 
     def _attributes(self, request: Any) -> dict[str, Any]:
-        """The run span's attributes, for a sampler that must be asked."""
+        """The run span's attributes, for a sampler that must be asked; the main process's own
+        spans start from them."""
         fields = request.request_dict or {}
         delivery = request.delivery_info or {}
         return {
@@ -172,20 +173,11 @@ class MainProcessSpans(DeliveryObserver):
         else:
             return
         headers = request.request_dict or {}
-        delivery = request.delivery_info or {}
         span = self.tracer.start_span(
             f"{kind}/{request.type}",
             context=parent_context(headers.get(TRACEPARENT_HEADER)),
             kind=SpanKind.INTERNAL,
-            attributes={
-                SYSTEM: self.system,
-                DESTINATION: str(delivery.get("routing_key") or ""),
-                OPERATION: PROCESS,
-                MESSAGE_ID: str(request.id),
-                TASK_NAME: str(request.type),
-                TASK_RETRIES: int(headers.get("retries") or 0),
-                TASK_OUTCOME: outcome,
-            },
+            attributes={**self._attributes(request), TASK_OUTCOME: outcome},
         )
         if exception is not None and outcome == FAILED:
             span.record_exception(exception)
